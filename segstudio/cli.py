@@ -1,0 +1,103 @@
+"""The ``segstudio`` command: the headless verbs (and, later, the studio).
+
+User errors (:class:`segstudio.errors.SegstudioError`) are printed as one
+line, ``segstudio: error: <file>: <problem>``, with exit status 1; they never
+dump a traceback. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from segstudio import __version__
+from segstudio.errors import SegstudioError
+
+log = logging.getLogger("segstudio")
+
+EXIT_OK = 0
+EXIT_USER_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _format_count(count: int) -> str:
+    return f"{count:,}"
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """Print the registered models with their parameter counts."""
+    from segstudio.models import describe_models
+
+    reports = describe_models()
+    if args.json:
+        sys.stdout.write(json.dumps([r.to_dict() for r in reports], indent=2) + "\n")
+        return EXIT_OK
+    header = ("model", "learned params", "fixed params", "stride", "classes/in", "good at")
+    rows = [
+        (
+            r.name,
+            _format_count(r.params_learned),
+            _format_count(r.params_fixed),
+            str(r.output_stride),
+            f"{r.args['num_classes']}/{r.args['in_channels']}",
+            r.summary,
+        )
+        for r in reports
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header) - 1)]
+    right = {1, 2, 3}
+    for row in (header, *rows):
+        cells = [cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=False))]
+        sys.stdout.write("  ".join(cells) + "  " + row[-1] + "\n")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segstudio",
+        description="Model-assisted semantic segmentation: networks, dense CRF, correction and fine-tuning.",
+    )
+    parser.add_argument("--version", action="version", version=f"segstudio {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    models = commands.add_parser("models", help="list the segmentation networks and their sizes")
+    models.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    models.set_defaults(run=cmd_models)
+
+    from segstudio import commands as verbs
+
+    verbs.add_engine_commands(commands)
+    return parser
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``segstudio`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    run: Command | None = getattr(args, "run", None)
+    if run is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        return run(args)
+    except SegstudioError as exc:
+        sys.stderr.write(f"segstudio: error: {exc}\n")
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("segstudio: interrupted\n")
+        return EXIT_INTERRUPTED

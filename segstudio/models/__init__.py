@@ -1,0 +1,17 @@
+"""The seed networks, their registry and the checkpoint format.
+
+Importing this package registers every model family.
+"""
+
+# registration order is the order users see in `segstudio models`
+from segstudio.models import fcn, deeplab, deconvnet, unet, ensemble  # noqa: F401, I001
+from segstudio.models.registry import (
+    ModelSpec,
+    count_parameters,
+    describe_models,
+    get_model,
+    get_spec,
+    list_models,
+)
+
+__all__ = ["ModelSpec", "count_parameters", "describe_models", "get_model", "get_spec", "list_models"]

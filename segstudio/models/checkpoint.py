@@ -1,0 +1,322 @@
+"""The one checkpoint format: safetensors weights with JSON metadata.
+
+A checkpoint is a single ``.safetensors`` file. Its header's metadata holds
+one JSON document under the key ``segstudio``: the architecture and builder
+arguments, class names and colours, the input preprocessing, and provenance
+(parent checkpoint, data, metrics, time). Keeping both in one file makes the
+atomic write (temporary file, then rename) cover weights and metadata alike.
+
+Foreign PyTorch pickles (``.pt`` / ``.pth``) are read only through
+``torch.load(weights_only=True)``: a pickle that needs code to load is
+refused, never executed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from segstudio.errors import CheckpointError, CheckpointMismatchError
+from segstudio.models.registry import get_model, get_spec
+
+FORMAT_VERSION = 1
+METADATA_KEY = "segstudio"
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+
+
+@dataclass
+class Preprocessing:
+    """How an image becomes the network's input tensor.
+
+    Pixels are divided by the maximum of their data type (255, 65535) or, for
+    float images, taken as they are; then ``(x - mean) / std`` per channel.
+    """
+
+    channel_order: str = "RGB"
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class CheckpointMeta:
+    """Everything in a checkpoint besides the weights."""
+
+    architecture: str
+    arch_args: dict[str, Any]
+    class_names: list[str]
+    class_colors: list[tuple[int, int, int]]
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.arch_args["num_classes"])
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.arch_args["in_channels"])
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, *, path: Path) -> CheckpointMeta:
+        try:
+            data = json.loads(text)
+            data["preprocessing"] = Preprocessing(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in data["preprocessing"].items()}
+            )
+            data["class_colors"] = [tuple(c) for c in data["class_colors"]]
+            meta = cls(**data)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"the checkpoint's metadata is damaged ({exc})", path=path) from None
+        if meta.format_version > FORMAT_VERSION:
+            raise CheckpointError(
+                f"checkpoint format {meta.format_version} is newer than this segstudio "
+                f"understands ({FORMAT_VERSION}); update segstudio",
+                path=path,
+            )
+        return meta
+
+
+def default_class_names(num_classes: int) -> list[str]:
+    return ["background"] + [f"class {i}" for i in range(1, num_classes)]
+
+
+def default_class_colors(num_classes: int) -> list[tuple[int, int, int]]:
+    """Distinct colours, background black (the PASCAL VOC bit-interleaving)."""
+    colors = []
+    for index in range(num_classes):
+        r = g = b = 0
+        code = index
+        for bit in range(8):
+            r |= ((code >> 0) & 1) << (7 - bit)
+            g |= ((code >> 1) & 1) << (7 - bit)
+            b |= ((code >> 2) & 1) << (7 - bit)
+            code >>= 3
+        colors.append((r, g, b))
+    return colors
+
+
+def make_meta(
+    model: nn.Module,
+    *,
+    class_names: Sequence[str] | None = None,
+    class_colors: Sequence[tuple[int, int, int]] | None = None,
+    preprocessing: Preprocessing | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> CheckpointMeta:
+    """Metadata for a model built by :func:`segstudio.models.get_model`."""
+    arch = getattr(model, "segstudio_arch", None)
+    if arch is None:
+        raise CheckpointError("this model was not built through the registry; its architecture is unknown")
+    args = dict(arch["args"])
+    num_classes = int(args["num_classes"])
+    names = list(class_names) if class_names is not None else default_class_names(num_classes)
+    colors = [tuple(int(v) for v in c) for c in class_colors] if class_colors else default_class_colors(num_classes)
+    if len(names) != num_classes or len(colors) != num_classes:
+        raise CheckpointMismatchError(
+            f"the model has {num_classes} classes but {len(names)} names and {len(colors)} colours were given"
+        )
+    if preprocessing is None:
+        spec = get_spec(arch["name"])
+        channels = int(args["in_channels"])
+        mean = spec.mean if len(spec.mean) == channels else (sum(spec.mean) / len(spec.mean),) * channels
+        std = spec.std if len(spec.std) == channels else (sum(spec.std) / len(spec.std),) * channels
+        preprocessing = Preprocessing("RGB" if channels == 3 else "grey", tuple(mean), tuple(std))
+    info = {"created": datetime.now(UTC).isoformat(timespec="seconds")}
+    info.update(provenance or {})
+    return CheckpointMeta(arch["name"], _jsonable(args), names, colors, preprocessing, info)
+
+
+def _jsonable(args: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()}
+
+
+def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, meta: CheckpointMeta) -> Path:
+    """Write ``model``'s weights and ``meta`` atomically to ``path``.
+
+    The file is written next to its destination under a temporary name,
+    flushed to disk, then renamed over the destination, so a crash leaves
+    either the old checkpoint or the new one, never a broken file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        save_file(tensors, tmp_name, metadata={METADATA_KEY: meta.to_json()})
+        with open(tmp_name, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_meta(path: str | os.PathLike[str]) -> CheckpointMeta:
+    """Read only a checkpoint's metadata (cheap: the weights stay on disk)."""
+    path = _existing(path)
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"not a readable safetensors checkpoint ({exc})", path=path) from None
+    if METADATA_KEY not in metadata:
+        raise CheckpointError(
+            "safetensors file without segstudio metadata; load it into a chosen architecture instead",
+            path=path,
+        )
+    return CheckpointMeta.from_json(metadata[METADATA_KEY], path=path)
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    architecture: str | None = None,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+) -> tuple[nn.Module, CheckpointMeta]:
+    """Rebuild the model stored in a segstudio checkpoint.
+
+    ``architecture``, ``num_classes`` and ``in_channels``, when given, are
+    what the caller expects; a checkpoint made for anything else is refused
+    with an error naming the mismatch.
+    """
+    meta = read_meta(path)
+    expected = {"architecture": architecture, "number of classes": num_classes, "input channels": in_channels}
+    found = {"architecture": meta.architecture, "number of classes": meta.num_classes, "input channels": meta.in_channels}
+    for what, want in expected.items():
+        if want is not None and want != found[what]:
+            raise CheckpointMismatchError(
+                f"checkpoint is for {what} {found[what]!r}, but {want!r} was expected", path=path
+            )
+    model = get_model(meta.architecture, **meta.arch_args)
+    load_weights(model, path)
+    return model, meta
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> CheckpointMeta | None:
+    """Load weights from ``path`` into an existing ``model``.
+
+    A segstudio checkpoint is checked against the model's architecture,
+    classes and input channels first. A bare safetensors file or a PyTorch
+    pickle is matched tensor by tensor. Returns the metadata when the file
+    has any.
+    """
+    path = _existing(path)
+    meta = None
+    if path.suffix.lower() == ".safetensors":
+        try:
+            meta = read_meta(path)
+        except CheckpointError as exc:
+            if "without segstudio metadata" not in exc.problem:
+                raise
+        if meta is not None:
+            _check_meta_matches(model, meta, path)
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"weights cannot be read ({exc})", path=path) from None
+    elif path.suffix.lower() in PICKLE_SUFFIXES:
+        state = _load_pickle_state(path)
+    else:
+        raise CheckpointError(
+            f"unknown checkpoint type {path.suffix!r}; use .safetensors (or a PyTorch .pt/.pth state dict)",
+            path=path,
+        )
+    _load_state(model, state, path)
+    return meta
+
+
+def _check_meta_matches(model: nn.Module, meta: CheckpointMeta, path: Path) -> None:
+    arch = getattr(model, "segstudio_arch", None)
+    if arch is None:
+        return
+    args = arch["args"]
+    if meta.architecture != arch["name"]:
+        raise CheckpointMismatchError(
+            f"checkpoint is a {meta.architecture!r} model, not {arch['name']!r}", path=path
+        )
+    for key, what in (("num_classes", "classes"), ("in_channels", "input channels")):
+        if int(meta.arch_args[key]) != int(args[key]):
+            raise CheckpointMismatchError(
+                f"checkpoint has {meta.arch_args[key]} {what}, the model has {args[key]}", path=path
+            )
+    differing = sorted(k for k in args if k in meta.arch_args and _jsonable({k: args[k]})[k] != meta.arch_args[k])
+    if differing:
+        details = ", ".join(f"{k}={meta.arch_args[k]!r} (model: {args[k]!r})" for k in differing)
+        raise CheckpointMismatchError(f"checkpoint was built with {details}", path=path)
+
+
+def _load_pickle_state(path: Path) -> Mapping[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        raise CheckpointError(
+            "refused: this pickle needs code to load, and loading it could run that code "
+            f"({first_line}). Save the state_dict alone (torch.save(model.state_dict(), ...)) "
+            "or convert it to safetensors",
+            path=path,
+        ) from None
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise CheckpointError(f"not a readable PyTorch file ({exc})", path=path) from None
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError("the file does not hold a state dict of tensors", path=path)
+    # weights saved from DataParallel / DistributedDataParallel carry a prefix
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _load_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            k = wrong[0]
+            parts.append(
+                f"{len(wrong)} tensor(s) differ in shape, e.g. {k}: file {tuple(state[k].shape)}, "
+                f"model {tuple(own[k].shape)}"
+            )
+        if missing:
+            parts.append(f"{len(missing)} missing, e.g. {missing[0]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+        raise CheckpointMismatchError(
+            "weights do not fit this architecture: " + "; ".join(parts), path=path
+        )
+    with torch.no_grad():
+        model.load_state_dict(state, strict=True)
+
+
+def _existing(path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("no such checkpoint file", path=path)
+    if path.stat().st_size == 0:
+        raise CheckpointError("the checkpoint file is empty", path=path)
+    return path
