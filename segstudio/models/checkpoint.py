@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from segstudio.errors import CheckpointError, CheckpointMismatchError
+from segstudio.io.masks import UNLABELLED, default_palette
 from segstudio.models.registry import get_model, get_spec
 
 FORMAT_VERSION = 1
@@ -97,18 +98,10 @@ def default_class_names(num_classes: int) -> list[str]:
 
 
 def default_class_colors(num_classes: int) -> list[tuple[int, int, int]]:
-    """Distinct colours, background black (the PASCAL VOC bit-interleaving)."""
-    colors = []
-    for index in range(num_classes):
-        r = g = b = 0
-        code = index
-        for bit in range(8):
-            r |= ((code >> 0) & 1) << (7 - bit)
-            g |= ((code >> 1) & 1) << (7 - bit)
-            b |= ((code >> 2) & 1) << (7 - bit)
-            code >>= 3
-        colors.append((r, g, b))
-    return colors
+    """Distinct colours, background black (the PASCAL VOC scheme), cycling
+    beyond the 255 colours an indexed PNG can hold."""
+    palette = default_palette(min(num_classes, UNLABELLED))
+    return [palette[i % len(palette)] for i in range(num_classes)]
 
 
 def make_meta(

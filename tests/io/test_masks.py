@@ -1,0 +1,227 @@
+"""Tests for segstudio.io.masks: indexed PNG masks and atomic writes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segstudio.errors import ExportError, InvalidArgumentError, UnreadableInputError
+from segstudio.io import masks
+from segstudio.io.masks import (
+    UNLABELLED,
+    atomic_write_bytes,
+    default_palette,
+    read_mask,
+    read_palette,
+    write_indexed_png,
+)
+
+
+def _labels(seed: int = 0, shape=(21, 34), classes: int = 5) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, size=shape).astype(np.uint8)
+    labels[rng.random(shape) < 0.1] = UNLABELLED
+    return labels
+
+
+# --------------------------------------------------------------------------
+# Palette
+# --------------------------------------------------------------------------
+
+
+def test_default_palette_start_matches_voc_colours():
+    palette = default_palette(21)
+    assert len(palette) == 21
+    assert palette[0] == (0, 0, 0)
+    assert palette[1:8] == [
+        (128, 0, 0), (0, 128, 0), (128, 128, 0), (0, 0, 128), (128, 0, 128), (0, 128, 128), (128, 128, 128),
+    ]
+    assert palette[8] == (64, 0, 0)
+    assert palette[15] == (192, 128, 128)
+    assert palette[20] == (0, 64, 128)
+
+
+def test_default_palette_is_distinct_and_deterministic():
+    big = default_palette(UNLABELLED)
+    assert len(set(big)) == UNLABELLED
+    assert (255, 255, 255) not in big
+    assert default_palette(30) == big[:30]
+    assert all(isinstance(c, int) and 0 <= c <= 255 for colour in big for c in colour)
+    assert default_palette(0) == []
+    with pytest.raises(InvalidArgumentError):
+        default_palette(256)
+    with pytest.raises(InvalidArgumentError):
+        default_palette(-1)
+
+
+# --------------------------------------------------------------------------
+# Indexed PNG round trip
+# --------------------------------------------------------------------------
+
+
+def test_indexed_png_round_trip(tmp_path):
+    labels = _labels()
+    palette = default_palette(5)
+    path = tmp_path / "deep" / "er" / "mask.png"
+    assert write_indexed_png(path, labels, palette) == path
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.mode == "P"
+        np.testing.assert_array_equal(np.array(img), labels)
+        flat = img.getpalette("RGB")
+    entries = [tuple(flat[i : i + 3]) for i in range(0, len(flat), 3)]
+    assert entries[:5] == palette
+    assert entries[255] == (255, 255, 255)
+    assert all(e == (0, 0, 0) for e in entries[5:255])
+
+    back = read_mask(path)
+    assert back.dtype == np.uint8 and back.shape == labels.shape
+    np.testing.assert_array_equal(back, labels)
+    read_back = read_palette(path)
+    assert read_back[:5] == palette and read_back[255] == (255, 255, 255)
+    # Re-writing with the palette read back gives the same colours.
+    write_indexed_png(tmp_path / "again.png", back, read_back)
+    assert read_palette(tmp_path / "again.png") == read_back
+
+
+def test_write_accepts_wider_integer_types_that_fit(tmp_path):
+    labels = _labels(1).astype(np.uint16)
+    write_indexed_png(tmp_path / "m.png", labels, default_palette(5))
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), labels)
+    write_indexed_png(tmp_path / "b.png", np.eye(3, dtype=bool), default_palette(2))
+    np.testing.assert_array_equal(read_mask(tmp_path / "b.png"), np.eye(3, dtype=np.uint8))
+
+
+def test_write_rejects_bad_labels(tmp_path):
+    palette = default_palette(3)
+    with pytest.raises(InvalidArgumentError, match="2-D"):
+        write_indexed_png(tmp_path / "a.png", np.zeros((2, 2, 3), np.uint8), palette)
+    with pytest.raises(InvalidArgumentError, match=r"\[3, 7\]"):
+        write_indexed_png(tmp_path / "a.png", np.array([[0, 3], [7, 255]], np.uint8), palette)
+    with pytest.raises(InvalidArgumentError, match="0..255"):
+        write_indexed_png(tmp_path / "a.png", np.array([[0, 300]], np.uint16), palette)
+    with pytest.raises(InvalidArgumentError, match="0..255"):
+        write_indexed_png(tmp_path / "a.png", np.array([[0, -1]], np.int32), palette)
+    with pytest.raises(InvalidArgumentError, match="integers"):
+        write_indexed_png(tmp_path / "a.png", np.zeros((2, 2), np.float32), palette)
+    with pytest.raises(InvalidArgumentError, match="RGB triple"):
+        write_indexed_png(tmp_path / "a.png", np.zeros((2, 2), np.uint8), [(0, 0, 0), (300, 0, 0)])
+    with pytest.raises(InvalidArgumentError, match="RGB triple"):
+        write_indexed_png(tmp_path / "a.png", np.zeros((2, 2), np.uint8), [(0, 0)])
+    with pytest.raises(InvalidArgumentError, match="empty"):
+        write_indexed_png(tmp_path / "a.png", np.zeros((0, 4), np.uint8), palette)
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_greyscale_mask_is_read_as_values(tmp_path):
+    labels = _labels(2)
+    Image.fromarray(labels, "L").save(tmp_path / "grey.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "grey.png"), labels)
+    # A 16-bit grey mask with small values is fine too.
+    Image.fromarray(labels.astype(np.uint16)).save(tmp_path / "grey16.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "grey16.png"), labels)
+
+
+def test_colour_mask_is_refused(tmp_path):
+    colour = np.zeros((4, 4, 3), np.uint8)
+    colour[:2] = (128, 0, 0)
+    Image.fromarray(colour, "RGB").save(tmp_path / "rgb_mask.png")
+    with pytest.raises(UnreadableInputError, match="indexed or greyscale") as info:
+        read_mask(tmp_path / "rgb_mask.png")
+    assert "rgb_mask.png" in str(info.value)
+    Image.fromarray(np.zeros((4, 4, 4), np.uint8), "RGBA").save(tmp_path / "rgba_mask.png")
+    with pytest.raises(UnreadableInputError, match="pixel value = class index"):
+        read_mask(tmp_path / "rgba_mask.png")
+    with pytest.raises(UnreadableInputError, match="no palette"):
+        read_palette(tmp_path / "rgb_mask.png")
+
+
+def test_bad_mask_files(tmp_path):
+    with pytest.raises(UnreadableInputError, match="no such file") as info:
+        read_mask(tmp_path / "gone.png")
+    assert "gone.png" in str(info.value)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(UnreadableInputError, match="file is empty"):
+        read_mask(tmp_path / "empty.png")
+    (tmp_path / "text.png").write_text("label me")
+    with pytest.raises(UnreadableInputError, match="truncated") as info:
+        read_mask(tmp_path / "text.png")
+    assert "text.png" in str(info.value)
+    write_indexed_png(tmp_path / "good.png", _labels(3, shape=(80, 90)), default_palette(5))
+    data = (tmp_path / "good.png").read_bytes()
+    for fraction in (0.3, 0.7, 0.95):
+        (tmp_path / "cut.png").write_bytes(data[: int(len(data) * fraction)])
+        with pytest.raises(UnreadableInputError, match="truncated"):
+            read_mask(tmp_path / "cut.png")
+
+
+# --------------------------------------------------------------------------
+# Atomic writes
+# --------------------------------------------------------------------------
+
+
+def test_atomic_write_creates_and_replaces(tmp_path, caplog):
+    path = tmp_path / "sub" / "file.bin"
+    with caplog.at_level(logging.DEBUG, logger="segstudio.io.masks"):
+        assert atomic_write_bytes(path, b"first") == path
+        atomic_write_bytes(path, b"second")
+    assert path.read_bytes() == b"second"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["file.bin"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_atomic_write_keeps_permissions_of_existing_file(tmp_path):
+    path = tmp_path / "perm.bin"
+    path.write_bytes(b"old")
+    os.chmod(path, 0o640)
+    atomic_write_bytes(path, b"new")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    # A new file is not left with mkstemp's private 0600 mode.
+    atomic_write_bytes(tmp_path / "fresh.bin", b"x")
+    assert stat.S_IMODE((tmp_path / "fresh.bin").stat().st_mode) & 0o044 == 0o044 & ~_umask()
+
+
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+def test_failed_replace_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
+    folder = tmp_path / "out"
+    path = folder / "mask.png"
+    old = _labels(4)
+    write_indexed_png(path, old, default_palette(5))
+    before = path.read_bytes()
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(masks.os, "replace", broken_replace)
+    with pytest.raises(ExportError, match="No space left on device") as info:
+        write_indexed_png(path, np.zeros_like(old), default_palette(5))
+    assert "mask.png" in str(info.value)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == ["mask.png"]
+
+
+def test_failed_write_cleans_up_temp(tmp_path, monkeypatch):
+    def broken_fsync(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(masks.os, "fsync", broken_fsync)
+    with pytest.raises(ExportError, match="Input/output error"):
+        atomic_write_bytes(tmp_path / "out" / "x.bin", b"data")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_unwritable_destination_raises_export_error(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(ExportError) as info:
+        write_indexed_png(blocker / "mask.png", np.zeros((2, 2), np.uint8), default_palette(1))
+    assert "mask.png" in str(info.value)
