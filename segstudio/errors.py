@@ -55,3 +55,7 @@ class DataError(SegstudioError):
 
 class ExportError(SegstudioError):
     """A mask or file cannot be written."""
+
+
+class InferenceError(SegstudioError):
+    """Inference cannot go on (e.g. out of memory even at the smallest tile)."""

@@ -43,6 +43,8 @@ class DeconvNet(nn.Module):
 
     def __init__(self, *, num_classes: int, in_channels: int) -> None:
         super().__init__()
+        #: shifts of the input that shift the output exactly (five 2x2 pools)
+        self.input_alignment = 32
         self.blocks = vgg16_blocks(in_channels, batch_norm=True)
         self.pool = nn.MaxPool2d(2, stride=2, return_indices=True)
         self.fc6 = _bn_relu(nn.Conv2d(512, 4096, 7), 4096)

@@ -37,6 +37,8 @@ class DeepLabV1(nn.Module):
 
     def __init__(self, *, num_classes: int, in_channels: int, multiscale: bool) -> None:
         super().__init__()
+        #: shifts of the input that shift the output exactly (three stride-2 pools)
+        self.input_alignment = 8
         self.blocks = vgg16_blocks(in_channels, dilations=(1, 1, 1, 1, 2))
         strides = (2, 2, 2, 1, 1)
         self.pools = nn.ModuleList(

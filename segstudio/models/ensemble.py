@@ -7,6 +7,7 @@ logits: their softmax is the averaged probability map.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -24,6 +25,7 @@ class Ensemble(nn.Module):
         if len(members) < 2:
             raise InvalidArgumentError("an ensemble needs at least two models")
         self.members = nn.ModuleList(members)
+        self.input_alignment = math.lcm(*(getattr(m, "input_alignment", 32) for m in members))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         probabilities = None

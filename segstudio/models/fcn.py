@@ -65,6 +65,8 @@ class FCN(nn.Module):
     ) -> None:
         super().__init__()
         self.stride = stride
+        #: shifts of the input that shift the output exactly (five 2x2 pools)
+        self.input_alignment = 32
         self.reference_alignment = reference_alignment
         self.blocks = vgg16_blocks(in_channels, first_padding=100 if reference_alignment else None)
         self.pool = nn.MaxPool2d(2, stride=2, ceil_mode=True)

@@ -106,6 +106,8 @@ class UNet(nn.Module):
         if base_width < 1:
             raise InvalidArgumentError(f"U-Net base_width must be positive, not {base_width}")
         self.depth = depth
+        #: shifts of the input that shift the output exactly (depth 2x2 pools)
+        self.input_alignment = 2**depth
         self.valid = padding == "valid"
         conv_pad = 0 if self.valid else 1
         widths = [base_width * 2**level for level in range(depth + 1)]
