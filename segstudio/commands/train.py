@@ -1,0 +1,262 @@
+"""``segstudio train``: fine-tune a model on a folder of images and masks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from segstudio.commands.common import progress_bar, read_classes_file
+from segstudio.errors import CheckpointMismatchError, DataError, InvalidArgumentError
+
+log = logging.getLogger(__name__)
+
+HISTORY_NAME = "history.json"
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "train",
+        help="fine-tune a model on images and masks",
+        description=(
+            "Train on DATA/images and DATA/masks (mask = image stem + .png, pixel value = class index, "
+            "255 = unlabelled). DATA/classes.json, if present, names the classes and may fix the "
+            "train/val split. Writes OUT/last.safetensors, OUT/best.safetensors and OUT/history.json."
+        ),
+    )
+    parser.add_argument("data", type=Path, metavar="DATA", help="folder with images/ and masks/")
+    parser.add_argument("--model", help="architecture to train (see `segstudio models`)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for checkpoints and history")
+    parser.add_argument("--checkpoint", type=Path, help="start from this checkpoint's weights and architecture")
+    parser.add_argument("--epochs", type=int, default=20, help="passes over the training images (default 20)")
+    parser.add_argument("--val-fraction", type=float, default=0.2,
+                        help="share of images held out for validation when classes.json has no split (default 0.2)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
+    parser.add_argument("--batch-size", type=int, default=4, help="crops per step (default 4)")
+    parser.add_argument("--crop", type=int, default=256, help="training crop size in pixels (default 256)")
+    parser.add_argument("--lr", type=float, help="learning rate (default: sgd 0.01, adamw 0.001)")
+    parser.add_argument("--weight-decay", type=float, help="weight decay (default: sgd 5e-4, adamw 0.01)")
+    parser.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd",
+                        help="sgd (momentum 0.9, as in the papers; default) or adamw")
+    parser.add_argument("--schedule", choices=["poly", "cosine", "constant"], default="poly")
+    parser.add_argument("--loss", choices=["ce", "dice_ce"], default="ce")
+    parser.add_argument("--border-weight", action="store_true",
+                        help="weight the loss by the U-Net border map (separates touching objects)")
+    parser.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], default="auto",
+                        help="mixed precision (auto: on CUDA only)")
+    parser.add_argument("--freeze-backbone", action="store_true", help="train only the head / decoder")
+    parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the split, data order and augmentation")
+    parser.add_argument("--val-every", type=int, default=1, help="validate every N epochs (default 1)")
+    parser.add_argument("--time-budget", type=float, metavar="SECONDS",
+                        help="stop after the epoch in which this much time has passed")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="builder argument, e.g. base_width=16 (values parsed as JSON where possible)")
+    parser.set_defaults(run=run)
+
+
+def parse_model_args(items: list[str]) -> dict[str, Any]:
+    """``["base_width=16", "padding=same"]`` -> ``{"base_width": 16, "padding": "same"}``."""
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InvalidArgumentError(f"--model-arg expects KEY=VALUE, got {item!r}")
+        try:
+            parsed[key] = json.loads(text)
+        except ValueError:
+            parsed[key] = text
+    return parsed
+
+
+def _split(stems: list[str], classes: dict[str, Any] | None, val_fraction: float, seed: int,
+           classes_path: Path) -> tuple[list[int], list[int]]:
+    from segstudio.training import split_train_val
+
+    split = (classes or {}).get("split")
+    if not split:
+        return split_train_val(list(range(len(stems))), val_fraction, seed)
+    if not isinstance(split, dict) or not all(isinstance(split.get(k, []), list) for k in ("train", "val")):
+        raise DataError('"split" must hold lists "train" and "val" of image stems', path=classes_path)
+    val_stems = {str(s) for s in split.get("val", [])}
+    train_stems = {str(s) for s in split.get("train", [])}
+    missing = sorted((val_stems | train_stems) - set(stems))
+    if missing:
+        log.warning("%d image(s) named in the split are not among the usable pairs: %s",
+                    len(missing), ", ".join(missing[:5]))
+    unlisted = [s for s in stems if s not in val_stems and s not in train_stems]
+    if unlisted:
+        log.info("%d image(s) not named in the split are used for training", len(unlisted))
+    val = [i for i, s in enumerate(stems) if s in val_stems]
+    train = [i for i, s in enumerate(stems) if s not in val_stems]
+    log.info("using the train/val split of %s", classes_path)
+    return train, val
+
+
+def _num_classes_from_masks(samples: list[tuple[Any, Any]]) -> int:
+    import numpy as np
+
+    highest = 0
+    for _, labels in samples:
+        present = np.unique(labels)
+        present = present[present != 255]
+        if present.size:
+            highest = max(highest, int(present.max()))
+    return max(highest + 1, 2)
+
+
+def _build_model(args: argparse.Namespace, num_classes: int, in_channels: int,
+                 class_names: list[str] | None, class_colors: list[tuple[int, int, int]] | None):
+    from segstudio.models import get_model
+    from segstudio.models.checkpoint import load_checkpoint, make_meta
+
+    model_args = parse_model_args(args.model_arg)
+    provenance: dict[str, Any] = {"data": str(args.data)}
+    if args.checkpoint is not None:
+        if model_args:
+            raise InvalidArgumentError("--model-arg cannot be combined with --checkpoint: the checkpoint fixes the architecture")
+        model, parent = load_checkpoint(args.checkpoint)
+        if args.model is not None and args.model != parent.architecture:
+            raise CheckpointMismatchError(
+                f"--model {args.model} does not match the checkpoint, which holds a {parent.architecture!r} model",
+                path=args.checkpoint,
+            )
+        if parent.num_classes != num_classes:
+            raise CheckpointMismatchError(
+                f"the checkpoint predicts {parent.num_classes} classes but the data has {num_classes}",
+                path=args.checkpoint,
+            )
+        provenance["parent"] = str(args.checkpoint)
+        meta = make_meta(
+            model,
+            class_names=class_names or parent.class_names,
+            class_colors=class_colors or parent.class_colors,
+            preprocessing=parent.preprocessing,
+            provenance=provenance,
+        )
+        return model, meta
+    if args.model is None:
+        raise InvalidArgumentError("give --model NAME (see `segstudio models`) or --checkpoint FILE")
+    given = model_args.pop("num_classes", num_classes)
+    if given != num_classes:
+        raise InvalidArgumentError(f"--model-arg num_classes={given} but the data has {num_classes} classes")
+    model_args.setdefault("in_channels", in_channels)
+    model = get_model(args.model, num_classes=num_classes, **model_args)
+    meta = make_meta(model, class_names=class_names, class_colors=class_colors, provenance=provenance)
+    return model, meta
+
+
+def run(args: argparse.Namespace) -> int:
+    from segstudio.io.masks import atomic_write_bytes
+    from segstudio.tasks import Progress
+    from segstudio.training import (
+        BEST_NAME,
+        LAST_NAME,
+        STATE_NAME,
+        TrainConfig,
+        find_pairs,
+        load_samples,
+        train_steps,
+    )
+    from segstudio.training.data import check_labels
+
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, crop_size=args.crop, optimizer=args.optimizer,
+        lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule, loss=args.loss,
+        border_weight=args.border_weight, freeze_backbone=args.freeze_backbone, amp=args.amp,
+        device=args.device, seed=args.seed, val_every=args.val_every, time_budget_s=args.time_budget,
+    )
+    if (args.out / STATE_NAME).is_file() and not args.resume:
+        raise InvalidArgumentError(
+            "this folder already holds a training run; add --resume to continue it or choose another --out",
+            path=args.out,
+        )
+    classes_path = args.data / "classes.json"
+    classes = read_classes_file(classes_path)
+    pairs = find_pairs(args.data)
+    loaded = load_samples(pairs)
+    pairs_by_image = {Path(image): Path(mask) for image, mask in pairs}
+    if loaded.skipped:
+        log.warning("%d file pair(s) were skipped: %s", len(loaded.skipped), "; ".join(map(str, loaded.skipped)))
+    stems = [path.stem for path in loaded.paths]
+    train_index, val_index = _split(stems, classes, args.val_fraction, args.seed, classes_path)
+    if not train_index:
+        raise DataError("the split leaves no image for training", path=classes_path)
+    if not val_index:
+        log.warning("no validation images: best.safetensors will simply be the last epoch's model")
+    if classes is not None:
+        names, colors = classes["names"], classes["colors"]
+        num_classes = len(names)
+    else:
+        names = colors = None
+        num_classes = _num_classes_from_masks(loaded.samples)
+    in_channels = 3 if any(image.ndim == 3 for image, _ in loaded.samples) else 1
+    check_labels(loaded.samples, num_classes, [pairs_by_image[path] for path in loaded.paths])
+    model, meta = _build_model(args, num_classes, in_channels, names, colors)
+
+    train = [loaded.samples[i] for i in train_index]
+    val = [loaded.samples[i] for i in val_index]
+    steps_per_epoch = None
+    bar = None
+    task = train_steps(model, train, val, config, args.out, meta=meta, resume=args.resume)
+    try:
+        while True:
+            try:
+                progress: Progress = next(task)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            epoch = int(progress.metrics.get("epoch", 0))
+            if progress.stage == "train":
+                if bar is None:
+                    steps_per_epoch = steps_per_epoch or max(1, (progress.total or 0) // config.epochs)
+                    bar = progress_bar(steps_per_epoch, f"epoch {epoch}/{config.epochs}", unit="step")
+                bar.set_postfix(loss=f"{progress.metrics['loss']:.4f}", refresh=False)
+                bar.update(1)
+            elif progress.stage == "epoch":
+                if bar is not None:
+                    bar.close()
+                    bar = None
+                log.info("%s", _epoch_line(progress.metrics, config.epochs))
+    except KeyboardInterrupt:
+        log.info("interrupted; the last finished epoch is saved in %s (continue with --resume)", args.out)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+    report = {
+        "model": meta.architecture,
+        "classes": meta.class_names,
+        "train_images": [stems[i] for i in train_index],
+        "val_images": [stems[i] for i in val_index],
+        "skipped": [str(error) for error in loaded.skipped],
+        "config": config.to_dict(),
+        "epochs": result.history,
+    }
+    history_path = atomic_write_bytes(args.out / HISTORY_NAME, (json.dumps(report, indent=2) + "\n").encode())
+    best = _best_epoch(result.history)
+    if best is not None:
+        log.info("best validation mIoU %.4f (Dice %.4f) at epoch %d",
+                 best["val_mean_iou"], best["val_mean_dice"] or math.nan, best["epoch"])
+    if result.stopped_early:
+        log.info("stopped by the time budget after epoch %d of %d; --resume continues",
+                 result.epochs_done, config.epochs)
+    log.info("wrote %s, %s and %s", args.out / LAST_NAME, args.out / BEST_NAME, history_path)
+    return 0
+
+
+def _epoch_line(metrics: dict[str, float], epochs: int) -> str:
+    line = f"epoch {int(metrics['epoch'])}/{epochs}: loss {metrics['loss']:.4f}"
+    if "mean_iou" in metrics:
+        line += f", val mIoU {metrics['mean_iou']:.4f}, Dice {metrics['mean_dice']:.4f}"
+    return line
+
+
+def _best_epoch(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    scored = [h for h in history if h.get("val_mean_iou") is not None]
+    return max(scored, key=lambda h: h["val_mean_iou"]) if scored else None

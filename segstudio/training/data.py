@@ -1,0 +1,288 @@
+"""Training data: image/mask pairs on disk, samples in memory, the Dataset.
+
+The headless commands read a folder ``DATA`` with ``images/`` and ``masks/``:
+a mask has its image's file stem and the extension ``.png``, and its pixel
+values are class indices (255 = unlabelled). The studio builds the same
+in-memory samples from corrected documents, so everything past
+:func:`load_samples` works on arrays only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from segstudio.errors import DataError, InvalidArgumentError, SegstudioError, UnreadableInputError
+from segstudio.io.images import IMAGE_SUFFIXES, read_image
+from segstudio.io.masks import UNLABELLED, read_mask
+from segstudio.models.checkpoint import Preprocessing
+from segstudio.preprocess import in_channels_of, normalize, to_unit_range
+
+log = logging.getLogger(__name__)
+
+#: One training example: the image as read (H x W or H x W x 3, any pixel
+#: type) and its label map (uint8 H x W, 255 = unlabelled).
+Sample = tuple[np.ndarray, np.ndarray]
+
+T = TypeVar("T")
+
+_SHOWN = 5  # how many file names a warning lists before "and N more"
+
+
+def _listing(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:_SHOWN])
+    return shown + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
+
+
+def find_pairs(root: str | os.PathLike[str]) -> list[tuple[Path, Path]]:
+    """The (image, mask) file pairs of a data folder, sorted by file name.
+
+    Parameters
+    ----------
+    root:
+        A folder holding ``images/`` and ``masks/``.
+
+    Returns
+    -------
+    list of (Path, Path)
+        Every image in ``images/`` that has a mask ``masks/<stem>.png``.
+        Images without a mask are skipped with one warning.
+
+    Raises
+    ------
+    DataError
+        ``root``, ``images/`` or ``masks/`` is missing, or no image has a mask.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError("no such data folder", path=root)
+    images_dir, masks_dir = root / "images", root / "masks"
+    for folder in (images_dir, masks_dir):
+        if not folder.is_dir():
+            raise DataError(
+                f"missing folder '{folder.name}/' (a data folder holds images/ and masks/, "
+                "masks named like their image with .png)",
+                path=folder,
+            )
+    images = sorted(
+        (p for p in images_dir.iterdir() if p.is_file() and not p.name.startswith(".")
+         and p.suffix.lower() in IMAGE_SUFFIXES),
+        key=lambda p: p.name,
+    )
+    pairs: list[tuple[Path, Path]] = []
+    unmatched: list[str] = []
+    for image in images:
+        mask = masks_dir / f"{image.stem}.png"
+        if mask.is_file():
+            pairs.append((image, mask))
+        else:
+            unmatched.append(image.name)
+    if unmatched:
+        log.warning(
+            "%d image(s) in %s have no mask in %s and are skipped: %s",
+            len(unmatched), images_dir, masks_dir, _listing(unmatched),
+        )
+    if not pairs:
+        raise DataError(
+            f"no image in this folder has a mask in {masks_dir} "
+            f"({len(images)} image file(s) found; a mask is masks/<image stem>.png)",
+            path=images_dir,
+        )
+    return pairs
+
+
+def load_pair(image_path: str | os.PathLike[str], mask_path: str | os.PathLike[str]) -> Sample:
+    """Read one image and its mask and check that they fit together.
+
+    Raises
+    ------
+    UnreadableInputError
+        Either file cannot be read (the error names the file).
+    DataError
+        The mask's size differs from the image's (the error names both).
+    """
+    image = read_image(image_path)
+    labels = read_mask(mask_path)
+    if image.shape[:2] != labels.shape:
+        raise DataError(
+            f"mask {os.fspath(mask_path)} is {labels.shape[1]} x {labels.shape[0]} pixels but its image "
+            f"is {image.shape[1]} x {image.shape[0]}",
+            path=image_path,
+        )
+    return image, labels
+
+
+@dataclass
+class LoadedSamples:
+    """What :func:`load_samples` read, and what it had to skip."""
+
+    samples: list[Sample] = field(default_factory=list)
+    #: the image file of each sample, in the same order
+    paths: list[Path] = field(default_factory=list)
+    #: one error per skipped pair, naming the file
+    skipped: list[SegstudioError] = field(default_factory=list)
+
+
+def load_samples(pairs: Sequence[tuple[Path, Path]], *, skip_bad: bool = True) -> LoadedSamples:
+    """Read (image, mask) pairs into memory.
+
+    Parameters
+    ----------
+    pairs:
+        From :func:`find_pairs`.
+    skip_bad:
+        Skip a pair whose files cannot be read or do not match, with a
+        warning naming the file (the default); ``False`` raises the first
+        such error.
+
+    Raises
+    ------
+    UnreadableInputError, DataError
+        With ``skip_bad=False``, the first bad pair. With ``skip_bad=True``,
+        :class:`DataError` when no pair at all could be read.
+    """
+    loaded = LoadedSamples()
+    for image_path, mask_path in pairs:
+        try:
+            loaded.samples.append(load_pair(image_path, mask_path))
+        except (UnreadableInputError, DataError) as exc:
+            if not skip_bad:
+                raise
+            log.warning("skipping a training pair: %s", exc)
+            loaded.skipped.append(exc)
+        else:
+            loaded.paths.append(Path(image_path))
+    if loaded.skipped:
+        log.warning(
+            "%d of %d pair(s) could not be used and were left out of the training data",
+            len(loaded.skipped), len(pairs),
+        )
+    if pairs and not loaded.samples:
+        raise DataError(
+            f"none of the {len(pairs)} image/mask pair(s) could be read", path=Path(pairs[0][0]).parent
+        )
+    return loaded
+
+
+def split_train_val(items: Sequence[T], val_fraction: float, seed: int) -> tuple[list[T], list[T]]:
+    """Split items into training and validation parts, deterministically.
+
+    The same items, fraction and seed always give the same split, whatever
+    the global random state. At least one item stays in training; with two
+    or more items and a positive fraction, at least one goes to validation.
+
+    Returns
+    -------
+    (train, val)
+        Both keep the items' original order.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise InvalidArgumentError(f"the validation fraction must be in [0, 1), got {val_fraction}")
+    count = len(items)
+    n_val = round(count * val_fraction)
+    if val_fraction > 0 and count >= 2:
+        n_val = max(n_val, 1)
+    n_val = min(n_val, count - 1) if count else 0
+    order = np.random.default_rng(seed).permutation(count)
+    val_index = set(order[:n_val].tolist())
+    train = [item for i, item in enumerate(items) if i not in val_index]
+    val = [item for i, item in enumerate(items) if i in val_index]
+    return train, val
+
+
+def check_labels(samples: Sequence[Sample], num_classes: int, sources: Sequence[str | os.PathLike[str]] | None = None) -> None:
+    """Raise :class:`DataError` when a label map holds a class the model lacks.
+
+    ``sources`` (one file per sample) lets the error name the mask's file.
+    """
+    for index, (_, labels) in enumerate(samples):
+        present = np.unique(labels)
+        bad = present[(present >= num_classes) & (present != UNLABELLED)]
+        if bad.size:
+            path = None if sources is None else sources[index]
+            what = "this mask" if path is not None else f"label map {index}"
+            raise DataError(
+                f"{what} holds class(es) {bad[:10].tolist()} but the model has "
+                f"{num_classes} classes (0..{num_classes - 1}; 255 = unlabelled)",
+                path=path,
+            )
+
+
+class SegmentationDataset(Dataset):
+    """Training examples as tensors, augmented on the fly.
+
+    Each item is a dict: ``"image"`` (float32 ``C x H x W``, normalised),
+    ``"target"`` (int64 ``H x W``, 255 = unlabelled) and, when weight maps
+    are given, ``"weights"`` (float32 ``H x W``).
+
+    Parameters
+    ----------
+    samples:
+        (image, labels) pairs in memory.
+    preprocessing:
+        The model's input preprocessing.
+    augment:
+        Called with a dict of ``tv_tensors`` (``"image"`` in 0..1 before
+        normalisation, ``"mask"``, optionally ``"weights"``) and returning
+        the same keys; see :mod:`segstudio.training.augment`.
+    weight_maps:
+        Optional per-pixel loss weights, one ``H x W`` float array per sample
+        (e.g. :func:`segstudio.training.losses.border_weight_map`).
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        preprocessing: Preprocessing,
+        *,
+        augment: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        weight_maps: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        self.samples = list(samples)
+        self.preprocessing = preprocessing
+        self.in_channels = in_channels_of(preprocessing)
+        self.augment = augment
+        if weight_maps is not None and len(weight_maps) != len(self.samples):
+            raise InvalidArgumentError(
+                f"{len(weight_maps)} weight maps were given for {len(self.samples)} samples"
+            )
+        self.weight_maps = None if weight_maps is None else list(weight_maps)
+        for index, (image, labels) in enumerate(self.samples):
+            if np.asarray(image).shape[:2] != np.asarray(labels).shape:
+                raise DataError(
+                    f"sample {index}: label map {np.asarray(labels).shape} does not match image "
+                    f"{np.asarray(image).shape[:2]}"
+                )
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        from torchvision import tv_tensors
+
+        image, labels = self.samples[index]
+        planes = to_unit_range(image, self.in_channels, channel_order=self.preprocessing.channel_order)
+        item: dict[str, Any] = {
+            "image": tv_tensors.Image(torch.from_numpy(planes)),
+            "mask": tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(labels, dtype=np.uint8))),
+        }
+        if self.weight_maps is not None:
+            weights = np.ascontiguousarray(self.weight_maps[index], dtype=np.float32)
+            item["weights"] = tv_tensors.Mask(torch.from_numpy(weights))
+        if self.augment is not None:
+            item = self.augment(item)
+        out = {
+            "image": normalize(item["image"].as_subclass(torch.Tensor).float(), self.preprocessing),
+            "target": item["mask"].as_subclass(torch.Tensor).long(),
+        }
+        if "weights" in item:
+            out["weights"] = item["weights"].as_subclass(torch.Tensor).float()
+        return out

@@ -1,0 +1,111 @@
+"""``segstudio train`` end to end on a small generated folder."""
+
+import argparse
+import json
+import logging
+
+import cv2
+import pytest
+
+from segstudio import cli
+from segstudio.commands import train as train_command
+from segstudio.io.masks import write_indexed_png
+from segstudio.models.checkpoint import load_checkpoint, read_meta
+from segstudio.synthetic import CLASS_COLORS, generate_sample
+
+SMALL_UNET = ["--model", "unet", "--model-arg", "base_width=8", "--model-arg", "depth=3",
+              "--model-arg", "batch_norm=true", "--model-arg", 'padding="same"']
+
+
+@pytest.fixture
+def data(tmp_path):
+    folder = tmp_path / "data"
+    (folder / "images").mkdir(parents=True)
+    for i in range(6):
+        image, mask = generate_sample(i, 64, 72)
+        cv2.imwrite(str(folder / "images" / f"img{i}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        write_indexed_png(folder / "masks" / f"img{i}.png", mask, CLASS_COLORS)
+    # a corrupt image that has a mask, and an image without one
+    (folder / "images" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    write_indexed_png(folder / "masks" / "corrupt.png", mask, CLASS_COLORS)
+    cv2.imwrite(str(folder / "images" / "unlabelled.png"), image)
+    return folder
+
+
+def _args(data, out, *extra):
+    return ["train", str(data), "--out", str(out), "--epochs", "2", "--crop", "48", "--batch-size", "2",
+            "--device", "cpu", *extra]
+
+
+def test_train_command_writes_checkpoints_and_history_and_reports_bad_files(data, tmp_path, caplog):
+    out = tmp_path / "run"
+    with caplog.at_level(logging.INFO):
+        assert cli.main(_args(data, out, *SMALL_UNET)) == 0
+    for name in ("last.safetensors", "best.safetensors", "history.json", "train_state.pt"):
+        assert (out / name).is_file(), name
+    history = json.loads((out / "history.json").read_text())
+    assert [e["epoch"] for e in history["epochs"]] == [1, 2]
+    assert history["skipped"] and "corrupt.png" in history["skipped"][0]
+    assert len(history["train_images"]) + len(history["val_images"]) == 6
+    assert len(history["val_images"]) == 1  # 20 % of 6, rounded
+    assert "corrupt.png" in caplog.text and "unlabelled.png" in caplog.text
+    epoch_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert len(epoch_lines) == 2 and "val mIoU" in epoch_lines[0]
+    model, meta = load_checkpoint(out / "last.safetensors")
+    # no classes.json: classes from the masks, default names, RGB input because the images are RGB
+    assert meta.num_classes == 3 and meta.in_channels == 3
+    assert meta.class_names == ["background", "class 1", "class 2"]
+    assert meta.arch_args["base_width"] == 8 and meta.arch_args["padding"] == "same"
+    assert meta.provenance["data"] == str(data)
+
+    # the folder now holds a run: starting over needs --resume (which finds it finished)
+    assert cli.main(_args(data, out, *SMALL_UNET)) == 1
+    assert cli.main(_args(data, out, *SMALL_UNET, "--resume")) == 0
+
+    # fine-tuning from the checkpoint: the architecture comes from it
+    tuned = tmp_path / "tuned"
+    assert cli.main(_args(data, tuned, "--checkpoint", str(out / "best.safetensors"), "--freeze-backbone")) == 0
+    assert read_meta(tuned / "last.safetensors").provenance["parent"] == str(out / "best.safetensors")
+    caplog.clear()
+    assert cli.main(_args(data, tmp_path / "x", "--checkpoint", str(out / "best.safetensors"),
+                          "--model", "fcn8s")) == 1
+
+
+def test_classes_json_names_classes_and_fixes_the_split(data, tmp_path):
+    classes = {
+        "classes": [{"name": n, "color": list(c)} for n, c in zip(["bg", "cyto", "nuc"], CLASS_COLORS)],
+        "split": {"train": ["img0", "img1", "img2", "img3"], "val": ["img4", "img5"]},
+    }
+    (data / "classes.json").write_text(json.dumps(classes))
+    out = tmp_path / "run"
+    assert cli.main(_args(data, out, *SMALL_UNET, "--epochs", "1", "--loss", "dice_ce")) == 0
+    history = json.loads((out / "history.json").read_text())
+    assert history["val_images"] == ["img4", "img5"]
+    assert history["train_images"] == ["img0", "img1", "img2", "img3"]
+    meta = read_meta(out / "best.safetensors")
+    assert meta.class_names == ["bg", "cyto", "nuc"]
+    assert meta.class_colors == [tuple(c) for c in CLASS_COLORS]
+
+
+def test_user_errors_are_one_line(data, tmp_path, capsys):
+    assert cli.main(_args(tmp_path / "missing", tmp_path / "o", *SMALL_UNET)) == 1
+    assert "no such data folder" in capsys.readouterr().err
+    assert cli.main(_args(data, tmp_path / "o")) == 1
+    assert "--model" in capsys.readouterr().err
+    assert cli.main(_args(data, tmp_path / "o", "--model", "unet", "--model-arg", "colour")) == 1
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert cli.main(_args(data, tmp_path / "o", "--model", "unet", "--model-arg", "widht=3")) == 1
+    assert "widht" in capsys.readouterr().err
+    assert cli.main(_args(data, tmp_path / "o", *SMALL_UNET, "--lr", "-1")) == 1
+    assert "lr" in capsys.readouterr().err
+
+
+def test_parser_and_model_args():
+    parser = argparse.ArgumentParser()
+    train_command.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["train", "d", "--model", "unet", "--out", "o", "--model-arg", "base_width=16",
+                              "--model-arg", "members=[\"fcn8s\", \"unet\"]", "--model-arg", "padding=same"])
+    assert args.run is train_command.run and args.epochs == 20 and args.optimizer == "sgd"
+    assert train_command.parse_model_args(args.model_arg) == {
+        "base_width": 16, "members": ["fcn8s", "unet"], "padding": "same",
+    }
