@@ -1,4 +1,7 @@
-"""The ``segstudio`` command: the headless verbs (and, later, the studio).
+"""The ``segstudio`` command: the studio window and the headless verbs.
+
+``segstudio`` alone opens the studio; ``segstudio open PATH`` opens it on a
+folder of images, image files or a project.
 
 User errors (:class:`segstudio.errors.SegstudioError`) are printed as one
 line, ``segstudio: error: <file>: <problem>``, with exit status 1; they never
@@ -70,10 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     models.set_defaults(run=cmd_models)
 
+    open_cmd = commands.add_parser("open", help="open the studio on a folder of images, image files or a project")
+    open_cmd.add_argument("paths", nargs="+", metavar="PATH")
+    open_cmd.set_defaults(run=cmd_open)
+
     from segstudio import commands as verbs
 
     verbs.add_engine_commands(commands)
     return parser
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    """Start the studio window (with no command: an empty studio)."""
+    from segstudio.gui.app import main as studio
+
+    return studio(getattr(args, "paths", ()))
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -89,10 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
-    run: Command | None = getattr(args, "run", None)
-    if run is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USER_ERROR
+    run: Command = getattr(args, "run", cmd_open)
     try:
         return run(args)
     except SegstudioError as exc:

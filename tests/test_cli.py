@@ -41,9 +41,14 @@ def test_user_error_is_one_line_without_traceback(capsys, monkeypatch):
     assert err == "segstudio: error: /data/model.safetensors: weights do not fit\n"
 
 
-def test_no_command_prints_usage_and_fails(capsys):
+def test_no_command_without_a_display_says_so_in_one_line(capsys, monkeypatch):
+    for name in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
     assert cli.main([]) == 1
-    assert "usage: segstudio" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("segstudio: error: no display found") and err.count("\n") == 1
+    assert "QT_QPA_PLATFORM=offscreen" in err and "xvfb-run" in err
 
 
 @pytest.mark.parametrize("entry", [[sys.executable, "-m", "segstudio"]])

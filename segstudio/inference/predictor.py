@@ -74,7 +74,8 @@ class Predictor:
         ``auto`` (bf16/fp16 autocast where the device has it), or forced
         ``fp32``, ``bf16``, ``fp16``.
     tile_size, overlap:
-        Sliding-window size and the overlap blended between neighbours.
+        Sliding-window size and the overlap blended between neighbours
+        (default: 64 px, or a quarter of a smaller tile).
     probability_dtype:
         ``float16`` or ``uint8`` for the stored probability map.
     """
@@ -87,12 +88,14 @@ class Predictor:
         device: str | torch.device = "auto",
         precision: Precision | str = Precision.AUTO,
         tile_size: int = 512,
-        overlap: int = 64,
+        overlap: int | None = None,
         probability_dtype: str = "float16",
         channels_last: bool | None = None,
     ) -> None:
         if tile_size < MIN_TILE:
             raise InvalidArgumentError(f"tile size must be at least {MIN_TILE} px, not {tile_size}")
+        if overlap is None:
+            overlap = min(64, tile_size // 4)
         if not 0 <= overlap < tile_size:
             raise InvalidArgumentError(f"overlap must be between 0 and the tile size, not {overlap}")
         if probability_dtype not in PROBABILITY_DTYPES:

@@ -1,0 +1,538 @@
+"""One image being annotated: the single source of truth the studio edits.
+
+A :class:`Document` holds the image, its label map, the latest model
+prediction and CRF mask, the review status and the undo history. Widgets
+read it, write only through its methods and subscribe to hear what changed
+(a region to repaint, or None for everything). It knows nothing of Qt.
+
+The label map is a uint8 array written in place for its whole life: the
+canvas wraps that very buffer, so replacing the array object would leave it
+showing stale memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from segstudio.annotation.history import DEFAULT_HISTORY_BYTES, Edit, History
+from segstudio.errors import InvalidArgumentError
+from segstudio.io.masks import UNLABELLED
+
+if TYPE_CHECKING:
+    # Only for annotations: importing the predictor would pull in torch.
+    from segstudio.inference.predictor import PredictionResult
+
+log = logging.getLogger(__name__)
+
+Region = tuple[slice, slice]
+Listener = Callable[[Region | None], None]
+
+# remap_labels works through the map in bands of rows so that its temporary
+# copy stays small on very large images.
+_REMAP_BAND_PIXELS = 1 << 22
+_HISTOGRAM_BAND_PIXELS = 1 << 23
+
+
+class ImageStatus(str, Enum):
+    """How far an image has come: untouched, predicted, hand-corrected, reviewed."""
+
+    NEW = "new"
+    PREDICTED = "predicted"
+    CORRECTED = "corrected"
+    REVIEWED = "reviewed"
+
+
+def _full_region(shape: tuple[int, ...]) -> Region:
+    return (slice(0, shape[0]), slice(0, shape[1]))
+
+
+def _normalise_region(region: Region, shape: tuple[int, ...]) -> Region:
+    """Turn a region into two plain ``slice(start, stop)`` within the image."""
+    if not isinstance(region, tuple) or len(region) != 2 or not all(isinstance(s, slice) for s in region):
+        raise InvalidArgumentError(f"a region must be a (slice, slice) pair, got {region!r}")
+    parts = []
+    for axis, item in enumerate(region):
+        start, stop, step = item.indices(shape[axis])
+        if step != 1:
+            raise InvalidArgumentError(f"a region's slices must have step 1, got {item!r}")
+        parts.append(slice(start, max(start, stop)))
+    return parts[0], parts[1]
+
+
+def _region_shape(region: Region) -> tuple[int, int]:
+    return region[0].stop - region[0].start, region[1].stop - region[1].start
+
+
+def _union(a: Region | None, b: Region) -> Region:
+    if a is None:
+        return b
+    return (
+        slice(min(a[0].start, b[0].start), max(a[0].stop, b[0].stop)),
+        slice(min(a[1].start, b[1].start), max(a[1].stop, b[1].stop)),
+    )
+
+
+def _check_value(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= UNLABELLED:
+        raise InvalidArgumentError(f"a label value must be an integer in 0..{UNLABELLED}, got {value!r}")
+    return int(value)
+
+
+def _check_label_map(labels: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
+    if not isinstance(labels, np.ndarray):
+        raise InvalidArgumentError(f"{what} must be a NumPy array, got {type(labels).__name__}")
+    if labels.shape != shape:
+        raise InvalidArgumentError(f"{what} have shape {labels.shape}, the image is {shape}")
+    if labels.dtype != np.uint8:
+        raise InvalidArgumentError(f"{what} must be uint8, got {labels.dtype}")
+    return labels
+
+
+class _Stroke:
+    """An open brush stroke: the box it covers and each dab's old values."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self.region: Region | None = None
+        self.saved: list[tuple[Region, np.ndarray]] = []
+
+
+class Document:
+    """One image with its label map, prediction, status and edit history.
+
+    Parameters
+    ----------
+    image:
+        ``H x W`` or ``H x W x C`` pixels; kept as given.
+    labels:
+        ``H x W`` uint8 label map (value = class index, 255 = unlabelled). The
+        document adopts this array (a C-contiguous one is not copied). By
+        default everything is unlabelled.
+    source:
+        The image file, if any.
+    status:
+        Review status to start from.
+    history_bytes:
+        Memory bound of the undo history.
+
+    Raises
+    ------
+    InvalidArgumentError
+        The image is not 2-D/3-D, or the labels do not match it in shape or
+        are not uint8.
+    """
+
+    def __init__(
+        self,
+        image: np.ndarray,
+        *,
+        labels: np.ndarray | None = None,
+        source: Path | None = None,
+        status: ImageStatus | str = ImageStatus.NEW,
+        history_bytes: int = DEFAULT_HISTORY_BYTES,
+    ) -> None:
+        image = np.asarray(image)
+        if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
+            raise InvalidArgumentError(f"an image must be H x W or H x W x C, got shape {image.shape}")
+        self.image = image
+        shape = image.shape[:2]
+        if labels is None:
+            labels = np.full(shape, UNLABELLED, np.uint8)
+        else:
+            labels = np.ascontiguousarray(_check_label_map(labels, shape, "labels"))
+        self.labels: np.ndarray = labels
+        self.source = None if source is None else Path(source)
+        self.status = self._check_status(status)
+        self.prediction: PredictionResult | None = None
+        self.crf_labels: np.ndarray | None = None
+        self.revision = 0
+        self.dirty = False
+        self._history = History(history_bytes)
+        self._listeners: list[Listener] = []
+        self._stroke: _Stroke | None = None
+
+    # ------------------------------------------------------------------
+    # Basics and listeners
+    # ------------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)`` of the image and the label map."""
+        return self.labels.shape[0], self.labels.shape[1]
+
+    @property
+    def history(self) -> History:
+        return self._history
+
+    @staticmethod
+    def _check_status(status: ImageStatus | str) -> ImageStatus:
+        try:
+            return ImageStatus(status)
+        except ValueError:
+            allowed = ", ".join(s.value for s in ImageStatus)
+            raise InvalidArgumentError(f"unknown image status {status!r} (one of {allowed})") from None
+
+    def subscribe(self, callback: Listener) -> Callable[[], None]:
+        """Call *callback* after every change; returns a function that unsubscribes.
+
+        The callback receives the changed region, or None when the whole
+        image or something other than pixels (status, prediction) changed.
+        """
+        self._listeners.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+        return unsubscribe
+
+    def _notify(self, region: Region | None) -> None:
+        for callback in list(self._listeners):
+            callback(region)
+
+    def _changed(self, region: Region | None, *, persistent: bool = True) -> None:
+        self.revision += 1
+        if persistent:
+            self.dirty = True
+        self._notify(region)
+
+    def _labels_edited(self) -> None:
+        """Hand edits make a new or predicted image 'corrected'."""
+        if self.status in (ImageStatus.NEW, ImageStatus.PREDICTED):
+            self.status = ImageStatus.CORRECTED
+            self._changed(None)
+
+    def _region_and_mask(self, region: Region, mask: np.ndarray | None) -> tuple[Region, np.ndarray | None]:
+        region = _normalise_region(region, self.labels.shape)
+        if mask is not None:
+            mask = np.asarray(mask)
+            if mask.dtype != np.bool_:
+                raise InvalidArgumentError(f"a tool mask must be boolean, got {mask.dtype}")
+            if mask.shape != _region_shape(region):
+                raise InvalidArgumentError(
+                    f"mask shape {mask.shape} does not match the region {_region_shape(region)}"
+                )
+        return region, mask
+
+    def _record(self, region: Region, old: np.ndarray, description: str) -> bool:
+        """Push an edit for *region* (old values given, new ones read) cropped to what changed."""
+        new_full = self.labels[region]
+        changed = old != new_full
+        if not changed.any():
+            return False
+        rows = np.flatnonzero(changed.any(axis=1))
+        cols = np.flatnonzero(changed.any(axis=0))
+        local = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+        box = (
+            slice(region[0].start + local[0].start, region[0].start + local[0].stop),
+            slice(region[1].start + local[1].start, region[1].start + local[1].stop),
+        )
+        self._history.push(Edit(box, np.array(old[local]), new_full[local].copy(), description))
+        return True
+
+    # ------------------------------------------------------------------
+    # Painting
+    # ------------------------------------------------------------------
+
+    def begin_stroke(self, description: str) -> None:
+        """Start a stroke: every :meth:`paint` until :meth:`end_stroke` is one undo step."""
+        if self._stroke is not None:
+            self.end_stroke()
+        self._stroke = _Stroke(description)
+
+    def paint(self, region: Region, mask: np.ndarray | None, value: int) -> bool:
+        """Set the pixels of *region* where *mask* is True to *value* (255 erases).
+
+        Inside a stroke the change joins the stroke's undo step; outside one
+        it is an undo step of its own. Listeners hear about *region*.
+
+        Returns
+        -------
+        bool
+            Whether any pixel changed.
+        """
+        if self._stroke is None:
+            return self.apply(region, mask, value, "Paint")
+        value = _check_value(value)
+        region, mask = self._region_and_mask(region, mask)
+        view = self.labels[region]
+        if view.size == 0:
+            return False
+        if mask is None:
+            if not (view != value).any():
+                return False
+            self._stroke.saved.append((region, view.copy()))
+            view[...] = value
+        else:
+            if not (view[mask] != value).any():
+                return False
+            self._stroke.saved.append((region, view.copy()))
+            view[mask] = value
+        self._stroke.region = _union(self._stroke.region, region)
+        self._labels_edited()
+        self._changed(region)
+        return True
+
+    def end_stroke(self) -> bool:
+        """Close the open stroke and record it as one undo step.
+
+        Returns
+        -------
+        bool
+            Whether the stroke changed anything (and so was recorded).
+        """
+        stroke, self._stroke = self._stroke, None
+        if stroke is None or stroke.region is None:
+            return False
+        union = stroke.region
+        old = self.labels[union].copy()
+        # Replayed newest first, so each pixel ends with the value saved by
+        # the first dab that touched it: its value before the stroke.
+        for region, saved in reversed(stroke.saved):
+            local = (
+                slice(region[0].start - union[0].start, region[0].stop - union[0].start),
+                slice(region[1].start - union[1].start, region[1].stop - union[1].start),
+            )
+            old[local] = saved
+        return self._record(union, old, stroke.description)
+
+    @property
+    def in_stroke(self) -> bool:
+        return self._stroke is not None
+
+    def apply(self, region: Region, mask: np.ndarray | None, value: int, description: str) -> bool:
+        """Set *value* where *mask* is True in *region* as one undo step (fill, polygon).
+
+        A stroke still open is closed first. *mask* None means the whole region.
+
+        Returns
+        -------
+        bool
+            False, and no history entry, when no pixel changed.
+        """
+        self.end_stroke()
+        value = _check_value(value)
+        region, mask = self._region_and_mask(region, mask)
+        view = self.labels[region]
+        old = view.copy()
+        if mask is None:
+            view[...] = value
+        else:
+            view[mask] = value
+        if not self._record(region, old, description):
+            return False
+        self._labels_edited()
+        self._changed(region)
+        return True
+
+    # ------------------------------------------------------------------
+    # Prediction and CRF
+    # ------------------------------------------------------------------
+
+    def set_prediction(self, result: PredictionResult | None) -> None:
+        """Attach a model prediction (None removes it).
+
+        A new prediction makes the CRF mask stale, so that is dropped. A new
+        image becomes 'predicted'. The labels are untouched: :meth:`accept`
+        copies the prediction into them.
+        """
+        if result is not None:
+            labels = np.asarray(result.labels)
+            if labels.shape != self.shape:
+                raise InvalidArgumentError(
+                    f"prediction labels have shape {labels.shape}, the image is {self.shape}"
+                )
+            if not np.issubdtype(labels.dtype, np.integer):
+                raise InvalidArgumentError(f"prediction labels must be integers, got {labels.dtype}")
+        self.prediction = result
+        self.crf_labels = None
+        persistent = False
+        if result is not None and self.status is ImageStatus.NEW:
+            self.status = ImageStatus.PREDICTED
+            persistent = True
+        self._changed(None, persistent=persistent)
+
+    def set_crf_labels(self, labels: np.ndarray | None) -> None:
+        """Attach the CRF-refined mask (``H x W`` uint8), or None to remove it."""
+        if labels is not None:
+            labels = np.ascontiguousarray(_check_label_map(np.asarray(labels), self.shape, "CRF labels"))
+        self.crf_labels = labels
+        self._changed(None, persistent=False)
+
+    def _source_labels(self, source: str) -> np.ndarray:
+        if source == "prediction":
+            if self.prediction is None:
+                raise InvalidArgumentError("there is no prediction to accept yet; run the model first")
+            return np.asarray(self.prediction.labels)
+        if source == "crf":
+            if self.crf_labels is None:
+                raise InvalidArgumentError("there is no CRF result to accept yet; run the CRF first")
+            return self.crf_labels
+        raise InvalidArgumentError(f"unknown source {source!r} (expected 'prediction' or 'crf')")
+
+    def accept(
+        self,
+        source: str = "prediction",
+        *,
+        class_index: int | None = None,
+        region: Region | None = None,
+        mask: np.ndarray | None = None,
+    ) -> bool:
+        """Copy the prediction's (or CRF's) labels into the label map, as one undo step.
+
+        Parameters
+        ----------
+        source:
+            ``"prediction"`` or ``"crf"``.
+        class_index:
+            Copy only the pixels the source assigns to this class.
+        region, mask:
+            Copy only inside *region* (the whole image by default) and, within
+            it, only where *mask* is True (e.g. the painted area of an
+            "accept here" brush).
+
+        Returns
+        -------
+        bool
+            Whether any label changed.
+
+        Raises
+        ------
+        InvalidArgumentError
+            The source does not exist yet, or bad arguments.
+        """
+        labels = self._source_labels(source)
+        region, mask = self._region_and_mask(region or _full_region(self.shape), mask)
+        self.end_stroke()
+        incoming = labels[region]
+        selection = np.ones(_region_shape(region), bool) if mask is None else mask.copy()
+        if class_index is not None:
+            selection &= incoming == _check_value(class_index)
+        if incoming.dtype != np.uint8:
+            if selection.any() and int(incoming[selection].max()) >= UNLABELLED:
+                raise InvalidArgumentError(f"the {source} holds class indices above {UNLABELLED - 1}")
+            incoming = incoming.astype(np.uint8)
+        view = self.labels[region]
+        old = view.copy()
+        view[selection] = incoming[selection]
+        what = "prediction" if source == "prediction" else "CRF result"
+        description = f"Accept {what}" + ("" if class_index is None else f" (class {class_index})")
+        if not self._record(region, old, description):
+            return False
+        self._labels_edited()
+        self._changed(region)
+        return True
+
+    # ------------------------------------------------------------------
+    # Undo, status, class changes
+    # ------------------------------------------------------------------
+
+    def _replay(self, edit: Edit | None, values: str) -> Region | None:
+        if edit is None:
+            return None
+        self.labels[edit.region] = getattr(edit, values)
+        self._changed(edit.region)
+        return edit.region
+
+    def undo(self) -> Region | None:
+        """Revert the newest edit (closing an open stroke first); returns its region or None."""
+        self.end_stroke()
+        return self._replay(self._history.undo(), "old")
+
+    def redo(self) -> Region | None:
+        """Re-apply the last undone edit; returns its region or None."""
+        self.end_stroke()
+        return self._replay(self._history.redo(), "new")
+
+    @property
+    def can_undo(self) -> bool:
+        open_stroke = self._stroke is not None and self._stroke.region is not None
+        return open_stroke or self._history.can_undo
+
+    @property
+    def can_redo(self) -> bool:
+        return self._history.can_redo
+
+    @property
+    def undo_description(self) -> str | None:
+        if self._stroke is not None and self._stroke.region is not None:
+            return self._stroke.description
+        return self._history.undo_description
+
+    @property
+    def redo_description(self) -> str | None:
+        return self._history.redo_description
+
+    def set_status(self, status: ImageStatus | str) -> None:
+        """Set the review status (no undo step; listeners hear None)."""
+        status = self._check_status(status)
+        if status is self.status:
+            return
+        self.status = status
+        self._changed(None)
+
+    def remap_labels(self, mapping: np.ndarray) -> bool:
+        """Relabel every pixel through a 256-entry lookup table, in place, as one undo step.
+
+        Used when a class is deleted (see :meth:`ClassList.removal_mapping`).
+        The CRF mask is remapped too, because it is accepted into the labels
+        in the document's class numbering. The prediction is left alone: its
+        label values index the model's output channels (and its probability
+        maps), which a change to the project's classes does not alter.
+
+        Returns
+        -------
+        bool
+            Whether any label changed.
+        """
+        table = np.asarray(mapping)
+        if table.shape != (256,) or not np.issubdtype(table.dtype, np.integer):
+            raise InvalidArgumentError(
+                f"a label mapping must be 256 integers, got {table.dtype} {table.shape}"
+            )
+        if table.min() < 0 or table.max() > UNLABELLED:
+            raise InvalidArgumentError(f"a label mapping's values must lie in 0..{UNLABELLED}")
+        table = table.astype(np.uint8)
+        self.end_stroke()
+        old = self.labels.copy()
+        _remap_in_place(self.labels, table)
+        if self.crf_labels is not None:
+            _remap_in_place(self.crf_labels, table)
+        recorded = self._record(_full_region(self.shape), old, "Relabel classes")
+        if recorded or self.crf_labels is not None:
+            self._changed(None, persistent=recorded)
+        return recorded
+
+    def label_counts(self) -> np.ndarray:
+        """Pixels per label value, 256 entries (index 255 = unlabelled).
+
+        One pass over the whole map: fine for a status bar, too slow per brush dab.
+        """
+        import cv2
+
+        # OpenCV's histogram is ~15x faster than np.bincount on uint8, but
+        # counts in float32, exact only up to 2**24: hence bands of rows.
+        counts = np.zeros(256, np.int64)
+        band = max(1, _HISTOGRAM_BAND_PIXELS // max(1, self.labels.shape[1]))
+        for top in range(0, self.labels.shape[0], band):
+            rows = np.ascontiguousarray(self.labels[top : top + band])
+            counts += cv2.calcHist([rows], [0], None, [256], [0, 256]).ravel().astype(np.int64)
+        return counts
+
+    def clear_history(self) -> None:
+        """Forget all undo steps (e.g. after the image was reloaded)."""
+        self.end_stroke()
+        self._history.clear()
+
+
+def _remap_in_place(labels: np.ndarray, table: np.ndarray) -> None:
+    band = max(1, _REMAP_BAND_PIXELS // max(1, labels.shape[1]))
+    for top in range(0, labels.shape[0], band):
+        rows = labels[top : top + band]
+        rows[...] = table[rows]

@@ -1,0 +1,46 @@
+"""``segstudio export``: a project's label maps as PNG masks, overlays or binary masks."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from segstudio.commands.common import progress_bar
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "export",
+        help="write a project's labels as masks, overlays or per-class binary masks",
+        description="Export every labelled image of a project folder. Formats: png (indexed mask "
+        "<stem>.png with the class palette), overlay (<stem>_overlay.png, image with the labels "
+        "blended in), binary (<stem>_<class>.png, 0/255, one per class present). Images without "
+        "labels are skipped.",
+    )
+    parser.add_argument("project", type=Path, metavar="PROJECT", help="project folder (or its project.json)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the exported files")
+    parser.add_argument("--format", dest="fmt", default="png", choices=["png", "overlay", "binary"],
+                        help="what to write (default png)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from segstudio.io.export import export_project
+    from segstudio.io.project import Project
+
+    project = Project.open(args.project)
+    task = export_project(project, args.out, fmt=args.fmt)
+    with progress_bar(len(project.entries), "export", unit="image") as bar:
+        while True:
+            try:
+                progress = next(task)
+            except StopIteration as stop:
+                written = stop.value
+                break
+            bar.n = progress.done
+            bar.refresh()
+    log.info("wrote %d file(s) to %s", len(written), args.out)
+    return 0

@@ -1,0 +1,93 @@
+"""Starting and stopping the studio: QApplication, logging, the global error path."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "segstudio"
+
+
+def display_problem() -> str | None:
+    """Why no window can open here, or None.
+
+    Qt aborts the whole process when it finds no display; saying so in one
+    line, with what to do, is kinder.
+    """
+    if os.environ.get("QT_QPA_PLATFORM"):
+        return None
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return (
+            "no display found (DISPLAY and WAYLAND_DISPLAY are unset): run segstudio on a desktop, "
+            "under a virtual display (xvfb-run segstudio), or headless with QT_QPA_PLATFORM=offscreen"
+        )
+    return None
+
+
+def log_file() -> Path:
+    from platformdirs import user_log_dir
+
+    return Path(user_log_dir(APP_NAME, appauthor=False)) / "segstudio.log"
+
+
+def _log_to_file() -> None:
+    path = log_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=2 * 2**20, backupCount=3, encoding="utf-8")
+    except OSError as error:
+        log.warning("cannot write the log file %s: %s", path, error)
+        return
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.INFO)
+
+
+def create_application(argv: Sequence[str] = ()):
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([APP_NAME, *argv])
+    app.setApplicationName(APP_NAME)
+    app.setOrganizationName(APP_NAME)
+    return app
+
+
+def install_excepthook(window) -> None:
+    """Exceptions escaping a Qt slot become the window's one error dialog."""
+    previous = sys.excepthook
+
+    def hook(kind, error, trace):
+        if issubclass(kind, KeyboardInterrupt):
+            previous(kind, error, trace)
+            return
+        window.report_error("Unexpected error", error.with_traceback(trace))
+
+    sys.excepthook = hook
+
+
+def main(paths: Sequence[str] = ()) -> int:
+    """Open the studio (on ``paths`` if given) and run until it closes."""
+    problem = display_problem()
+    if problem:
+        sys.stderr.write(f"segstudio: error: {problem}\n")
+        return 1
+    _log_to_file()
+    app = create_application()
+    from segstudio.gui.main_window import MainWindow
+
+    window = MainWindow()
+    install_excepthook(window)
+    window.show()
+    if paths:
+        if len(paths) == 1:
+            window.open_path(paths[0])
+        else:
+            window.open_path_list([Path(p) for p in paths])
+    log.info("studio started (log: %s)", log_file())
+    return app.exec()

@@ -1,0 +1,486 @@
+"""The canvas widget: layers drawn over the image, zoom and pan, mouse tools.
+
+Only the visible part of each layer is drawn, straight from QImages that
+wrap the layers' numpy buffers. Edits go through the Document (the single
+source of truth); the canvas listens to it and repaints the changed
+rectangle only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from enum import Enum
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QPainterPath, QPen, QWheelEvent
+from PySide6.QtWidgets import QWidget
+
+from segstudio.annotation import tools
+from segstudio.annotation.document import Document
+from segstudio.gui.canvas.layers import (
+    LAYER_NAMES,
+    HeatmapLayer,
+    LayerState,
+    MaskLayer,
+    Region,
+    display_rgba,
+    entropy_map,
+    wrap_rgba,
+)
+from segstudio.io.masks import UNLABELLED
+
+MIN_ZOOM, MAX_ZOOM = 1 / 64, 64.0
+
+
+class Tool(str, Enum):
+    BRUSH = "brush"
+    ERASER = "eraser"
+    FILL = "fill"
+    POLYGON = "polygon"
+    ACCEPT = "accept"  # paint a region in which the prediction is accepted
+    PAN = "pan"
+
+
+DEFAULT_LAYERS = {
+    "image": LayerState(True, 1.0),
+    "heatmap": LayerState(False, 0.6),
+    "prediction": LayerState(True, 0.45),
+    "crf": LayerState(False, 0.5),
+    "labels": LayerState(True, 0.6),
+}
+
+
+class Canvas(QWidget):
+    """Shows a Document's image and masks and edits its labels."""
+
+    cursorMoved = Signal(int, int)  # image column, row; -1, -1 outside the image
+    zoomChanged = Signal(float)
+    brushRadiusChanged = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self.setMinimumSize(200, 200)
+        self.document: Document | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self.states = {name: LayerState(s.visible, s.opacity, s.outline) for name, s in DEFAULT_LAYERS.items()}
+        self._image_buffer: np.ndarray | None = None
+        self._image_qimage: QImage | None = None
+        self._masks: dict[str, MaskLayer] = {}
+        self._heatmap: HeatmapLayer | None = None
+        self._lut = np.zeros((256, 4), np.uint8)
+        self._colormap = np.stack([np.arange(256, dtype=np.uint8)] * 3, axis=1)
+        self.heatmap_index = 1
+        self.zoom = 1.0
+        self._pan = QPointF(0.0, 0.0)  # widget = image * zoom + pan
+        self.tool = Tool.BRUSH
+        self.brush_radius = 8.0
+        self.active_class = 1
+        self.accept_source = "prediction"
+        self._space_down = False
+        self._drag_origin: QPointF | None = None
+        self._stroke_last: tuple[float, float] | None = None
+        self._accept_dabs: list[tuple[Region, np.ndarray]] = []
+        self._accept_path: list[QPointF] = []
+        self.polygon_points: list[tuple[float, float]] = []
+        self._cursor: QPointF | None = None
+
+    # -- document and layers -------------------------------------------------
+    def set_document(self, document: Document | None, lut: np.ndarray) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self._finish_interaction()
+        self.document = document
+        self._lut = lut
+        self._masks.clear()
+        self._heatmap = None
+        self._image_buffer = self._image_qimage = None
+        if document is not None:
+            self._image_buffer = display_rgba(document.image)
+            self._image_qimage = wrap_rgba(self._image_buffer)
+            self._masks["labels"] = MaskLayer(document.labels, lut, self.states["labels"].outline)
+            self.refresh_prediction()
+            self._unsubscribe = document.subscribe(self._on_document_changed)
+            self.fit()
+        self.update()
+
+    def refresh_prediction(self) -> None:
+        """Rebuild the prediction, CRF and heatmap layers from the document."""
+        document = self.document
+        self._masks.pop("prediction", None)
+        self._masks.pop("crf", None)
+        self._heatmap = None
+        if document is None:
+            return
+        if document.prediction is not None:
+            self._masks["prediction"] = MaskLayer(
+                document.prediction.labels, self._lut, self.states["prediction"].outline
+            )
+            self._rebuild_heatmap()
+        if document.crf_labels is not None:
+            self._masks["crf"] = MaskLayer(document.crf_labels, self._lut, self.states["crf"].outline)
+        self.update()
+
+    def _rebuild_heatmap(self) -> None:
+        prediction = self.document.prediction if self.document else None
+        if prediction is None:
+            self._heatmap = None
+            return
+        if self.heatmap_index < 0:
+            values = entropy_map(prediction.probabilities)
+        else:
+            index = min(self.heatmap_index, prediction.probabilities.shape[0] - 1)
+            values = prediction.probabilities[index]
+            if values.dtype != np.uint8:
+                values = values.astype(np.float32)
+        if self._heatmap is None:
+            self._heatmap = HeatmapLayer(values, self._colormap)
+        else:
+            self._heatmap.set_values(values, self._colormap)
+
+    def set_class_lut(self, lut: np.ndarray) -> None:
+        self._lut = lut
+        for layer in self._masks.values():
+            layer.set_lut(lut)
+        self.update()
+
+    def set_heatmap(self, index: int) -> None:
+        """Show class ``index``'s probability; -1 shows the entropy."""
+        self.heatmap_index = index
+        self._rebuild_heatmap()
+        self.update()
+
+    def set_colormap(self, lut: np.ndarray) -> None:
+        self._colormap = lut
+        self._rebuild_heatmap()
+        self.update()
+
+    def set_layer_visible(self, name: str, visible: bool) -> None:
+        self.states[name].visible = visible
+        self.update()
+
+    def set_layer_opacity(self, name: str, opacity: float) -> None:
+        self.states[name].opacity = float(min(1.0, max(0.0, opacity)))
+        self.update()
+
+    def set_layer_outline(self, name: str, outline: bool) -> None:
+        self.states[name].outline = outline
+        if name in self._masks:
+            self._masks[name].set_outline(outline)
+        self.update()
+
+    def layer_image(self, name: str) -> QImage | None:
+        if name == "image":
+            return self._image_qimage
+        if name == "heatmap":
+            return self._heatmap.qimage if self._heatmap else None
+        layer = self._masks.get(name)
+        return layer.qimage if layer else None
+
+    def layer_buffer(self, name: str) -> np.ndarray | None:
+        """The RGBA buffer behind a layer (for tests and screenshots)."""
+        if name == "image":
+            return self._image_buffer
+        if name == "heatmap":
+            return self._heatmap.buffer if self._heatmap else None
+        layer = self._masks.get(name)
+        return layer.buffer if layer else None
+
+    def _on_document_changed(self, region: Region | None) -> None:
+        labels = self._masks.get("labels")
+        if labels is None:
+            return
+        if region is None:
+            labels.recolor(None)
+            self.update()
+            return
+        ys, xs = labels.recolor(region)
+        self.update(self._widget_rect(ys, xs))
+
+    # -- view transform ------------------------------------------------------
+    def image_size(self) -> tuple[int, int]:
+        if self.document is None:
+            return 0, 0
+        return self.document.labels.shape
+
+    def to_image(self, point: QPointF) -> tuple[float, float]:
+        """Widget point -> image (row, column), as floats."""
+        return (point.y() - self._pan.y()) / self.zoom, (point.x() - self._pan.x()) / self.zoom
+
+    def to_widget(self, row: float, column: float) -> QPointF:
+        return QPointF(column * self.zoom + self._pan.x(), row * self.zoom + self._pan.y())
+
+    def _widget_rect(self, ys: slice, xs: slice) -> QRect:
+        top_left = self.to_widget(ys.start, xs.start)
+        rect = QRectF(top_left.x(), top_left.y(), (xs.stop - xs.start) * self.zoom, (ys.stop - ys.start) * self.zoom)
+        return rect.toAlignedRect().adjusted(-2, -2, 2, 2)
+
+    def fit(self) -> None:
+        height, width = self.image_size()
+        if not height or not width:
+            return
+        zoom = min(self.width() / width, self.height() / height) * 0.98
+        self._set_zoom(zoom, anchor_widget=None)
+        self._pan = QPointF((self.width() - width * self.zoom) / 2, (self.height() - height * self.zoom) / 2)
+        self.update()
+
+    def actual_size(self) -> None:
+        """1:1, centred on the middle of the view."""
+        self.zoom_at(1.0 / self.zoom, QPointF(self.width() / 2, self.height() / 2))
+
+    def zoom_at(self, factor: float, anchor: QPointF) -> None:
+        """Zoom by ``factor`` keeping the image point under ``anchor`` fixed."""
+        row, column = self.to_image(anchor)
+        self._set_zoom(self.zoom * factor, anchor_widget=None)
+        self._pan = QPointF(anchor.x() - column * self.zoom, anchor.y() - row * self.zoom)
+        self.update()
+
+    def _set_zoom(self, zoom: float, anchor_widget: QPointF | None) -> None:
+        self.zoom = float(min(MAX_ZOOM, max(MIN_ZOOM, zoom)))
+        self.zoomChanged.emit(self.zoom)
+
+    # -- tools ----------------------------------------------------------------
+    def set_tool(self, tool: Tool | str) -> None:
+        self._finish_interaction()
+        self.tool = Tool(tool)
+        self.update()
+
+    def set_brush_radius(self, radius: float) -> None:
+        self.brush_radius = float(min(500.0, max(0.5, radius)))
+        self.brushRadiusChanged.emit(self.brush_radius)
+        self.update()
+
+    def set_active_class(self, index: int) -> None:
+        self.active_class = index
+
+    def _finish_interaction(self) -> None:
+        if self._stroke_last is not None and self.document is not None:
+            self.document.end_stroke()
+        self._stroke_last = None
+        self._accept_dabs.clear()
+        self._accept_path.clear()
+        self.polygon_points.clear()
+
+    def _dab(self, position: tuple[float, float]) -> None:
+        document = self.document
+        shape = document.labels.shape
+        last = self._stroke_last or position
+        found = tools.stroke_segment(last, position, self.brush_radius, shape)
+        self._stroke_last = position
+        if found is None:
+            return
+        region, mask = found
+        if self.tool is Tool.ACCEPT:
+            self._accept_dabs.append((region, mask))
+            return
+        value = UNLABELLED if self.tool is Tool.ERASER else self.active_class
+        document.paint(region, mask, value)
+
+    def _finish_accept(self) -> None:
+        dabs, self._accept_dabs = self._accept_dabs, []
+        self._accept_path.clear()
+        if not dabs or self.document is None:
+            return
+        top = min(r[0].start for r, _ in dabs)
+        bottom = max(r[0].stop for r, _ in dabs)
+        left = min(r[1].start for r, _ in dabs)
+        right = max(r[1].stop for r, _ in dabs)
+        mask = np.zeros((bottom - top, right - left), bool)
+        for (ys, xs), dab in dabs:
+            mask[ys.start - top : ys.stop - top, xs.start - left : xs.stop - left] |= dab
+        self.document.accept(self.accept_source, region=(slice(top, bottom), slice(left, right)), mask=mask)
+
+    def close_polygon(self) -> bool:
+        """Fill the polygon drawn so far with the active class."""
+        points, self.polygon_points = self.polygon_points, []
+        self.update()
+        if self.document is None or len(points) < 3:
+            return False
+        found = tools.polygon(points, self.document.labels.shape)
+        if found is None:
+            return False
+        return self.document.apply(*found, self.active_class, "Polygon")
+
+    # -- Qt events --------------------------------------------------------------
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        painter = QPainter(self)
+        painter.fillRect(event.rect(), QColor(38, 38, 42))
+        if self.document is None:
+            painter.setPen(QColor(170, 170, 170))
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "Open images or a project (File menu)")
+            return
+        height, width = self.image_size()
+        top, left = self.to_image(QPointF(event.rect().topLeft()))
+        bottom, right = self.to_image(QPointF(event.rect().bottomRight()))
+        top, left = max(0, math.floor(top)), max(0, math.floor(left))
+        bottom, right = min(height, math.ceil(bottom) + 1), min(width, math.ceil(right) + 1)
+        if bottom > top and right > left:
+            source = QRectF(left, top, right - left, bottom - top)
+            corner = self.to_widget(top, left)
+            target = QRectF(corner.x(), corner.y(), source.width() * self.zoom, source.height() * self.zoom)
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 1.0)
+            for name in LAYER_NAMES:
+                state = self.states[name]
+                image = self.layer_image(name)
+                if image is None or not state.visible or state.opacity <= 0:
+                    continue
+                painter.setOpacity(state.opacity)
+                painter.drawImage(target, image, source)
+                painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+            painter.setOpacity(1.0)
+        self._paint_overlays(painter)
+
+    def _paint_overlays(self, painter: QPainter) -> None:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        if self._accept_path:
+            pen = QPen(QColor(255, 255, 255, 90), 2 * self.brush_radius * self.zoom)
+            pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+            pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+            painter.setPen(pen)
+            path = QPainterPath(self._accept_path[0])
+            for point in self._accept_path[1:]:
+                path.lineTo(point)
+            painter.drawPath(path)
+        if self.polygon_points:
+            painter.setPen(QPen(QColor(255, 230, 0), 1.5))
+            points = [self.to_widget(r, c) for r, c in self.polygon_points]
+            if self._cursor is not None:
+                points.append(self._cursor)
+            for a, b in zip(points, points[1:], strict=False):
+                painter.drawLine(a, b)
+            for point in points[: len(self.polygon_points)]:
+                painter.drawEllipse(point, 3, 3)
+        if self._cursor is not None and self.tool in (Tool.BRUSH, Tool.ERASER, Tool.ACCEPT):
+            radius = self.brush_radius * self.zoom
+            painter.setPen(QPen(QColor(0, 0, 0, 160), 3))
+            painter.drawEllipse(self._cursor, radius, radius)
+            painter.setPen(QPen(QColor(255, 255, 255, 220), 1))
+            painter.drawEllipse(self._cursor, radius, radius)
+
+    def _panning(self, event: QMouseEvent) -> bool:
+        return event.buttons() & Qt.MouseButton.MiddleButton or (
+            event.buttons() & Qt.MouseButton.LeftButton and (self._space_down or self.tool is Tool.PAN)
+        )
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        self.setFocus()
+        if self.document is None:
+            return
+        position = event.position()
+        if self._panning(event):
+            self._drag_origin = position
+            self.setCursor(Qt.CursorShape.ClosedHandCursor)
+            return
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        row, column = self.to_image(position)
+        if self.tool in (Tool.BRUSH, Tool.ERASER):
+            self.document.begin_stroke("Brush" if self.tool is Tool.BRUSH else "Eraser")
+            self._stroke_last = None
+            self._dab((row, column))
+        elif self.tool is Tool.ACCEPT:
+            self._stroke_last = None
+            self._accept_path = [position]
+            self._dab((row, column))
+            self.update()
+        elif self.tool is Tool.FILL:
+            y, x = int(math.floor(row)), int(math.floor(column))
+            height, width = self.document.labels.shape
+            if 0 <= y < height and 0 <= x < width:
+                found = tools.flood_fill(self.document.labels, (y, x))
+                if found is not None:
+                    self.document.apply(*found, self.active_class, "Fill")
+        elif self.tool is Tool.POLYGON:
+            self.polygon_points.append((row, column))
+            self.update()
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        position = event.position()
+        previous = self._cursor
+        self._cursor = position
+        if self._drag_origin is not None:
+            delta = position - self._drag_origin
+            self._drag_origin = position
+            self._pan += delta
+            self.update()
+        elif self._stroke_last is not None and event.buttons() & Qt.MouseButton.LeftButton:
+            self._dab(self.to_image(position))
+            if self.tool is Tool.ACCEPT:
+                self._accept_path.append(position)
+                self.update()
+        self._update_cursor_area(previous)
+        row, column = self.to_image(position)
+        height, width = self.image_size()
+        if 0 <= row < height and 0 <= column < width:
+            self.cursorMoved.emit(int(column), int(row))
+        else:
+            self.cursorMoved.emit(-1, -1)
+
+    def _update_cursor_area(self, previous: QPointF | None) -> None:
+        if self.polygon_points:
+            self.update()
+            return
+        radius = int(self.brush_radius * self.zoom) + 4
+        for point in (previous, self._cursor):
+            if point is not None:
+                self.update(QRect(int(point.x()) - radius, int(point.y()) - radius, 2 * radius, 2 * radius))
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if self._drag_origin is not None:
+            self._drag_origin = None
+            self.unsetCursor()
+            return
+        if event.button() != Qt.MouseButton.LeftButton or self._stroke_last is None:
+            return
+        self._stroke_last = None
+        if self.tool is Tool.ACCEPT:
+            self._finish_accept()
+            self.update()
+        elif self.document is not None:
+            self.document.end_stroke()
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if self.tool is Tool.POLYGON and event.button() == Qt.MouseButton.LeftButton:
+            self.close_polygon()
+        else:
+            super().mouseDoubleClickEvent(event)
+
+    def leaveEvent(self, event) -> None:  # noqa: N802
+        previous, self._cursor = self._cursor, None
+        self._update_cursor_area(previous)
+        self.cursorMoved.emit(-1, -1)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
+        steps = event.angleDelta().y() / 120.0
+        if steps and self.document is not None:
+            self.zoom_at(1.25**steps, event.position())
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        key = event.key()
+        if key == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space_down = True
+            self.setCursor(Qt.CursorShape.OpenHandCursor)
+        elif key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.polygon_points:
+            self.close_polygon()
+        elif key == Qt.Key.Key_Escape and self.polygon_points:
+            self.polygon_points.clear()
+            self.update()
+        else:
+            super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space_down = False
+            self.unsetCursor()
+        else:
+            super().keyReleaseEvent(event)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if event.oldSize().width() <= 0:
+            self.fit()

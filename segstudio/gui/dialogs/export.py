@@ -1,0 +1,130 @@
+"""Where and how to export the label maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QRadioButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from segstudio.errors import InvalidArgumentError
+
+EXPORT_FORMATS: dict[str, tuple[str, str]] = {
+    "png": (
+        "Indexed PNG with the class palette",
+        "One file per image; pixel values are class indices, 255 = unlabelled",
+    ),
+    "overlay": ("Colour overlay PNG", "The image with the class colours blended on top, for reports"),
+    "binary": ("One binary mask per class", "A black-and-white PNG per image and class"),
+}
+
+
+class ExportDialog(QDialog):
+    """Ask for an output folder and an export format.
+
+    ``ExportDialog(parent).choice()`` shows it and returns the answer;
+    :meth:`selection` reads the fields without showing anything.
+    """
+
+    def __init__(self, parent: QWidget | None = None, folder: Path | str | None = None, fmt: str = "png") -> None:
+        super().__init__(parent)
+        self._finished = False
+        self.setWindowTitle("Export labels")
+        self._folder = QLineEdit(str(folder) if folder else "")
+        self._folder.setPlaceholderText("Choose an output folder")
+        self._folder.setMinimumWidth(320)
+        self._folder.textChanged.connect(self._on_folder_changed)
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._on_browse_clicked)
+
+        self._formats = QButtonGroup(self)
+        format_box = QGroupBox("Format")
+        format_layout = QVBoxLayout(format_box)
+        self._radios: dict[str, QRadioButton] = {}
+        for key, (title, tip) in EXPORT_FORMATS.items():
+            radio = QRadioButton(title)
+            radio.setToolTip(tip)
+            self._formats.addButton(radio)
+            format_layout.addWidget(radio)
+            self._radios[key] = radio
+        self.set_format(fmt)
+
+        self._buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self._buttons.accepted.connect(self.accept)
+        self._buttons.rejected.connect(self.reject)
+
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self._folder, 1)
+        folder_row.addWidget(browse)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Output folder"))
+        layout.addLayout(folder_row)
+        layout.addWidget(format_box)
+        layout.addWidget(self._buttons)
+        self._on_folder_changed(self._folder.text())
+
+    @classmethod
+    def ask(
+        cls, parent: QWidget | None = None, folder: Path | str | None = None, fmt: str = "png"
+    ) -> tuple[Path, str] | None:
+        """Build the dialog, show it modally and return :meth:`choice`'s answer."""
+        return cls(parent, folder, fmt).choice()
+
+    def choice(self) -> tuple[Path, str] | None:
+        """Show the dialog modally; ``(folder, format)`` if accepted, else None.
+
+        ``format`` is ``"png"``, ``"overlay"`` or ``"binary"``. A dialog that
+        was already closed (accepted or rejected) is not shown again.
+        """
+        if not self._finished:
+            self.exec()
+        if self.result() != QDialog.DialogCode.Accepted:
+            return None
+        return self.selection()
+
+    def done(self, result: int) -> None:  # noqa: D102 (Qt override)
+        self._finished = True
+        super().done(result)
+
+    def selection(self) -> tuple[Path, str] | None:
+        """What the dialog shows now, accepted or not; None without a folder."""
+        text = self._folder.text().strip()
+        if not text:
+            return None
+        fmt = next(key for key, radio in self._radios.items() if radio.isChecked())
+        return Path(text).expanduser(), fmt
+
+    def set_folder(self, folder: Path | str) -> None:
+        """Fill in the output folder."""
+        self._folder.setText(str(folder))
+
+    def set_format(self, fmt: str) -> None:
+        """Select ``"png"``, ``"overlay"`` or ``"binary"``."""
+        if fmt not in self._radios:
+            raise InvalidArgumentError(f"unknown export format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}")
+        self._radios[fmt].setChecked(True)
+
+    # -- dialogs (tests replace these) --------------------------------------------
+    def _ask_folder(self) -> str | None:
+        path = QFileDialog.getExistingDirectory(self, "Export to folder", self._folder.text())
+        return path or None
+
+    def _on_browse_clicked(self) -> None:
+        path = self._ask_folder()
+        if path:
+            self._folder.setText(path)
+
+    def _on_folder_changed(self, text: str) -> None:
+        self._buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(bool(text.strip()))

@@ -1,0 +1,381 @@
+"""The studio's main window: docks, menus and actions, wired together.
+
+No business logic lives here: the Session owns the project and document,
+ModelRuns owns the workers, the panels and the canvas are views.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QWidget
+
+from segstudio import __version__
+from segstudio.annotation.document import ImageStatus
+from segstudio.errors import SegstudioError
+from segstudio.gui.canvas import Canvas, Tool
+from segstudio.gui.colormaps import colormap_lut
+from segstudio.gui.dialogs.errors import show_error
+from segstudio.gui.panels.classes import ClassesPanel
+from segstudio.gui.panels.crf import CRFPanel
+from segstudio.gui.panels.images import ImagesPanel
+from segstudio.gui.panels.layers import LayersPanel
+from segstudio.gui.panels.model import ModelPanel
+from segstudio.gui.runs import ModelRuns
+from segstudio.gui.session import Session
+from segstudio.gui import studio_actions
+from segstudio.io import project_opening
+from segstudio.tasks import Progress
+
+log = logging.getLogger(__name__)
+
+MAX_RECENT = 8
+
+
+class MainWindow(QMainWindow):
+    """segstudio's window."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWindowTitle("segstudio")
+        self.resize(1400, 900)
+        self.session = Session(self)
+        self.runs = ModelRuns(self)
+        self.canvas = Canvas(self)
+        self.setCentralWidget(self.canvas)
+        self.images_panel = ImagesPanel()
+        self.classes_panel = ClassesPanel()
+        self.model_panel = ModelPanel()
+        self.crf_panel = CRFPanel()
+        self.layers_panel = LayersPanel()
+        self.docks: dict[str, QDockWidget] = {}
+        self._add_dock("Images", self.images_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self._add_dock("Classes", self.classes_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self._add_dock("Model", self.model_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self._add_dock("CRF", self.crf_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self._add_dock("Layers", self.layers_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.position_label = QLabel()
+        self.statusBar().addPermanentWidget(self.position_label, 1)
+        self.last_error = None
+        self.actions_by_name: dict[str, QAction] = {}
+        studio_actions.build_menus(self)
+        self._connect()
+        self._sync_layers_panel()
+        self._update_title()
+
+    def _add_dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{title.lower()}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        self.docks[title] = dock
+
+    # -- wiring ---------------------------------------------------------------
+    def _connect(self) -> None:
+        session, runs, canvas = self.session, self.runs, self.canvas
+        session.projectChanged.connect(self._on_project_changed)
+        session.documentChanged.connect(self._on_document_changed)
+        session.statusChanged.connect(self.images_panel.set_status)
+        session.saveFailed.connect(lambda e: self.report_error("Autosave failed", e))
+        session.documentEdited.connect(self._update_undo_actions)
+        self.images_panel.currentChanged.connect(self.select_image)
+        self.images_panel.reviewToggled.connect(self._on_review_toggled)
+        self.classes_panel.activeChanged.connect(self.set_active_class)
+        self.classes_panel.addRequested.connect(self._on_class_added)
+        self.classes_panel.renameRequested.connect(self._on_class_renamed)
+        self.classes_panel.recolorRequested.connect(self._on_class_recolored)
+        self.classes_panel.visibilityChanged.connect(self._on_class_visibility_changed)
+        self.classes_panel.deleteRequested.connect(self._on_class_deleted)
+        self.model_panel.runRequested.connect(self.run_model)
+        self.model_panel.cancelRequested.connect(runs.cancel)
+        self.model_panel.settingsChanged.connect(self._on_model_settings_changed)
+        self.crf_panel.paramsSettled.connect(self._on_crf_params_settled)
+        self.crf_panel.acceptRequested.connect(lambda: self.accept("crf"))
+        self.layers_panel.visibilityChanged.connect(canvas.set_layer_visible)
+        self.layers_panel.opacityChanged.connect(canvas.set_layer_opacity)
+        self.layers_panel.outlineChanged.connect(canvas.set_layer_outline)
+        self.layers_panel.heatmapChanged.connect(canvas.set_heatmap)
+        self.layers_panel.colormapChanged.connect(lambda name: canvas.set_colormap(colormap_lut(name)))
+        canvas.set_colormap(colormap_lut("viridis"))
+        canvas.cursorMoved.connect(self._on_cursor_moved)
+        runs.runStarted.connect(self._on_run_started)
+        runs.runProgress.connect(self._on_run_progress)
+        runs.predicted.connect(self._on_predicted)
+        runs.modelLoaded.connect(self._on_model_loaded)
+        runs.runFinished.connect(self._on_run_finished)
+        runs.runFailed.connect(lambda e: self.report_error("The model run failed", e))
+        runs.crfDone.connect(self._on_crf_done)
+        runs.crfFailed.connect(lambda e: self.report_error("The CRF failed", e))
+
+    def report_error(self, title: str, error: BaseException) -> None:
+        """The one error path of the window: a dialog and the log."""
+        self.last_error = show_error(self, title, error)
+        self.statusBar().showMessage(f"{title}: {error}", 8000)
+
+    # -- projects -------------------------------------------------------------
+    def open_path(self, path: str | Path) -> bool:
+        """Open a project folder, a folder of images or image files."""
+        try:
+            project = project_opening.open_or_create(Path(path))
+            self.session.open_project(project)
+        except SegstudioError as error:
+            self.report_error("Cannot open", error)
+            return False
+        self._remember_recent(Path(path))
+        return True
+
+    def _on_project_changed(self) -> None:
+        project = self.session.project
+        entries = [(e.source.name, ImageStatus(e.status).value) for e in project.entries] if project else []
+        self.images_panel.set_entries(entries)
+        self._sync_classes()
+        if project is not None:
+            settings = dict(self.model_panel.settings())
+            settings.update(project.model_settings)
+            self.model_panel.set_settings(settings)
+            from segstudio.refine import CRFParams
+
+            if project.crf_settings:
+                self.crf_panel.set_params(CRFParams.from_dict(project.crf_settings))
+            QTimer.singleShot(0, self._load_thumbnails)
+        self._update_title()
+
+    def _load_thumbnails(self) -> None:
+        studio_actions.load_thumbnails(self)
+
+    def select_image(self, index: int) -> None:
+        try:
+            self.session.select(index)
+        except SegstudioError as error:
+            self.report_error("Cannot open the image", error)
+
+    def step_image(self, step: int) -> None:
+        project = self.session.project
+        if project and project.entries:
+            self.select_image(max(0, min(len(project.entries) - 1, self.session.index + step)))
+
+    def _on_document_changed(self, index: int) -> None:
+        self.canvas.set_document(self.session.document, self.session.classes.lut())
+        self.images_panel.set_current(index)
+        self._sync_layer_availability()
+        self._update_undo_actions()
+        self._update_title()
+
+    def _on_review_toggled(self, index: int, reviewed: bool) -> None:
+        status = ImageStatus.REVIEWED if reviewed else ImageStatus.CORRECTED
+        self.session.set_status(index, status)
+
+    def _update_title(self) -> None:
+        project = self.session.project
+        name = project.folder.name if project else "no project"
+        self.setWindowTitle(f"segstudio — {name}")
+
+    def _remember_recent(self, path: Path) -> None:
+        settings = QSettings()
+        recent = [p for p in (settings.value("recent", []) or []) if p != str(path)]
+        settings.setValue("recent", [str(path), *recent][:MAX_RECENT])
+        studio_actions.refresh_recent_menu(self)
+
+    # -- classes --------------------------------------------------------------
+    def _sync_classes(self) -> None:
+        classes = self.session.classes
+        self.classes_panel.set_classes([(c.name, tuple(c.color), c.visible) for c in classes])
+        self.layers_panel.set_heatmap_choices(list(classes.names))
+        self.canvas.set_class_lut(classes.lut())
+        if len(classes):
+            self.set_active_class(min(max(self.canvas.active_class, 0), len(classes) - 1))
+
+    def set_active_class(self, index: int) -> None:
+        if 0 <= index < len(self.session.classes):
+            self.canvas.set_active_class(index)
+            self.classes_panel.set_active(index)
+            self.statusBar().showMessage(f"class: {self.session.classes[index].name}", 2000)
+
+    def _on_class_added(self, name: str, color: tuple) -> None:
+        self._edit_classes(lambda classes: classes.add(name, tuple(color)))
+
+    def _on_class_renamed(self, index: int, name: str) -> None:
+        self._edit_classes(lambda classes: classes.rename(index, name))
+
+    def _on_class_recolored(self, index: int, color: tuple) -> None:
+        self._edit_classes(lambda classes: classes.recolor(index, tuple(color)))
+
+    def _on_class_visibility_changed(self, index: int, visible: bool) -> None:
+        self._edit_classes(lambda classes: classes.set_visible(index, visible))
+
+    def _on_class_deleted(self, index: int, replacement: int) -> None:
+        try:
+            studio_actions.delete_class(self, index, replacement)
+        except SegstudioError as error:
+            self.report_error("Cannot delete the class", error)
+        self._sync_classes()
+
+    def _edit_classes(self, change) -> None:
+        if self.session.project is None:
+            return
+        try:
+            change(self.session.classes)
+        except SegstudioError as error:
+            self.report_error("Classes", error)
+        self.session.project.save()
+        self._sync_classes()
+
+    # -- model and CRF ----------------------------------------------------------
+    def run_model(self, all_images: bool = False) -> None:
+        project, document = self.session.project, self.session.document
+        if project is None or (document is None and not all_images):
+            self.statusBar().showMessage("Open images first", 4000)
+            return
+        if self.runs.busy:
+            self.statusBar().showMessage("A model run is already in progress (Cancel stops it)", 4000)
+            return
+        jobs = studio_actions.model_jobs(self, all_images)
+        self.runs.run(self.model_panel.settings(), jobs)
+
+    def _on_model_settings_changed(self, settings: dict) -> None:
+        if self.session.project is not None:
+            self.session.project.model_settings.update(settings)
+            self.session.project.save()
+
+    def _on_run_started(self, description: str) -> None:
+        self.model_panel.set_running(True)
+        self.statusBar().showMessage(description + "…")
+
+    def _on_run_progress(self, progress: Progress) -> None:
+        self.model_panel.set_progress(progress.done, progress.total or 0, progress.message)
+        self.statusBar().showMessage(progress.message)
+
+    def _on_model_loaded(self, meta) -> None:
+        studio_actions.adopt_model_classes(self, meta)
+
+    def _on_predicted(self, index: int, result) -> None:
+        self.session.store_prediction(index, result)
+        if index == self.session.index:
+            self.canvas.refresh_prediction()
+            self._sync_layer_availability()
+            if self.crf_panel.preview_enabled():
+                self._on_crf_params_settled(self.crf_panel.params())
+
+    def _on_run_finished(self, outcome: str) -> None:
+        self.model_panel.set_running(False)
+        messages = {"done": "Model run finished", "cancelled": "Model run cancelled", "failed": "Model run failed"}
+        self.statusBar().showMessage(messages[outcome], 5000)
+
+    def _on_crf_params_settled(self, params) -> None:
+        document = self.session.document
+        if self.session.project is not None:
+            self.session.project.crf_settings = params.to_dict()
+        if document is None or document.prediction is None or not self.crf_panel.preview_enabled():
+            return
+        self.crf_panel.set_busy(True)
+        self.runs.preview_crf(self.session.index, document.image, document.prediction, params)
+
+    def _on_crf_done(self, index: int, refined) -> None:
+        self.crf_panel.set_busy(False)
+        document = self.session.document
+        if index != self.session.index or document is None:
+            return
+        document.set_crf_labels(refined.labels)
+        self.canvas.refresh_prediction()
+        self._sync_layer_availability()
+        if not self.canvas.states["crf"].visible:
+            self.canvas.set_layer_visible("crf", True)
+            self._sync_layers_panel()
+
+    def accept(self, source: str, *, active_class_only: bool = False) -> None:
+        document = self.session.document
+        if document is None:
+            return
+        class_index = self.canvas.active_class if active_class_only else None
+        try:
+            changed = document.accept(source, class_index=class_index)
+        except SegstudioError as error:
+            self.report_error("Nothing to accept", error)
+            return
+        self.statusBar().showMessage("Accepted" if changed else "Nothing changed", 3000)
+
+    # -- layers and status bar ----------------------------------------------------
+    def _sync_layers_panel(self) -> None:
+        for name, state in self.canvas.states.items():
+            self.layers_panel.set_layer_state(name, state.visible, state.opacity, state.outline)
+
+    def _sync_layer_availability(self) -> None:
+        document = self.session.document
+        has_prediction = document is not None and document.prediction is not None
+        self.layers_panel.set_layer_available("heatmap", has_prediction)
+        self.layers_panel.set_layer_available("prediction", has_prediction)
+        self.layers_panel.set_layer_available("crf", document is not None and document.crf_labels is not None)
+
+    def _on_cursor_moved(self, x: int, y: int) -> None:
+        self.position_label.setText(studio_actions.describe_pixel(self, x, y))
+
+    def _update_undo_actions(self) -> None:
+        document = self.session.document
+        self.actions_by_name["undo"].setEnabled(bool(document and document.can_undo))
+        self.actions_by_name["redo"].setEnabled(bool(document and document.can_redo))
+
+    def undo(self) -> None:
+        if self.session.document is not None:
+            self.session.document.undo()
+            self._update_undo_actions()
+
+    def redo(self) -> None:
+        if self.session.document is not None:
+            self.session.document.redo()
+            self._update_undo_actions()
+
+    def set_tool(self, tool: Tool) -> None:
+        self.canvas.set_tool(tool)
+        for name in ("brush", "eraser", "fill", "polygon", "accept"):
+            self.actions_by_name[f"tool_{name}"].setChecked(tool.value == name)
+        self.statusBar().showMessage(f"tool: {tool.value}", 2000)
+
+    # -- closing ----------------------------------------------------------------
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.runs.shutdown()
+        if not self.session.close():
+            answer = QMessageBox.question(
+                self, "Labels not saved", "The last changes could not be saved. Close anyway?"
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+        QSettings().setValue("geometry", self.saveGeometry())
+        QSettings().setValue("state", self.saveState())
+        event.accept()
+
+    def about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About segstudio",
+            f"segstudio {__version__}\nModel-assisted semantic segmentation: FCN, DeepLab, DeconvNet, "
+            "U-Net, the dense CRF, correction tools and fine-tuning.",
+        )
+
+    def open_dialog(self, kind: str) -> None:
+        if kind == "files":
+            paths, _ = QFileDialog.getOpenFileNames(
+                self, "Open images", "", "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff)"
+            )
+            if paths:
+                self.open_path_list([Path(p) for p in paths])
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of images or a project")
+        if folder:
+            self.open_path(folder)
+
+    def open_path_list(self, paths: list[Path]) -> bool:
+        try:
+            project = project_opening.create_for_files(paths)
+            self.session.open_project(project)
+        except SegstudioError as error:
+            self.report_error("Cannot open", error)
+            return False
+        return True
+
+    def current_image(self) -> np.ndarray | None:
+        return self.session.document.image if self.session.document else None

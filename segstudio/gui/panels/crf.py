@@ -1,0 +1,186 @@
+"""Dense-CRF settings with a debounced live preview."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QLabeledDoubleSlider, QLabeledSlider
+
+from segstudio.refine import CRFParams
+
+DEBOUNCE_MS = 300
+
+
+@dataclass(frozen=True)
+class _SliderSpec:
+    field: str
+    label: str
+    low: float
+    high: float
+    integer: bool
+    tooltip: str
+
+
+_SPECS = (
+    _SliderSpec(
+        "bilateral_weight", "Bilateral weight w1", 1.0, 20.0, False,
+        "Strength of the appearance kernel: pulls pixels of similar colour that are near each other\n"
+        "into the same class, so labels snap to image edges. DeepLab: w1 in [5, 10].",
+    ),
+    _SliderSpec(
+        "bilateral_sxy", "Bilateral σα (px)", 10.0, 200.0, True,
+        "How far (in pixels) the appearance kernel reaches. Larger values let colour\n"
+        "similarity spread labels across bigger regions. DeepLab: σα in [50, 100] px.",
+    ),
+    _SliderSpec(
+        "bilateral_srgb", "Bilateral σβ (colour)", 1.0, 30.0, False,
+        "How different two colours (8-bit units) may be and still count as similar.\n"
+        "Smaller values follow edges more tightly. DeepLab: σβ in [3, 10].",
+    ),
+    _SliderSpec(
+        "gaussian_weight", "Gaussian weight w2", 0.5, 10.0, False,
+        "Strength of the smoothness kernel, which removes small isolated blobs\n"
+        "whatever the colour. DeepLab: w2 = 3.",
+    ),
+    _SliderSpec(
+        "gaussian_sxy", "Gaussian σγ (px)", 1.0, 10.0, False,
+        "Reach of the smoothness kernel in pixels. DeepLab: σγ = 3 px.",
+    ),
+    _SliderSpec(
+        "iterations", "Iterations", 1.0, 30.0, True,
+        "Mean-field iterations. More converge further but take longer. DeepLab: 10.",
+    ),
+)
+
+
+class CRFPanel(QWidget):
+    """Sliders for :class:`segstudio.refine.CRFParams` and the accept button.
+
+    Signals
+    -------
+    paramsSettled(object)
+        A :class:`CRFParams`, once the sliders have been still for
+        :data:`DEBOUNCE_MS` ms, or when live preview is switched on. Only
+        emitted while live preview is on.
+    acceptRequested()
+        Replace the labels with the CRF result.
+    """
+
+    paramsSettled = Signal(object)
+    acceptRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._sliders: dict[str, QLabeledSlider | QLabeledDoubleSlider] = {}
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self._on_timer_timeout)
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        for spec in _SPECS:
+            slider = self._make_slider(spec)
+            label = QLabel(spec.label)
+            label.setToolTip(spec.tooltip)
+            form.addRow(label, slider)
+            self._sliders[spec.field] = slider
+
+        self._preview = QCheckBox("Live preview")
+        self._preview.setChecked(True)
+        self._preview.setToolTip("Recompute the CRF mask on the current image whenever a setting changes")
+        self._preview.toggled.connect(self._on_preview_changed)
+        self._busy_label = QLabel("")
+        self._busy_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self._reset_button = QPushButton("Reset to DeepLab defaults")
+        self._reset_button.setToolTip("w1 = 5, σα = 50, σβ = 5, w2 = 3, σγ = 3, 10 iterations")
+        self._reset_button.clicked.connect(self._on_reset_clicked)
+        self._accept_button = QPushButton("Accept CRF mask")
+        self._accept_button.setToolTip("Replace the labels of this image with the CRF result (one undo step)")
+        self._accept_button.clicked.connect(self.acceptRequested.emit)
+
+        preview_row = QHBoxLayout()
+        preview_row.addWidget(self._preview)
+        preview_row.addWidget(self._busy_label, 1)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self._reset_button)
+        buttons.addWidget(self._accept_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(form)
+        layout.addLayout(preview_row)
+        layout.addLayout(buttons)
+        layout.addStretch(1)
+        self.set_params(CRFParams())
+
+    def _make_slider(self, spec: _SliderSpec) -> QLabeledSlider | QLabeledDoubleSlider:
+        if spec.integer:
+            slider = QLabeledSlider(Qt.Orientation.Horizontal)
+            slider.setRange(int(spec.low), int(spec.high))
+        else:
+            slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+            slider.setRange(spec.low, spec.high)
+            slider.setDecimals(1)
+            slider.setSingleStep(0.1)
+        slider.setToolTip(spec.tooltip)
+        slider.valueChanged.connect(self._on_slider_changed)
+        return slider
+
+    # -- API -------------------------------------------------------------------
+    def params(self) -> CRFParams:
+        """The settings the sliders show."""
+        values = {name: slider.value() for name, slider in self._sliders.items()}
+        values["iterations"] = int(round(values["iterations"]))
+        return CRFParams(**values)
+
+    def set_params(self, p: CRFParams) -> None:
+        """Show ``p`` without emitting; a slider widens its range for an outlying value."""
+        for name, slider in self._sliders.items():
+            value = getattr(p, name)
+            slider.blockSignals(True)
+            try:
+                # widen rather than clamp: params() must give back what was set
+                if value < slider.minimum():
+                    slider.setMinimum(value)
+                if value > slider.maximum():
+                    slider.setMaximum(value)
+                slider.setValue(value)
+            finally:
+                slider.blockSignals(False)
+        self._timer.stop()
+
+    def preview_enabled(self) -> bool:
+        """Whether live preview is switched on."""
+        return self._preview.isChecked()
+
+    def set_busy(self, busy: bool) -> None:
+        """Show that a CRF is being computed; Accept waits for it."""
+        self._busy_label.setText("computing…" if busy else "")
+        self._accept_button.setEnabled(not busy)
+
+    # -- handlers ----------------------------------------------------------------
+    def _on_slider_changed(self, _value) -> None:
+        if self._preview.isChecked():
+            self._timer.start()  # restarts: only the last change of a burst counts
+
+    def _on_timer_timeout(self) -> None:
+        self.paramsSettled.emit(self.params())
+
+    def _on_preview_changed(self, checked: bool) -> None:
+        self._timer.stop()
+        if checked:
+            self.paramsSettled.emit(self.params())
+
+    def _on_reset_clicked(self) -> None:
+        for name, slider in self._sliders.items():
+            slider.setValue(getattr(CRFParams(), name))

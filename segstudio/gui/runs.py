@@ -1,0 +1,155 @@
+"""Inference and CRF runs for the studio, off the GUI thread.
+
+One model run at a time (on the current image or on all images) and one
+CRF preview at a time: a new preview cancels the one in flight. The
+Predictor is built in the worker (loading a checkpoint can take seconds)
+and kept while the model settings stay the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from segstudio.errors import InvalidArgumentError, SegstudioError
+from segstudio.gui.workers import RunningTask, start_task
+from segstudio.inference.predictor import PredictionResult, Predictor
+from segstudio.models.checkpoint import CheckpointMeta
+from segstudio.refine import CRFParams, refine_steps
+from segstudio.tasks import CancelToken, Progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Yielded by a model run when one image is done."""
+
+    index: int
+    result: PredictionResult
+
+
+class ModelRuns(QObject):
+    """Starts, tracks and cancels model and CRF runs."""
+
+    runStarted = Signal(str)  # description
+    runProgress = Signal(object)  # Progress
+    predicted = Signal(int, object)  # image index, PredictionResult
+    modelLoaded = Signal(object)  # CheckpointMeta
+    runFinished = Signal(str)  # "done" | "cancelled" | "failed"
+    runFailed = Signal(object)  # the exception
+    crfDone = Signal(int, object)  # image index, RefineResult
+    crfFailed = Signal(object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.model_task: RunningTask | None = None
+        self.crf_task: RunningTask | None = None
+        self._predictor: Predictor | None = None
+        self._predictor_key: tuple | None = None
+        self.meta: CheckpointMeta | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.model_task is not None and self.model_task.running
+
+    def run(self, settings: dict[str, Any], jobs: list[tuple[int, Callable[[], np.ndarray]]]) -> bool:
+        """Predict each ``(index, load_image)`` job; False if a run is in flight."""
+        if self.busy:
+            return False
+        key = (settings.get("checkpoint"), settings.get("device"), settings.get("precision"), settings.get("tile"))
+
+        def task(cancel: CancelToken) -> Generator[Any, None, int]:
+            if self._predictor is None or self._predictor_key != key:
+                yield Progress(0, None, message="loading the model…", stage="load")
+                self._predictor, self.meta = _build_predictor(settings)
+                self._predictor_key = key
+                yield self.meta
+            for number, (index, load_image) in enumerate(jobs, start=1):
+                cancel.raise_if_cancelled()
+                image = load_image()
+                prefix = f"image {number}/{len(jobs)}: " if len(jobs) > 1 else ""
+                steps = self._predictor.predict_steps(image, cancel=cancel)
+                while True:
+                    try:
+                        progress = next(steps)
+                    except StopIteration as stop:
+                        yield Prediction(index, stop.value)
+                        break
+                    yield Progress(progress.done, progress.total, message=prefix + progress.message, stage="predict")
+            return len(jobs)
+
+        description = "Running the model on all images" if len(jobs) > 1 else "Running the model"
+        self.model_task = start_task(description, task, self)
+        self.model_task.worker.yielded.connect(self._on_model_yielded)
+        self.model_task.succeeded.connect(lambda _: self.runFinished.emit("done"))
+        self.model_task.cancelled.connect(lambda: self.runFinished.emit("cancelled"))
+        self.model_task.failed.connect(self._on_model_failed)
+        self.runStarted.emit(description)
+        return True
+
+    def _on_model_yielded(self, item: object) -> None:
+        if isinstance(item, Progress):
+            self.runProgress.emit(item)
+        elif isinstance(item, Prediction):
+            self.predicted.emit(item.index, item.result)
+        elif isinstance(item, CheckpointMeta):
+            self.modelLoaded.emit(item)
+
+    def _on_model_failed(self, error: BaseException) -> None:
+        self._predictor = None
+        self._predictor_key = None
+        self.runFailed.emit(error)
+        self.runFinished.emit("failed")
+
+    def cancel(self) -> None:
+        if self.model_task is not None:
+            self.model_task.cancel()
+
+    def preview_crf(self, index: int, image: np.ndarray, result: PredictionResult, params: CRFParams) -> None:
+        """Refine ``result`` with ``params``; cancels a preview in flight."""
+        if self.crf_task is not None and self.crf_task.running:
+            self.crf_task.cancel()
+        probabilities = result.probabilities_float()
+
+        def task(cancel: CancelToken):
+            return (yield from refine_steps(image, probabilities, params, cancel=cancel))
+
+        crf_task = start_task("Dense CRF", task, self)
+        crf_task.succeeded.connect(lambda refined: self.crfDone.emit(index, refined))
+        crf_task.failed.connect(self.crfFailed.emit)
+        self.crf_task = crf_task
+
+    def shutdown(self, timeout_ms: int = 5000) -> None:
+        """Cancel everything and wait for the workers (on window close)."""
+        from PySide6.QtCore import QThreadPool
+
+        for task in (self.model_task, self.crf_task):
+            if task is not None and task.running:
+                task.cancel()
+        QThreadPool.globalInstance().waitForDone(timeout_ms)
+
+
+def _build_predictor(settings: dict[str, Any]) -> tuple[Predictor, CheckpointMeta]:
+    checkpoint = settings.get("checkpoint")
+    if not checkpoint:
+        raise InvalidArgumentError("choose a checkpoint (trained weights) in the Model panel first")
+    predictor, meta = Predictor.from_checkpoint(
+        Path(checkpoint),
+        device=settings.get("device", "auto"),
+        precision=settings.get("precision", "auto"),
+        tile_size=int(settings.get("tile", 512)),
+    )
+    architecture = settings.get("architecture")
+    if architecture and architecture != meta.architecture:
+        raise SegstudioError(
+            f"the checkpoint holds a {meta.architecture!r} model, but {architecture!r} is selected",
+            path=checkpoint,
+        )
+    return predictor, meta

@@ -1,0 +1,153 @@
+"""The open project and its current document, with autosave.
+
+Every label edit restarts a short timer; when it fires (at most
+``AUTOSAVE_MS`` after the last edit) the current document's labels and the
+project file are written atomically. Switching images and closing the
+window save first, so no edit is ever lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from segstudio.annotation.classes import ClassList
+from segstudio.annotation.document import Document, ImageStatus
+from segstudio.inference.predictor import PredictionResult
+from segstudio.io.project import Project
+
+log = logging.getLogger(__name__)
+
+AUTOSAVE_MS = 1000
+
+
+class Session(QObject):
+    """Owns the Project and the Document being edited."""
+
+    projectChanged = Signal()
+    documentChanged = Signal(int)  # index of the new current image, -1 for none
+    documentEdited = Signal()
+    statusChanged = Signal(int, str)  # image index, status value
+    saved = Signal(str)  # what was saved, for the status bar
+    saveFailed = Signal(object)  # the exception
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.project: Project | None = None
+        self.document: Document | None = None
+        self.index = -1
+        self._unsubscribe = None
+        #: predictions of images that are not the current one (kept in memory)
+        self.predictions: dict[int, PredictionResult] = {}
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(AUTOSAVE_MS)
+        self._timer.timeout.connect(self.save)
+        self._last_status: ImageStatus | None = None
+
+    @property
+    def classes(self) -> ClassList:
+        return self.project.classes if self.project else ClassList()
+
+    def open_project(self, project: Project) -> None:
+        self.close()
+        self.project = project
+        self.predictions.clear()
+        self.projectChanged.emit()
+        if project.entries:
+            self.select(min(max(project.current, 0), len(project.entries) - 1))
+
+    def select(self, index: int) -> Document | None:
+        """Make image ``index`` current (saving the previous one first)."""
+        if self.project is None or index == self.index:
+            return self.document
+        if not 0 <= index < len(self.project.entries):
+            return self.document
+        self.save()
+        document = self.project.load_document(index)  # raises UnreadableInputError
+        self._detach()
+        self.document = document
+        self.index = index
+        self.project.current = index
+        if index in self.predictions:
+            document.set_prediction(self.predictions.pop(index))
+            document.dirty = False
+        self._last_status = document.status
+        self._unsubscribe = document.subscribe(self._on_document_changed)
+        self.documentChanged.emit(index)
+        return document
+
+    def _detach(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self.document is not None and self.document.prediction is not None:
+            # keep the prediction so coming back does not mean re-running
+            self.predictions[self.index] = self.document.prediction
+        self.document = None
+        self.index = -1
+
+    def _on_document_changed(self, region) -> None:
+        document = self.document
+        if document is None:
+            return
+        self.documentEdited.emit()
+        if document.status != self._last_status:
+            self._last_status = document.status
+            self.project.entries[self.index].status = document.status
+            self.statusChanged.emit(self.index, document.status.value)
+        if document.dirty:
+            self._timer.start()
+
+    def set_status(self, index: int, status: ImageStatus) -> None:
+        if self.project is None:
+            return
+        if index == self.index and self.document is not None:
+            self.document.set_status(status)
+            self._timer.start()
+        else:
+            self.project.entries[index].status = status
+            self.project.save()
+        self.statusChanged.emit(index, ImageStatus(status).value)
+
+    def store_prediction(self, index: int, result: PredictionResult) -> None:
+        """A prediction for image ``index`` arrived (from a worker)."""
+        if index == self.index and self.document is not None:
+            self.document.set_prediction(result)
+            self._timer.start()
+        else:
+            self.predictions[index] = result
+            entry = self.project.entries[index]
+            if entry.status == ImageStatus.NEW:
+                entry.status = ImageStatus.PREDICTED
+                self.project.save()
+                self.statusChanged.emit(index, entry.status.value)
+
+    def save(self) -> bool:
+        """Write the current labels and the project file now."""
+        self._timer.stop()
+        if self.project is None:
+            return True
+        try:
+            if self.document is not None and self.document.dirty:
+                self.project.save_document(self.index, self.document)
+            self.project.save()
+        except OSError as error:  # a full disk or a vanished folder must not lose the labels
+            log.error("autosave failed: %s", error)
+            self.saveFailed.emit(error)
+            return False
+        self.saved.emit(str(self.project.folder))
+        return True
+
+    def close(self) -> bool:
+        ok = self.save()
+        self._detach()
+        self.project = None
+        self.predictions.clear()
+        self.documentChanged.emit(-1)
+        return ok
+
+    def folder(self) -> Path | None:
+        return self.project.folder if self.project else None

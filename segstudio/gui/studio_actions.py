@@ -1,0 +1,281 @@
+"""Menus, shortcuts and the small jobs behind them, for the main window.
+
+Kept apart from main_window.py so that the window module stays a readable
+composition of docks and signal connections.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PySide6.QtCore import QSettings
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QMessageBox
+
+from segstudio.errors import SegstudioError
+from segstudio.gui.canvas import Tool
+from segstudio.io.masks import UNLABELLED
+
+if TYPE_CHECKING:
+    from segstudio.gui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+THUMBNAIL = 64
+
+SHORTCUTS = (
+    ("B", "Brush"),
+    ("E", "Eraser (back to unlabelled)"),
+    ("F", "Flood fill"),
+    ("P", "Polygon (click the corners; double-click or Enter closes, Esc cancels)"),
+    ("R", "Accept the prediction inside a painted region"),
+    ("[ / ]", "Brush smaller / larger"),
+    ("1 … 9", "Active class"),
+    ("Ctrl+Z / Ctrl+Shift+Z", "Undo / redo"),
+    ("Ctrl+Shift+A", "Accept the prediction for the whole image"),
+    ("Ctrl+Alt+A", "Accept the prediction for the active class"),
+    ("Ctrl+R / Ctrl+Shift+R", "Run the model on this image / on all images"),
+    ("Esc (Model panel) / Ctrl+.", "Cancel the model run"),
+    ("D / A", "Next / previous image"),
+    ("Ctrl+0 / Ctrl+1", "Fit / actual size"),
+    ("Wheel", "Zoom at the cursor"),
+    ("Space+drag, middle drag", "Pan"),
+    ("Ctrl+S", "Save now (edits are also saved automatically)"),
+    ("Ctrl+E", "Export masks"),
+)
+
+
+def _action(window: MainWindow, name: str, text: str, slot, shortcut: str | QKeySequence | None = None,
+            checkable: bool = False) -> QAction:
+    action = QAction(text, window)
+    if shortcut:
+        action.setShortcut(QKeySequence(shortcut))
+    action.setCheckable(checkable)
+    action.triggered.connect(slot)
+    window.actions_by_name[name] = action
+    window.addAction(action)  # shortcuts work whichever dock has the focus
+    return action
+
+
+def build_menus(window: MainWindow) -> None:
+    bar = window.menuBar()
+    file_menu = bar.addMenu("&File")
+    file_menu.addAction(_action(window, "open_files", "Open images…", lambda: window.open_dialog("files"),
+                                QKeySequence.StandardKey.Open))
+    file_menu.addAction(_action(window, "open_folder", "Open folder or project…",
+                                lambda: window.open_dialog("folder"), "Ctrl+Shift+O"))
+    window.recent_menu = file_menu.addMenu("Open recent")
+    refresh_recent_menu(window)
+    file_menu.addSeparator()
+    file_menu.addAction(_action(window, "save", "Save", window.session.save, QKeySequence.StandardKey.Save))
+    file_menu.addAction(_action(window, "export", "Export masks…", partial(export_masks, window), "Ctrl+E"))
+    file_menu.addSeparator()
+    file_menu.addAction(_action(window, "quit", "Quit", window.close, QKeySequence.StandardKey.Quit))
+
+    edit = bar.addMenu("&Edit")
+    edit.addAction(_action(window, "undo", "Undo", window.undo, QKeySequence.StandardKey.Undo))
+    edit.addAction(_action(window, "redo", "Redo", window.redo, "Ctrl+Shift+Z"))
+    edit.addSeparator()
+    edit.addAction(_action(window, "accept_all", "Accept prediction (whole image)",
+                           lambda: window.accept("prediction"), "Ctrl+Shift+A"))
+    edit.addAction(_action(window, "accept_class", "Accept prediction (active class)",
+                           lambda: window.accept("prediction", active_class_only=True), "Ctrl+Alt+A"))
+    edit.addAction(_action(window, "accept_crf", "Accept CRF mask (whole image)", lambda: window.accept("crf")))
+    edit.addSeparator()
+    edit.addAction(_action(window, "mark_reviewed", "Mark image reviewed", partial(mark_reviewed, window),
+                           "Ctrl+Return"))
+
+    tools_menu = bar.addMenu("&Tools")
+    group = QActionGroup(window)
+    for name, text, key in (("brush", "Brush", "B"), ("eraser", "Eraser", "E"), ("fill", "Fill", "F"),
+                            ("polygon", "Polygon", "P"), ("accept", "Accept in region", "R")):
+        action = _action(window, f"tool_{name}", text, partial(window.set_tool, Tool(name)), key, checkable=True)
+        group.addAction(action)
+        tools_menu.addAction(action)
+    window.actions_by_name["tool_brush"].setChecked(True)
+    tools_menu.addSeparator()
+    tools_menu.addAction(_action(window, "brush_smaller", "Brush smaller",
+                                 lambda: window.canvas.set_brush_radius(window.canvas.brush_radius / 1.25), "["))
+    tools_menu.addAction(_action(window, "brush_larger", "Brush larger",
+                                 lambda: window.canvas.set_brush_radius(window.canvas.brush_radius * 1.25), "]"))
+    for number in range(1, 10):
+        _action(window, f"class_{number}", f"Class {number}", partial(window.set_active_class, number - 1),
+                str(number))
+
+    view = bar.addMenu("&View")
+    view.addAction(_action(window, "fit", "Fit to window", window.canvas.fit, "Ctrl+0"))
+    view.addAction(_action(window, "actual", "Actual size (1:1)", window.canvas.actual_size, "Ctrl+1"))
+    view.addAction(_action(window, "next", "Next image", partial(window.step_image, 1), "D"))
+    view.addAction(_action(window, "previous", "Previous image", partial(window.step_image, -1), "A"))
+    view.addSeparator()
+    for dock in window.docks.values():
+        view.addAction(dock.toggleViewAction())
+
+    model = bar.addMenu("&Model")
+    model.addAction(_action(window, "run", "Run on this image", lambda: window.run_model(False), "Ctrl+R"))
+    model.addAction(_action(window, "run_all", "Run on all images", lambda: window.run_model(True), "Ctrl+Shift+R"))
+    model.addAction(_action(window, "cancel", "Cancel run", window.runs.cancel, "Ctrl+."))
+
+    help_menu = bar.addMenu("&Help")
+    help_menu.addAction(_action(window, "shortcuts", "Keyboard shortcuts", partial(show_shortcuts, window), "F1"))
+    help_menu.addAction(_action(window, "about", "About segstudio", window.about))
+
+
+def refresh_recent_menu(window: MainWindow) -> None:
+    menu = window.recent_menu
+    menu.clear()
+    recent = QSettings().value("recent", []) or []
+    if isinstance(recent, str):
+        recent = [recent]
+    for path in recent:
+        menu.addAction(path, partial(window.open_path, path))
+    menu.setEnabled(bool(recent))
+
+
+def show_shortcuts(window: MainWindow) -> QMessageBox:
+    rows = "".join(f"<tr><td><b>{keys}</b></td><td>&nbsp;&nbsp;{what}</td></tr>" for keys, what in SHORTCUTS)
+    box = QMessageBox(window)
+    box.setWindowTitle("Keyboard shortcuts")
+    box.setText(f"<table>{rows}</table>")
+    box.open()
+    return box
+
+
+def mark_reviewed(window: MainWindow) -> None:
+    from segstudio.annotation.document import ImageStatus
+
+    if window.session.document is not None:
+        window.session.set_status(window.session.index, ImageStatus.REVIEWED)
+
+
+def load_thumbnails(window: MainWindow) -> None:
+    """Thumbnails from the images (small images only are read eagerly)."""
+    import cv2
+
+    from segstudio.io.images import read_image, to_uint8_display
+
+    project = window.session.project
+    if project is None:
+        return
+    for index, entry in enumerate(project.entries):
+        try:
+            if entry.source.stat().st_size > 64 * 2**20:
+                continue
+            image = to_uint8_display(read_image(entry.source))
+        except (SegstudioError, OSError) as error:
+            window.images_panel.set_status(index, "unreadable")
+            log.warning("%s", error)
+            continue
+        scale = THUMBNAIL / max(image.shape[:2])
+        small = cv2.resize(image, (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))),
+                           interpolation=cv2.INTER_AREA)
+        window.images_panel.set_thumbnail(index, small)
+
+
+def model_jobs(window: MainWindow, all_images: bool):
+    """(index, load_image) pairs for a model run; images load in the worker."""
+    from segstudio.io.images import read_image
+
+    session = window.session
+    if not all_images:
+        image = session.document.image
+        return [(session.index, lambda: image)]
+    jobs = []
+    for index, entry in enumerate(session.project.entries):
+        if index == session.index and session.document is not None:
+            image = session.document.image
+            jobs.append((index, lambda image=image: image))
+        else:
+            jobs.append((index, partial(read_image, entry.source)))
+    return jobs
+
+
+def adopt_model_classes(window: MainWindow, meta) -> None:
+    """A project without labels takes the model's classes; otherwise the
+    class counts must agree."""
+    project = window.session.project
+    if project is None:
+        return
+    classes = project.classes
+    if list(classes.names) == list(meta.class_names):
+        return
+    labelled = any(project.has_labels(i) for i in range(len(project.entries)))
+    document = window.session.document
+    if document is not None and (document.labels != UNLABELLED).any():
+        labelled = True
+    if not labelled:
+        from segstudio.annotation.classes import ClassList, LabelClass
+
+        project.classes = ClassList.from_list(
+            [LabelClass(name, tuple(color)).to_dict() for name, color in zip(meta.class_names, meta.class_colors,
+                                                                              strict=True)]
+        )
+        project.save()
+        window._sync_classes()
+        window.statusBar().showMessage(f"classes taken from the model: {', '.join(meta.class_names)}", 5000)
+    elif len(classes) != meta.num_classes:
+        window.report_error(
+            "Classes differ",
+            SegstudioError(f"the model predicts {meta.num_classes} classes, the project has {len(classes)}"),
+        )
+
+
+def delete_class(window: MainWindow, index: int, replacement: int) -> None:
+    """Remove class ``index`` everywhere; its pixels become ``replacement``
+    (another class, or 255 = unlabelled) and higher classes shift down."""
+    from segstudio.tasks import run_to_completion
+
+    project = window.session.project
+    if project is None:
+        return
+    window.session.save()  # every image's labels are on disk, in the old numbering
+    mapping = project.classes.removal_mapping(index, None if replacement == UNLABELLED else replacement)
+    project.classes.remove(index)
+    run_to_completion(project.remap_saved_labels(mapping))  # all files, the current one's too
+    if window.session.document is not None:
+        window.session.document.remap_labels(mapping)  # the open copy, to match its file
+    window.session.save()
+
+
+def export_masks(window: MainWindow) -> None:
+    from segstudio.gui.dialogs.export import ExportDialog
+    from segstudio.gui.workers import start_task
+    from segstudio.io.export import export_project
+
+    project = window.session.project
+    if project is None:
+        return
+    window.session.save()
+    choice = ExportDialog(window).choice()
+    if choice is None:
+        return
+    folder, fmt = choice
+    task = start_task("Export", lambda cancel: export_project(project, folder, fmt=fmt, cancel=cancel), window)
+    task.succeeded.connect(
+        lambda paths: window.statusBar().showMessage(f"exported {len(paths)} file(s) to {folder}", 8000)
+    )
+    task.failed.connect(lambda error: window.report_error("Export failed", error))
+    window.export_task = task
+
+
+def describe_pixel(window: MainWindow, x: int, y: int) -> str:
+    """Status bar text: position, intensity, label and class probabilities."""
+    document = window.session.document
+    if document is None or x < 0:
+        return ""
+    classes = window.session.classes
+    value = document.image[y, x]
+    intensity = ", ".join(str(v) for v in np.atleast_1d(value))
+    label = int(document.labels[y, x])
+    label_name = "unlabelled" if label == UNLABELLED else (classes[label].name if label < len(classes) else str(label))
+    text = f"x {x}  y {y}   value {intensity}   label: {label_name}"
+    if document.prediction is not None:
+        probabilities = document.prediction.probabilities[:, y, x].astype(np.float32)
+        if document.prediction.probabilities.dtype == np.uint8:
+            probabilities /= 255.0
+        names = classes.names if len(classes) == len(probabilities) else [str(i) for i in range(len(probabilities))]
+        text += "   p: " + "  ".join(f"{n} {p:.2f}" for n, p in zip(names, probabilities, strict=False))
+    return text

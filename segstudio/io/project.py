@@ -1,0 +1,496 @@
+"""A project is a folder: ``project.json`` plus one label PNG per image.
+
+``project.json`` lists the classes, the images (their source files, review
+status and label file), the image shown last, and the model and CRF
+settings. Label maps live in ``labels/<id>.png`` as indexed PNGs with the
+class palette, so any viewer shows them in colour. Both are written
+atomically. Source images are never copied or modified.
+
+Image paths are stored relative to the project folder when the image lies
+inside it or in a folder beside it, so a project moved or copied together
+with its images still opens; other images are stored by absolute path.
+Nothing but file paths, settings and labels is written: no image metadata,
+so nothing that could identify a patient ends up in the project.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from segstudio.annotation.classes import ClassList
+from segstudio.annotation.document import Document, ImageStatus
+from segstudio.errors import (
+    DataError,
+    ExportError,
+    InvalidArgumentError,
+    SegstudioError,
+    UnreadableInputError,
+)
+from segstudio.io.images import list_image_files, read_image
+from segstudio.io.masks import atomic_write_bytes, read_mask, write_indexed_png
+from segstudio.tasks import CancelToken, Progress, Task
+
+log = logging.getLogger(__name__)
+
+PROJECT_FILE = "project.json"
+LABELS_FOLDER = "labels"
+FORMAT_NAME = "segstudio-project"
+FORMAT_VERSION = 1
+
+_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+# Relative paths climbing more than this many folders are stored absolute:
+# "../images/a.png" (beside the project) survives moving both, a path up to
+# the file-system root does not.
+_MAX_PARENT_STEPS = 1
+
+
+@dataclass
+class ImageEntry:
+    """One image of a project.
+
+    Attributes
+    ----------
+    id:
+        Stable, file-safe name; the label file is ``labels/<id>.png``.
+    source:
+        Absolute path of the image file.
+    status:
+        Review status.
+    labels_path:
+        Absolute path of the label PNG (it may not exist yet).
+    """
+
+    id: str
+    source: Path
+    status: ImageStatus
+    labels_path: Path
+
+
+def _default_crf_settings() -> dict[str, Any]:
+    from segstudio.refine import CRFParams
+
+    return CRFParams().to_dict()
+
+
+def _make_id(path: Path, taken: set[str]) -> str:
+    """A file-safe id from the file name, made unique with a short hash of the path."""
+    stem = _UNSAFE_ID_CHARS.sub("_", path.stem).strip("._") or "image"
+    if stem.casefold() not in taken:
+        return stem
+    digest = hashlib.sha1(os.fspath(path).encode("utf-8", "surrogatepass")).hexdigest()
+    candidate = f"{stem}-{digest[:8]}"
+    counter = 2
+    while candidate.casefold() in taken:
+        candidate = f"{stem}-{digest[:8]}-{counter}"
+        counter += 1
+    return candidate
+
+
+def _same_file_key(path: Path) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
+class Project:
+    """An annotation project stored in a folder.
+
+    Use :meth:`create` or :meth:`open` rather than the constructor.
+
+    Attributes
+    ----------
+    folder:
+        The project folder (absolute).
+    classes:
+        The label classes.
+    entries:
+        The images, in display order.
+    current:
+        Index of the image shown last (0 when there are none).
+    model_settings:
+        Free-form model choice: architecture, checkpoint, device, tile...
+    crf_settings:
+        :meth:`CRFParams.to_dict` output.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        classes: ClassList,
+        entries: list[ImageEntry] | None = None,
+        *,
+        current: int = 0,
+        model_settings: dict[str, Any] | None = None,
+        crf_settings: dict[str, Any] | None = None,
+    ) -> None:
+        self.folder = Path(os.path.abspath(folder))
+        self.classes = classes
+        self.entries: list[ImageEntry] = list(entries or [])
+        self._current = 0
+        self.current = current if self.entries else 0
+        self.model_settings: dict[str, Any] = dict(model_settings or {})
+        self.crf_settings: dict[str, Any] = dict(crf_settings) if crf_settings else _default_crf_settings()
+
+    # ------------------------------------------------------------------
+    # Creating and opening
+    # ------------------------------------------------------------------
+
+    @property
+    def project_file(self) -> Path:
+        return self.folder / PROJECT_FILE
+
+    @property
+    def labels_folder(self) -> Path:
+        return self.folder / LABELS_FOLDER
+
+    @classmethod
+    def create(
+        cls,
+        folder: str | os.PathLike[str],
+        image_paths: Iterable[str | os.PathLike[str]],
+        classes: ClassList,
+    ) -> Project:
+        """Start a project in *folder* with the given images and classes, and save it.
+
+        Parameters
+        ----------
+        folder:
+            Created if absent. An existing folder may hold other files (the
+            images themselves, say) but no ``project.json`` and no non-empty
+            ``labels`` folder, which would belong to another project.
+        image_paths:
+            Image files and folders of images (see :func:`list_image_files`).
+        classes:
+            The label classes.
+
+        Raises
+        ------
+        InvalidArgumentError
+            The folder already holds a project, or is a file.
+        UnreadableInputError
+            An image path does not exist or a folder holds no images.
+        ExportError
+            The project file cannot be written.
+        """
+        folder = Path(os.path.abspath(folder))
+        if folder.exists() and not folder.is_dir():
+            raise InvalidArgumentError("is a file, not a folder for a project", path=folder)
+        if (folder / PROJECT_FILE).exists():
+            raise InvalidArgumentError(
+                f"already holds a project ({PROJECT_FILE}); open it instead of creating a new one",
+                path=folder,
+            )
+        labels = folder / LABELS_FOLDER
+        if labels.is_dir() and any(labels.iterdir()):
+            raise InvalidArgumentError(
+                f"has a non-empty '{LABELS_FOLDER}' folder that a new project would overwrite",
+                path=folder,
+            )
+        paths = list(image_paths)
+        files = list_image_files(paths) if paths else []
+        project = cls(folder, classes)
+        project._append_files(files)
+        project.save()
+        log.info("created project %s with %d image(s)", folder, len(project.entries))
+        return project
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike[str]) -> Project:
+        """Open the project in *folder* (or the ``project.json`` file itself).
+
+        Raises
+        ------
+        UnreadableInputError
+            No project file, damaged JSON, another format, a newer format
+            version, or entries that do not make sense; the message names
+            the file.
+        """
+        path = Path(os.path.abspath(folder))
+        if path.name == PROJECT_FILE and not path.is_dir():
+            path = path.parent
+        project_file = path / PROJECT_FILE
+        if not path.is_dir():
+            raise UnreadableInputError("no such project folder", path=path)
+        try:
+            text = project_file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UnreadableInputError(
+                f"not a segstudio project: the folder has no {PROJECT_FILE}", path=project_file
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise UnreadableInputError(f"cannot read the project file: {reason}", path=project_file) from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UnreadableInputError(
+                f"the project file is damaged (invalid JSON at line {exc.lineno}, column {exc.colno})",
+                path=project_file,
+            ) from None
+        try:
+            return cls._from_json(path, data)
+        except SegstudioError as exc:
+            raise UnreadableInputError(
+                f"the project file is not valid: {exc.problem}", path=project_file
+            ) from None
+
+    @classmethod
+    def _from_json(cls, folder: Path, data: Any) -> Project:
+        if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+            raise InvalidArgumentError(
+                f"not a segstudio project file (expected \"format\": \"{FORMAT_NAME}\")"
+            )
+        version = data.get("version")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise InvalidArgumentError(f"bad format version {version!r}")
+        if version > FORMAT_VERSION:
+            raise InvalidArgumentError(
+                f"it was written by a newer segstudio (format version {version}); "
+                f"this version reads up to {FORMAT_VERSION}. Update segstudio to open it"
+            )
+        classes = ClassList.from_list(data.get("classes", []))
+        images = data.get("images", [])
+        if not isinstance(images, list):
+            raise InvalidArgumentError("\"images\" must be a list")
+        entries: list[ImageEntry] = []
+        seen: set[str] = set()
+        for position, item in enumerate(images):
+            entry = cls._entry_from_json(folder, item, position)
+            if entry.id.casefold() in seen:
+                raise InvalidArgumentError(f"image id {entry.id!r} appears twice")
+            seen.add(entry.id.casefold())
+            entries.append(entry)
+        model = data.get("model", {})
+        crf = data.get("crf") or None
+        if not isinstance(model, dict):
+            raise InvalidArgumentError("\"model\" must be a mapping")
+        if crf is not None:
+            from segstudio.refine import CRFParams
+
+            crf = CRFParams.from_dict(crf).to_dict()
+        current = data.get("current", 0)
+        if isinstance(current, bool) or not isinstance(current, int):
+            raise InvalidArgumentError(f"\"current\" must be an image index, got {current!r}")
+        current = min(max(current, 0), max(len(entries) - 1, 0))
+        return cls(folder, classes, entries, current=current, model_settings=model, crf_settings=crf)
+
+    @staticmethod
+    def _entry_from_json(folder: Path, item: Any, position: int) -> ImageEntry:
+        if not isinstance(item, Mapping):
+            raise InvalidArgumentError(f"image {position} is not a mapping")
+        try:
+            image_id, source = item["id"], item["source"]
+        except KeyError as exc:
+            raise InvalidArgumentError(f"image {position} has no {exc.args[0]!r}") from None
+        if not isinstance(image_id, str) or not image_id or _UNSAFE_ID_CHARS.search(image_id):
+            raise InvalidArgumentError(f"image {position} has a bad id {image_id!r}")
+        if not isinstance(source, str) or not source:
+            raise InvalidArgumentError(f"image {image_id!r} has a bad source path {source!r}")
+        status_value = item.get("status", ImageStatus.NEW.value)
+        try:
+            status = ImageStatus(status_value)
+        except ValueError:
+            raise InvalidArgumentError(f"image {image_id!r} has an unknown status {status_value!r}") from None
+        labels = item.get("labels", f"{LABELS_FOLDER}/{image_id}.png")
+        if not isinstance(labels, str) or not labels:
+            raise InvalidArgumentError(f"image {image_id!r} has a bad labels path {labels!r}")
+        return ImageEntry(image_id, _resolve(folder, source), status, _resolve(folder, labels))
+
+    # ------------------------------------------------------------------
+    # Images
+    # ------------------------------------------------------------------
+
+    @property
+    def current(self) -> int:
+        """Index of the image shown last."""
+        return self._current
+
+    @current.setter
+    def current(self, index: int) -> None:
+        if not self.entries and index == 0:
+            self._current = 0
+            return
+        self._current = self._check_index(index)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _check_index(self, index: int) -> int:
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self.entries):
+            raise InvalidArgumentError(f"no image with index {index} (the project has {len(self.entries)})")
+        return index
+
+    def _append_files(self, files: Iterable[Path]) -> list[ImageEntry]:
+        known = {_same_file_key(e.source) for e in self.entries}
+        taken = {e.id.casefold() for e in self.entries}
+        added: list[ImageEntry] = []
+        for file in files:
+            source = Path(os.path.abspath(file))
+            key = _same_file_key(source)
+            if key in known:
+                log.info("skipping %s: already in the project", source)
+                continue
+            known.add(key)
+            image_id = _make_id(source, taken)
+            taken.add(image_id.casefold())
+            entry = ImageEntry(image_id, source, ImageStatus.NEW, self.labels_folder / f"{image_id}.png")
+            self.entries.append(entry)
+            added.append(entry)
+        return added
+
+    def add_images(self, paths: Iterable[str | os.PathLike[str]]) -> list[ImageEntry]:
+        """Add image files (or folders of images); images already present are skipped.
+
+        The project file is not saved; call :meth:`save`.
+
+        Returns
+        -------
+        list[ImageEntry]
+            The entries actually added.
+        """
+        paths = list(paths)
+        return self._append_files(list_image_files(paths)) if paths else []
+
+    def has_labels(self, index: int) -> bool:
+        """Whether image *index* has a saved label file."""
+        return self.entries[self._check_index(index)].labels_path.is_file()
+
+    def load_document(self, index: int) -> Document:
+        """Read image *index* and its saved labels (if any) into a :class:`Document`.
+
+        Raises
+        ------
+        UnreadableInputError
+            The image or the label file cannot be read (the error names it).
+        DataError
+            The saved labels do not match the image's size.
+        """
+        entry = self.entries[self._check_index(index)]
+        image = read_image(entry.source)
+        labels = None
+        if entry.labels_path.is_file():
+            labels = read_mask(entry.labels_path)
+            if labels.shape != image.shape[:2]:
+                raise DataError(
+                    f"labels are {labels.shape[1]} x {labels.shape[0]} but the image {entry.source.name} "
+                    f"is {image.shape[1]} x {image.shape[0]}",
+                    path=entry.labels_path,
+                )
+        return Document(image, labels=labels, source=entry.source, status=entry.status)
+
+    def save_document(self, index: int, doc: Document) -> None:
+        """Write the document's labels and status (and the project file); clears ``doc.dirty``.
+
+        Raises
+        ------
+        InvalidArgumentError
+            The labels hold a class index the project has no class for.
+        ExportError
+            A file cannot be written.
+        """
+        entry = self.entries[self._check_index(index)]
+        write_indexed_png(entry.labels_path, doc.labels, self.classes.colors)
+        entry.status = doc.status
+        self.save()
+        doc.dirty = False
+
+    def remap_saved_labels(self, mapping: np.ndarray, *, cancel: CancelToken | None = None) -> Task[int]:
+        """Rewrite every saved label file through a 256-entry lookup table.
+
+        When a class is deleted, the label files of all images (not only the
+        open one, which :meth:`Document.remap_labels` handles in memory) must
+        be renumbered. Call this after :meth:`ClassList.remove`, so that the
+        files get the new palette. A generator: yields :class:`Progress` per
+        image and returns the number of files rewritten.
+
+        Raises
+        ------
+        InvalidArgumentError
+            *mapping* is not 256 values in 0..255.
+        UnreadableInputError, ExportError
+            A label file cannot be read or written.
+        """
+        table = np.asarray(mapping)
+        if table.shape != (256,) or not np.issubdtype(table.dtype, np.integer) \
+                or table.min() < 0 or table.max() > 255:
+            raise InvalidArgumentError("a label mapping must be 256 integers in 0..255")
+        table = table.astype(np.uint8)
+        total = len(self.entries)
+        rewritten = 0
+        for index, entry in enumerate(self.entries):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            if entry.labels_path.is_file():
+                labels = read_mask(entry.labels_path)
+                remapped = table[labels]
+                if not np.array_equal(remapped, labels):
+                    write_indexed_png(entry.labels_path, remapped, self.classes.colors)
+                    rewritten += 1
+            yield Progress(index + 1, total, message=entry.source.name, stage="relabel")
+        return rewritten
+
+    # ------------------------------------------------------------------
+    # The project file
+    # ------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """The content of ``project.json``."""
+        return {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "classes": self.classes.to_list(),
+            "images": [
+                {
+                    "id": e.id,
+                    "source": _portable(self.folder, e.source),
+                    "status": e.status.value,
+                    "labels": _portable(self.folder, e.labels_path),
+                }
+                for e in self.entries
+            ],
+            "current": self.current,
+            "model": self.model_settings,
+            "crf": self.crf_settings,
+        }
+
+    def save(self) -> Path:
+        """Write ``project.json`` atomically and return its path.
+
+        Raises
+        ------
+        ExportError
+            The file cannot be written, or a setting is not JSON-serialisable.
+        """
+        try:
+            text = json.dumps(self.to_json(), indent=2, ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            raise ExportError(f"project settings cannot be saved: {exc}", path=self.project_file) from None
+        return atomic_write_bytes(self.project_file, (text + "\n").encode("utf-8"))
+
+
+def _portable(folder: Path, path: Path) -> str:
+    """*path* relative to *folder* (POSIX separators) when inside or beside it, else absolute."""
+    try:
+        relative = os.path.relpath(path, folder)
+    except ValueError:  # another drive on Windows
+        return os.fspath(path)
+    parts = Path(relative).parts
+    if sum(1 for p in parts if p == os.pardir) > _MAX_PARENT_STEPS:
+        return os.fspath(path)
+    return PurePosixPath(*parts).as_posix()
+
+
+def _resolve(folder: Path, stored: str) -> Path:
+    """Inverse of :func:`_portable`: an absolute path."""
+    path = Path(stored)
+    if not path.is_absolute():
+        path = folder / PurePosixPath(stored)
+    return Path(os.path.normpath(path))

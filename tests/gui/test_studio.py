@@ -1,0 +1,270 @@
+"""The studio window: open, infer in a worker, correct with the mouse, undo,
+autosave, reopen, export."""
+
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QPoint, Qt, QTimer
+from PySide6.QtTest import QTest
+
+from segstudio.gui.canvas import Tool
+from segstudio.io.masks import read_mask
+
+from .conftest import CLASS_NAMES, labelled, run_model
+
+
+def _point(canvas, row, column):
+    p = canvas.to_widget(row + 0.5, column + 0.5)
+    return QPoint(round(p.x()), round(p.y()))
+
+
+def test_open_folder_lists_images_and_shows_the_first(window, image_folder):
+    assert window.open_path(image_folder)
+    project = window.session.project
+    assert [e.source.name for e in project.entries] == ["cell_0.png", "cell_1.png", "cell_2.png"]
+    assert window.images_panel.current_index() == 0
+    assert window.session.document.image.shape == (96, 128, 3)
+    # labels start unlabelled; the labels layer is transparent
+    assert labelled(window) == 0
+    assert window.canvas.layer_buffer("labels")[..., 3].max() == 0
+    assert (project.folder / "project.json").is_file()
+
+
+def test_inference_fills_heatmap_and_mask_layers_off_the_gui_thread(qtbot, window, image_folder, checkpoint):
+    window.open_path(image_folder)
+    worker_threads = []
+    original = window.runs._on_model_yielded
+
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(threading.get_ident()))
+    timer.start(5)
+    import segstudio.gui.runs as runs_module
+
+    real_build = runs_module._build_predictor
+
+    def recording_build(settings):
+        worker_threads.append(threading.get_ident())
+        return real_build(settings)
+
+    runs_module._build_predictor = recording_build
+    try:
+        assert run_model(qtbot, window, checkpoint) == "done"
+    finally:
+        runs_module._build_predictor = real_build
+        timer.stop()
+    assert worker_threads and worker_threads[0] != threading.get_ident()
+    assert len(ticks) >= 1  # the GUI event loop kept running during the run
+    document = window.session.document
+    assert document.prediction is not None
+    assert document.prediction.probabilities.shape == (3, 96, 128)
+    assert document.status.value == "predicted"
+    assert window.canvas.layer_buffer("prediction")[..., 3].max() == 255
+    heat = window.canvas.layer_buffer("heatmap")
+    assert heat is not None and heat[..., :3].std() > 0
+    # the model's classes were adopted by the fresh project
+    assert list(window.session.classes.names) == CLASS_NAMES
+    assert original is not None
+
+
+def test_run_on_all_images_marks_them_predicted(qtbot, window, image_folder, checkpoint):
+    window.open_path(image_folder)
+    assert run_model(qtbot, window, checkpoint, all_images=True) == "done"
+    assert [e.status.value for e in window.session.project.entries] == ["predicted"] * 3
+    window.select_image(2)
+    assert window.session.document.prediction.labels.shape == (64, 100)
+
+
+def test_cancel_stops_a_run(qtbot, window, image_folder, checkpoint):
+    window.open_path(image_folder)
+    window.model_panel.set_settings({**window.model_panel.settings(), "tile": 64})
+    started = threading.Event()
+    import segstudio.gui.runs as runs_module
+
+    real_build = runs_module._build_predictor
+
+    def slow_build(settings):
+        started.set()
+        window.runs.model_task.cancel()  # the user presses Cancel while the model loads
+        return real_build(settings)
+
+    runs_module._build_predictor = slow_build
+    try:
+        assert run_model(qtbot, window, checkpoint, all_images=True) == "cancelled"
+    finally:
+        runs_module._build_predictor = real_build
+    assert started.is_set()
+    assert window.session.document.prediction is None
+    assert [e.status.value for e in window.session.project.entries] == ["new"] * 3
+
+
+def test_a_failing_run_shows_one_dialog_and_the_window_keeps_working(qtbot, window, image_folder, tmp_path):
+    window.open_path(image_folder)
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a checkpoint")
+    assert run_model(qtbot, window, broken) == "failed"
+    assert window.last_error is not None
+    assert "broken.safetensors" in window.last_error.text()
+    window.last_error.close()
+    # still usable: paint a pixel
+    window.set_tool(Tool.BRUSH)
+    QTest.mouseClick(window.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     _point(window.canvas, 40, 40))
+    assert window.session.document.labels[40, 40] == window.canvas.active_class
+
+
+def test_brush_stroke_paints_the_pixels_under_it_and_undoes_in_one_step(qtbot, window, image_folder):
+    window.open_path(image_folder)
+    canvas = window.canvas
+    window.set_active_class(1)
+    canvas.set_brush_radius(2)
+    window.set_tool(Tool.BRUSH)
+    start, end = _point(canvas, 30, 20), _point(canvas, 30, 80)
+    QTest.mousePress(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start)
+    for column in range(20, 81, 5):
+        QTest.mouseMove(canvas, _point(canvas, 30, column))
+    QTest.mouseRelease(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, end)
+    labels = window.session.document.labels
+    assert (labels[30, 20:81] == 1).all()  # a continuous line, no gaps
+    assert (labels[30 - 4, 20:81] == 255).all() and (labels[30 + 4, 20:81] == 255).all()
+    painted = labels.copy()
+    # the canvas recoloured the stroke with class 1's colour
+    colour = window.session.classes[1].color
+    assert tuple(canvas.layer_buffer("labels")[30, 50, :3]) == tuple(colour)
+    window.undo()
+    assert labelled(window) == 0
+    window.redo()
+    assert np.array_equal(window.session.document.labels, painted)
+
+
+def test_eraser_fill_and_polygon(qtbot, window, image_folder):
+    window.open_path(image_folder)
+    canvas, document = window.canvas, window.session.document
+    window.set_active_class(1)
+    # polygon: a rectangle from (10,10) to (40,50)
+    window.set_tool(Tool.POLYGON)
+    for row, column in [(10, 10), (10, 50), (40, 50), (40, 10)]:
+        QTest.mouseClick(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                         _point(canvas, row, column))
+    QTest.keyClick(canvas, Qt.Key.Key_Return)
+    inside = document.labels[12:39, 12:49]
+    assert (inside == 1).all()
+    assert document.labels[5, 5] == 255 and document.labels[45, 30] == 255
+    # eraser
+    window.set_tool(Tool.ERASER)
+    canvas.set_brush_radius(1)
+    QTest.mouseClick(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, _point(canvas, 25, 30))
+    assert document.labels[25, 30] == 255
+    # fill the unlabelled outside with class 0: the rectangle stays class 1
+    window.set_active_class(0)
+    window.set_tool(Tool.FILL)
+    QTest.mouseClick(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, _point(canvas, 80, 120))
+    assert document.labels[80, 120] == 0 and document.labels[0, 0] == 0
+    assert document.labels[20, 20] == 1 and document.labels[25, 30] == 255  # the erased hole is enclosed
+    window.undo()
+    assert document.labels[80, 120] == 255
+
+
+def test_accept_prediction_whole_class_and_region(qtbot, window, image_folder, checkpoint):
+    window.open_path(image_folder)
+    run_model(qtbot, window, checkpoint)
+    document = window.session.document
+    predicted = document.prediction.labels
+    # inside a painted region only
+    window.set_tool(Tool.ACCEPT)
+    window.canvas.set_brush_radius(3)
+    QTest.mouseClick(window.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     _point(window.canvas, 50, 50))
+    assert document.labels[50, 50] == predicted[50, 50]
+    assert document.labels[10, 10] == 255
+    window.undo()
+    # one class
+    window.set_active_class(int(predicted[50, 50]))
+    window.accept("prediction", active_class_only=True)
+    chosen = predicted == predicted[50, 50]
+    assert (document.labels[chosen] == predicted[chosen]).all() and (document.labels[~chosen] == 255).all()
+    # whole image
+    window.accept("prediction")
+    assert np.array_equal(document.labels, predicted)
+
+
+def test_class_rename_recolor_and_delete(qtbot, window, image_folder):
+    window.open_path(image_folder)
+    document = window.session.document
+    window.classes_panel.addRequested.emit("nucleus", (0, 0, 255))
+    assert list(window.session.classes.names) == ["background", "foreground", "nucleus"]
+    window.classes_panel.renameRequested.emit(1, "cell")
+    window.classes_panel.recolorRequested.emit(1, (10, 200, 30))
+    assert window.session.classes[1].name == "cell" and tuple(window.session.classes[1].color) == (10, 200, 30)
+    document.apply((slice(0, 5), slice(0, 5)), np.ones((5, 5), bool), 1, "test")
+    document.apply((slice(10, 15), slice(0, 5)), np.ones((5, 5), bool), 2, "test")
+    assert tuple(window.canvas.layer_buffer("labels")[0, 0, :3]) == (10, 200, 30)
+    # delete "cell": its pixels become unlabelled, "nucleus" shifts down to 1
+    window.classes_panel.deleteRequested.emit(1, 255)
+    assert list(window.session.classes.names) == ["background", "nucleus"]
+    assert (document.labels[0:5, 0:5] == 255).all() and (document.labels[10:15, 0:5] == 1).all()
+
+
+def test_edits_survive_close_and_reopen(qtbot, image_folder, window):
+    from segstudio.gui.main_window import MainWindow
+
+    window.open_path(image_folder)
+    window.set_active_class(1)
+    window.set_tool(Tool.BRUSH)
+    window.canvas.set_brush_radius(2)
+    QTest.mouseClick(window.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     _point(window.canvas, 20, 20))
+    window.select_image(1)
+    window.canvas.set_brush_radius(1)
+    QTest.mouseClick(window.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     _point(window.canvas, 5, 6))
+    window.classes_panel.renameRequested.emit(1, "cell")
+    folder = window.session.project.folder
+    window.close()  # saves everything
+    again = MainWindow()
+    qtbot.addWidget(again)
+    assert again.open_path(image_folder)
+    assert again.session.project.folder == folder
+    assert again.session.index == 1  # the current image is restored
+    assert again.session.document.labels[5, 6] == 1
+    assert [e.status.value for e in again.session.project.entries] == ["corrected", "corrected", "new"]
+    assert again.session.classes[1].name == "cell"
+    again.select_image(0)
+    assert again.session.document.labels[20, 20] == 1
+    again.session.close()
+
+
+def test_autosave_writes_within_two_seconds(qtbot, window, image_folder):
+    window.open_path(image_folder)
+    window.set_tool(Tool.BRUSH)
+    QTest.mouseClick(window.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     _point(window.canvas, 30, 30))
+    entry = window.session.project.entries[0]
+    qtbot.waitUntil(lambda: entry.labels_path.is_file(), timeout=2000)
+    assert read_mask(entry.labels_path)[30, 30] == window.canvas.active_class
+
+
+def test_export_from_the_project(qtbot, window, image_folder, tmp_path):
+    from segstudio.io.export import export_project
+    from segstudio.tasks import run_to_completion
+
+    window.open_path(image_folder)
+    window.session.document.apply((slice(0, 10), slice(0, 10)), np.ones((10, 10), bool), 1, "test")
+    window.session.save()
+    written = run_to_completion(export_project(window.session.project, tmp_path / "export", fmt="png"))
+    assert [p.name for p in written] == ["cell_0.png"]
+    with Image.open(written[0]) as mask:
+        assert mask.mode == "P" and mask.size == (128, 96)
+        assert tuple(mask.getpalette()[3:6]) == tuple(window.session.classes[1].color)
+    assert (read_mask(written[0])[:10, :10] == 1).all()
+
+
+@pytest.mark.parametrize("key,tool", [("B", Tool.BRUSH), ("E", Tool.ERASER), ("F", Tool.FILL), ("P", Tool.POLYGON)])
+def test_tool_shortcuts(qtbot, window, image_folder, key, tool):
+    window.open_path(image_folder)
+    window.set_tool(Tool.ACCEPT)
+    window.actions_by_name[f"tool_{tool.value}"].trigger()
+    assert window.canvas.tool is tool
+    assert window.actions_by_name[f"tool_{tool.value}"].shortcut().toString() == key
