@@ -77,10 +77,36 @@ def build_parser() -> argparse.ArgumentParser:
     open_cmd.add_argument("paths", nargs="+", metavar="PATH")
     open_cmd.set_defaults(run=cmd_open)
 
+    demo = commands.add_parser(
+        "demo", help="open the studio on a copy of the bundled sample project with the demo model"
+    )
+    demo.add_argument("--fresh", action="store_true", help="start the demo project over (discard its edits)")
+    demo.add_argument("--no-window", action="store_true", help="only prepare the project and print its folder")
+    demo.set_defaults(run=cmd_demo)
+
     from segstudio import commands as verbs
 
     verbs.add_engine_commands(commands)
     return parser
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Prepare the demo project (in the user data directory) and open it."""
+    from segstudio.demo import prepare_demo
+
+    if not args.no_window:
+        from segstudio.gui.app import display_problem
+
+        problem = display_problem()
+        if problem:
+            raise SegstudioError(problem)
+    project = prepare_demo(fresh=args.fresh)
+    if args.no_window:
+        sys.stdout.write(f"{project.folder}\n")
+        return EXIT_OK
+    from segstudio.gui.app import main as studio
+
+    return studio([str(project.folder)])
 
 
 def cmd_open(args: argparse.Namespace) -> int:

@@ -263,6 +263,7 @@ class MainWindow(QMainWindow):
     def _on_run_finished(self, outcome: str) -> None:
         self.model_panel.set_running(False)
         messages = {"done": "Model run finished", "cancelled": "Model run cancelled", "failed": "Model run failed"}
+        self.model_panel.set_progress(1 if outcome == "done" else 0, 1, messages[outcome])
         self.statusBar().showMessage(messages[outcome], 5000)
 
     def _on_crf_params_settled(self, params) -> None:

@@ -67,7 +67,7 @@ def default_palette(n: int) -> list[tuple[int, int, int]]:
     return colours
 
 
-def _permissions_for(path: Path) -> int:
+def permissions_for(path: Path) -> int:
     """Mode a freshly written file should get: the old file's, or 0o666 minus umask."""
     try:
         return stat.S_IMODE(path.stat().st_mode)
@@ -114,7 +114,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportError(f"cannot create folder {parent}: {exc.strerror or exc}", path=path) from exc
-    mode = _permissions_for(path)
+    mode = permissions_for(path)
     tmp_name: str | None = None
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)

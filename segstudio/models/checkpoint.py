@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from segstudio.errors import CheckpointError, CheckpointMismatchError
-from segstudio.io.masks import UNLABELLED, default_palette
+from segstudio.io.masks import UNLABELLED, default_palette, permissions_for
 from segstudio.models.registry import get_model, get_spec
 
 FORMAT_VERSION = 1
@@ -149,10 +149,12 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, meta: Checkp
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
+    mode = permissions_for(path)  # mkstemp's private 0600 would stick otherwise
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
         save_file(tensors, tmp_name, metadata={METADATA_KEY: meta.to_json()})
+        os.chmod(tmp_name, mode)
         with open(tmp_name, "rb") as written:
             os.fsync(written.fileno())
         os.replace(tmp_name, path)

@@ -64,6 +64,7 @@ def test_inference_fills_heatmap_and_mask_layers_off_the_gui_thread(qtbot, windo
     assert window.canvas.layer_buffer("prediction")[..., 3].max() == 255
     heat = window.canvas.layer_buffer("heatmap")
     assert heat is not None and heat[..., :3].std() > 0
+    assert window.model_panel._status.text() == "Model run finished"
     # the model's classes were adopted by the fresh project
     assert list(window.session.classes.names) == CLASS_NAMES
     assert original is not None
@@ -268,3 +269,19 @@ def test_tool_shortcuts(qtbot, window, image_folder, key, tool):
     window.actions_by_name[f"tool_{tool.value}"].trigger()
     assert window.canvas.tool is tool
     assert window.actions_by_name[f"tool_{tool.value}"].shortcut().toString() == key
+
+
+def test_demo_project_runs_the_demo_model_in_one_click(qtbot, window, tmp_path):
+    from segstudio.demo import prepare_demo
+
+    project = prepare_demo(tmp_path / "demo")
+    assert window.open_path(project.folder)
+    assert window.model_panel.settings()["checkpoint"] == project.model_settings["checkpoint"]
+    with qtbot.waitSignal(window.runs.runFinished, timeout=60000) as blocker:
+        window.model_panel.runRequested.emit(False)  # the Run button
+    assert blocker.args[0] == "done"
+    prediction = window.session.document.prediction
+    assert set(np.unique(prediction.labels)) == {0, 1, 2}
+    # the CRF preview follows the prediction
+    qtbot.waitUntil(lambda: window.session.document.crf_labels is not None, timeout=30000)
+    assert window.canvas.layer_buffer("crf") is not None
