@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     open_cmd = commands.add_parser("open", help="open the studio on a folder of images, image files or a project")
     open_cmd.add_argument("paths", nargs="+", metavar="PATH")
+    open_cmd.add_argument("--exit-after-open", action="store_true",
+                          help="quit once the paths are open (exit status 0 if they opened): a smoke test")
     open_cmd.set_defaults(run=cmd_open)
 
     demo = commands.add_parser(
@@ -113,7 +115,7 @@ def cmd_open(args: argparse.Namespace) -> int:
     """Start the studio window (with no command: an empty studio)."""
     from segstudio.gui.app import main as studio
 
-    return studio(getattr(args, "paths", ()))
+    return studio(getattr(args, "paths", ()), exit_after_open=getattr(args, "exit_after_open", False))
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -55,7 +55,26 @@ def create_application(argv: Sequence[str] = ()):
     app = QApplication.instance() or QApplication([APP_NAME, *argv])
     app.setApplicationName(APP_NAME)
     app.setOrganizationName(APP_NAME)
+    app.setDesktopFileName("segstudio")
+    _set_window_icon(app)
     return app
+
+
+def _set_window_icon(app) -> None:
+    from PySide6.QtGui import QIcon
+
+    from segstudio.errors import SegstudioError
+    from segstudio.resources import resource_path
+
+    try:
+        folder = resource_path("icons")
+    except SegstudioError as error:
+        log.warning("%s", error)
+        return
+    icon = QIcon()
+    for png in sorted(folder.glob("segstudio-*.png")):
+        icon.addFile(str(png))
+    app.setWindowIcon(icon)
 
 
 def install_excepthook(window) -> None:
@@ -71,8 +90,12 @@ def install_excepthook(window) -> None:
     sys.excepthook = hook
 
 
-def main(paths: Sequence[str] = ()) -> int:
-    """Open the studio (on ``paths`` if given) and run until it closes."""
+def main(paths: Sequence[str] = (), *, exit_after_open: bool = False) -> int:
+    """Open the studio (on ``paths`` if given) and run until it closes.
+
+    ``exit_after_open`` quits as soon as the paths are open, with status 0
+    if they opened (the packaged app's smoke test uses it).
+    """
     problem = display_problem()
     if problem:
         sys.stderr.write(f"segstudio: error: {problem}\n")
@@ -84,10 +107,17 @@ def main(paths: Sequence[str] = ()) -> int:
     window = MainWindow()
     install_excepthook(window)
     window.show()
+    opened = True
     if paths:
         if len(paths) == 1:
-            window.open_path(paths[0])
+            opened = window.open_path(paths[0])
         else:
-            window.open_path_list([Path(p) for p in paths])
+            opened = window.open_path_list([Path(p) for p in paths])
     log.info("studio started (log: %s)", log_file())
+    if exit_after_open:
+        project = window.session.project
+        count = len(project.entries) if project else 0
+        sys.stdout.write(f"segstudio: opened {count} image(s)\n" if opened else "segstudio: nothing opened\n")
+        window.close()
+        return 0 if opened and count else 1
     return app.exec()
