@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 
@@ -48,34 +48,45 @@ class ImageStatus(str, Enum):
     REVIEWED = "reviewed"
 
 
+# Regions are tuples of plain slices, one per axis of the label map: (rows,
+# columns) for an image, (slices, rows, columns) for a volume, so one history
+# covers every slice of a volume.
+
+
 def _full_region(shape: tuple[int, ...]) -> Region:
-    return (slice(0, shape[0]), slice(0, shape[1]))
+    return tuple(slice(0, n) for n in shape)
 
 
 def _normalise_region(region: Region, shape: tuple[int, ...]) -> Region:
-    """Turn a region into two plain ``slice(start, stop)`` within the image."""
-    if not isinstance(region, tuple) or len(region) != 2 or not all(isinstance(s, slice) for s in region):
-        raise InvalidArgumentError(f"a region must be a (slice, slice) pair, got {region!r}")
+    """Turn a region into plain ``slice(start, stop)`` items within the labels."""
+    if (
+        not isinstance(region, tuple)
+        or len(region) != len(shape)
+        or not all(isinstance(s, slice) for s in region)
+    ):
+        raise InvalidArgumentError(f"a region must be a tuple of {len(shape)} slices, got {region!r}")
     parts = []
     for axis, item in enumerate(region):
         start, stop, step = item.indices(shape[axis])
         if step != 1:
             raise InvalidArgumentError(f"a region's slices must have step 1, got {item!r}")
         parts.append(slice(start, max(start, stop)))
-    return parts[0], parts[1]
+    return tuple(parts)
 
 
-def _region_shape(region: Region) -> tuple[int, int]:
-    return region[0].stop - region[0].start, region[1].stop - region[1].start
+def _region_shape(region: Region) -> tuple[int, ...]:
+    return tuple(s.stop - s.start for s in region)
 
 
 def _union(a: Region | None, b: Region) -> Region:
     if a is None:
         return b
-    return (
-        slice(min(a[0].start, b[0].start), max(a[0].stop, b[0].stop)),
-        slice(min(a[1].start, b[1].start), max(a[1].stop, b[1].stop)),
-    )
+    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b, strict=True))
+
+
+def _local(region: Region, within: Region) -> Region:
+    """``region`` in the coordinates of the box ``within``."""
+    return tuple(slice(r.start - w.start, r.stop - w.start) for r, w in zip(region, within, strict=True))
 
 
 def _check_value(value: int) -> int:
@@ -136,12 +147,19 @@ class Document:
         source: Path | None = None,
         status: ImageStatus | str = ImageStatus.NEW,
         history_bytes: int = DEFAULT_HISTORY_BYTES,
+        volume: bool = False,
     ) -> None:
         image = np.asarray(image)
-        if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
-            raise InvalidArgumentError(f"an image must be H x W or H x W x C, got shape {image.shape}")
+        spatial = 3 if volume else 2
+        if image.ndim not in (spatial, spatial + 1) or 0 in image.shape[:spatial]:
+            expected = "Z x H x W (x C)" if volume else "H x W or H x W x C"
+            raise InvalidArgumentError(f"an image must be {expected}, got shape {image.shape}")
         self.image = image
-        shape = image.shape[:2]
+        #: a volume's labels are one Z x H x W map; tools edit it slice by slice
+        self.is_volume = volume
+        #: the source Volume (spacing, affine, window) when this is a volume
+        self.volume: Any = None
+        shape = image.shape[:spatial]
         if labels is None:
             labels = np.full(shape, UNLABELLED, np.uint8)
         else:
@@ -162,9 +180,9 @@ class Document:
     # ------------------------------------------------------------------
 
     @property
-    def shape(self) -> tuple[int, int]:
-        """``(height, width)`` of the image and the label map."""
-        return self.labels.shape[0], self.labels.shape[1]
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the label map: ``(height, width)``, or ``(slices, height, width)``."""
+        return self.labels.shape
 
     @property
     def history(self) -> History:
@@ -226,13 +244,13 @@ class Document:
         changed = old != new_full
         if not changed.any():
             return False
-        rows = np.flatnonzero(changed.any(axis=1))
-        cols = np.flatnonzero(changed.any(axis=0))
-        local = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
-        box = (
-            slice(region[0].start + local[0].start, region[0].start + local[0].stop),
-            slice(region[1].start + local[1].start, region[1].start + local[1].stop),
-        )
+        local_parts = []
+        for axis in range(changed.ndim):
+            others = tuple(a for a in range(changed.ndim) if a != axis)
+            hits = np.flatnonzero(changed.any(axis=others))
+            local_parts.append(slice(int(hits[0]), int(hits[-1]) + 1))
+        local = tuple(local_parts)
+        box = tuple(slice(r.start + l.start, r.start + l.stop) for r, l in zip(region, local, strict=True))
         self._history.push(Edit(box, np.array(old[local]), new_full[local].copy(), description))
         return True
 
@@ -295,11 +313,7 @@ class Document:
         # Replayed newest first, so each pixel ends with the value saved by
         # the first dab that touched it: its value before the stroke.
         for region, saved in reversed(stroke.saved):
-            local = (
-                slice(region[0].start - union[0].start, region[0].stop - union[0].start),
-                slice(region[1].start - union[1].start, region[1].stop - union[1].start),
-            )
-            old[local] = saved
+            old[_local(region, union)] = saved
         return self._record(union, old, stroke.description)
 
     @property
@@ -519,7 +533,7 @@ class Document:
         # OpenCV's histogram is ~15x faster than np.bincount on uint8, but
         # counts in float32, exact only up to 2**24: hence bands of rows.
         counts = np.zeros(256, np.int64)
-        band = max(1, _HISTOGRAM_BAND_PIXELS // max(1, self.labels.shape[1]))
+        band = max(1, _HISTOGRAM_BAND_PIXELS // max(1, int(np.prod(self.labels.shape[1:]))))
         for top in range(0, self.labels.shape[0], band):
             rows = np.ascontiguousarray(self.labels[top : top + band])
             counts += cv2.calcHist([rows], [0], None, [256], [0, 256]).ravel().astype(np.int64)
@@ -532,7 +546,7 @@ class Document:
 
 
 def _remap_in_place(labels: np.ndarray, table: np.ndarray) -> None:
-    band = max(1, _REMAP_BAND_PIXELS // max(1, labels.shape[1]))
+    band = max(1, _REMAP_BAND_PIXELS // max(1, int(np.prod(labels.shape[1:]))))
     for top in range(0, labels.shape[0], band):
         rows = labels[top : top + band]
         rows[...] = table[rows]

@@ -25,6 +25,7 @@ from segstudio.gui.panels.crf import CRFPanel
 from segstudio.gui.panels.images import ImagesPanel
 from segstudio.gui.panels.layers import LayersPanel
 from segstudio.gui.panels.model import ModelPanel
+from segstudio.gui.panels.volume import VolumePanel
 from segstudio.gui.runs import ModelRuns
 from segstudio.gui.session import Session
 from segstudio.gui import studio_actions
@@ -52,12 +53,15 @@ class MainWindow(QMainWindow):
         self.model_panel = ModelPanel()
         self.crf_panel = CRFPanel()
         self.layers_panel = LayersPanel()
+        self.volume_panel = VolumePanel()
         self.docks: dict[str, QDockWidget] = {}
         self._add_dock("Images", self.images_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self._add_dock("Classes", self.classes_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self._add_dock("Model", self.model_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self._add_dock("CRF", self.crf_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self._add_dock("Layers", self.layers_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self._add_dock("Volume", self.volume_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.docks["Volume"].hide()
         self.position_label = QLabel()
         self.statusBar().addPermanentWidget(self.position_label, 1)
         self.last_error = None
@@ -102,6 +106,12 @@ class MainWindow(QMainWindow):
         self.layers_panel.colormapChanged.connect(lambda name: canvas.set_colormap(colormap_lut(name)))
         canvas.set_colormap(colormap_lut("viridis"))
         canvas.cursorMoved.connect(self._on_cursor_moved)
+        canvas.sliceChanged.connect(self._on_slice_changed)
+        canvas.windowChanged.connect(self.volume_panel.set_window)
+        self.volume_panel.sliceRequested.connect(canvas.set_slice)
+        self.volume_panel.axisRequested.connect(canvas.set_view_axis)
+        self.volume_panel.windowRequested.connect(canvas.set_window)
+        self.volume_panel.runRequested.connect(self.run_volume)
         runs.runStarted.connect(self._on_run_started)
         runs.runProgress.connect(self._on_run_progress)
         runs.predicted.connect(self._on_predicted)
@@ -159,7 +169,12 @@ class MainWindow(QMainWindow):
             self.select_image(max(0, min(len(project.entries) - 1, self.session.index + step)))
 
     def _on_document_changed(self, index: int) -> None:
-        self.canvas.set_document(self.session.document, self.session.classes.lut())
+        document = self.session.document
+        is_volume = document is not None and document.is_volume
+        self.docks["Volume"].setVisible(is_volume)
+        if is_volume:
+            self.volume_panel.set_axis(0)
+        self.canvas.set_document(document, self.session.classes.lut())
         self.images_panel.set_current(index)
         self._sync_layer_availability()
         self._update_undo_actions()
@@ -236,6 +251,24 @@ class MainWindow(QMainWindow):
         jobs = studio_actions.model_jobs(self, all_images)
         self.runs.run(self.model_panel.settings(), jobs)
 
+    def run_volume(self, whole: bool) -> None:
+        """Run the model on the shown axial slice or on every slice."""
+        document, slicer = self.session.document, self.canvas.slicer
+        if document is None or not document.is_volume or slicer is None:
+            return
+        if self.runs.busy:
+            self.statusBar().showMessage("A model run is already in progress (Cancel stops it)", 4000)
+            return
+        if not whole and slicer.axis != 0:
+            self.statusBar().showMessage("Run on this slice works in the axial view", 4000)
+            return
+        self.runs.run_volume(self.model_panel.settings(), self.session.index, document.image,
+                             slices=None if whole else [slicer.index], window=slicer.window)
+
+    def _on_slice_changed(self, index: int, count: int) -> None:
+        self.volume_panel.set_slice(index, count)
+        self.statusBar().showMessage(studio_actions.describe_slice(self), 3000)
+
     def _on_model_settings_changed(self, settings: dict) -> None:
         if self.session.project is not None:
             self.session.project.model_settings.update(settings)
@@ -253,6 +286,7 @@ class MainWindow(QMainWindow):
         studio_actions.adopt_model_classes(self, meta)
 
     def _on_predicted(self, index: int, result) -> None:
+        result = studio_actions.merge_volume_prediction(self, index, result)
         self.session.store_prediction(index, result)
         if index == self.session.index:
             self.canvas.refresh_prediction()
@@ -272,6 +306,9 @@ class MainWindow(QMainWindow):
             self.session.project.crf_settings = params.to_dict()
         if document is None or document.prediction is None or not self.crf_panel.preview_enabled():
             return
+        if document.is_volume:
+            studio_actions.preview_crf_on_slice(self, params)
+            return
         self.crf_panel.set_busy(True)
         self.runs.preview_crf(self.session.index, document.image, document.prediction, params)
 
@@ -280,6 +317,10 @@ class MainWindow(QMainWindow):
         document = self.session.document
         if index != self.session.index or document is None:
             return
+        if document.is_volume:
+            refined = studio_actions.crf_slice_into_volume(self, refined)
+            if refined is None:
+                return
         document.set_crf_labels(refined.labels)
         self.canvas.refresh_prediction()
         self._sync_layer_availability()

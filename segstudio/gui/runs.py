@@ -66,11 +66,7 @@ class ModelRuns(QObject):
         key = (settings.get("checkpoint"), settings.get("device"), settings.get("precision"), settings.get("tile"))
 
         def task(cancel: CancelToken) -> Generator[Any, None, int]:
-            if self._predictor is None or self._predictor_key != key:
-                yield Progress(0, None, message="loading the model…", stage="load")
-                self._predictor, self.meta = _build_predictor(settings)
-                self._predictor_key = key
-                yield self.meta
+            yield from self._ensure_predictor(settings, key)
             for number, (index, load_image) in enumerate(jobs, start=1):
                 cancel.raise_if_cancelled()
                 image = load_image()
@@ -86,13 +82,53 @@ class ModelRuns(QObject):
             return len(jobs)
 
         description = "Running the model on all images" if len(jobs) > 1 else "Running the model"
+        self._start(description, task)
+        return True
+
+    def _ensure_predictor(self, settings: dict[str, Any], key: tuple) -> Generator[Any, None, None]:
+        """(In the worker.) Build the Predictor unless the settings are unchanged."""
+        if self._predictor is None or self._predictor_key != key:
+            yield Progress(0, None, message="loading the model…", stage="load")
+            self._predictor, self.meta = _build_predictor(settings)
+            self._predictor_key = key
+            yield self.meta
+
+    def run_volume(
+        self,
+        settings: dict[str, Any],
+        index: int,
+        volume: np.ndarray,
+        *,
+        slices: list[int] | None,
+        window: tuple[float, float] | None,
+    ) -> bool:
+        """Predict some axial slices (None: all) of a volume, slice by slice."""
+        if self.busy:
+            return False
+        from segstudio.inference.volume import predict_volume_steps
+
+        key = (settings.get("checkpoint"), settings.get("device"), settings.get("precision"), settings.get("tile"))
+
+        def task(cancel: CancelToken) -> Generator[Any, None, int]:
+            yield from self._ensure_predictor(settings, key)
+            steps = predict_volume_steps(self._predictor, volume, slices=slices, window=window, cancel=cancel)
+            while True:
+                try:
+                    yield next(steps)
+                except StopIteration as stop:
+                    yield Prediction(index, stop.value)
+                    return 1
+
+        self._start("Running the model on the volume" if slices is None else "Running the model on the slice", task)
+        return True
+
+    def _start(self, description: str, task) -> None:
         self.model_task = start_task(description, task, self)
         self.model_task.worker.yielded.connect(self._on_model_yielded)
         self.model_task.succeeded.connect(lambda _: self.runFinished.emit("done"))
         self.model_task.cancelled.connect(lambda: self.runFinished.emit("cancelled"))
         self.model_task.failed.connect(self._on_model_failed)
         self.runStarted.emit(description)
-        return True
 
     def _on_model_yielded(self, item: object) -> None:
         if isinstance(item, Progress):

@@ -267,15 +267,99 @@ def describe_pixel(window: MainWindow, x: int, y: int) -> str:
     if document is None or x < 0:
         return ""
     classes = window.session.classes
-    value = document.image[y, x]
-    intensity = ", ".join(str(v) for v in np.atleast_1d(value))
-    label = int(document.labels[y, x])
+    slicer = window.canvas.slicer
+    if slicer is not None:
+        voxel = slicer.voxel(y, x)
+        where = f"voxel z {voxel[0]} y {voxel[1]} x {voxel[2]}" + _patient_position(document, voxel)
+    else:
+        voxel = (y, x)
+        where = f"x {x}  y {y}"
+    value = document.image[voxel]
+    intensity = ", ".join(f"{v:g}" for v in np.atleast_1d(value))
+    label = int(document.labels[voxel])
     label_name = "unlabelled" if label == UNLABELLED else (classes[label].name if label < len(classes) else str(label))
-    text = f"x {x}  y {y}   value {intensity}   label: {label_name}"
+    text = f"{where}   value {intensity}   label: {label_name}"
     if document.prediction is not None:
-        probabilities = document.prediction.probabilities[:, y, x].astype(np.float32)
+        probabilities = document.prediction.probabilities[(slice(None), *voxel)].astype(np.float32)
         if document.prediction.probabilities.dtype == np.uint8:
             probabilities /= 255.0
         names = classes.names if len(classes) == len(probabilities) else [str(i) for i in range(len(probabilities))]
         text += "   p: " + "  ".join(f"{n} {p:.2f}" for n, p in zip(names, probabilities, strict=False))
     return text
+
+
+def _patient_position(document, voxel: tuple[int, int, int]) -> str:
+    volume = document.volume
+    if volume is None or getattr(volume, "affine", None) is None:
+        return ""
+    z, y, x = voxel
+    point = volume.affine @ np.array([x, y, z, 1.0])
+    frame = getattr(volume, "world_frame", None) or "mm"
+    return f" ({frame} {point[0]:.1f}, {point[1]:.1f}, {point[2]:.1f} mm)"
+
+
+def describe_slice(window: MainWindow) -> str:
+    slicer = window.canvas.slicer
+    if slicer is None:
+        return ""
+    from segstudio.gui.canvas.slicing import AXES
+
+    text = f"{AXES[slicer.axis]} slice {slicer.index + 1} / {slicer.count}"
+    volume = window.session.document.volume if window.session.document else None
+    if volume is not None and getattr(volume, "affine", None) is not None:
+        centre = [s // 2 for s in slicer.shape]
+        centre[slicer.axis] = slicer.index
+        z, y, x = centre
+        point = volume.affine @ np.array([x, y, z, 1.0])
+        text += f", position {point[2 - slicer.axis]:.1f} mm"
+    return text
+
+
+def merge_volume_prediction(window: MainWindow, index: int, result):
+    """A run on some slices of a volume updates those slices of the prediction
+    already shown, instead of replacing it (unrun slices are labelled 255)."""
+    document = window.session.document
+    if document is None or index != window.session.index or not document.is_volume:
+        return result
+    old = document.prediction
+    if old is None or old.probabilities.shape != result.probabilities.shape:
+        return result
+    if old.probabilities.dtype != result.probabilities.dtype:
+        return result
+    done = (result.labels != UNLABELLED).any(axis=(1, 2))
+    old.probabilities[:, done] = result.probabilities[:, done]
+    old.labels[done] = result.labels[done]
+    return old
+
+
+def preview_crf_on_slice(window: MainWindow, params) -> None:
+    """The dense CRF on the shown axial slice of a volume."""
+    from segstudio.gui.canvas.slicing import display_plane
+    from segstudio.inference.predictor import PredictionResult
+
+    document, slicer = window.session.document, window.canvas.slicer
+    if slicer is None or slicer.axis != 0 or document.prediction is None:
+        return
+    k = slicer.index
+    labels = document.prediction.labels[k]
+    if (labels == UNLABELLED).all():
+        return  # this slice has no prediction yet
+    image = display_plane(document.image[k], slicer.window)
+    plane = PredictionResult(np.ascontiguousarray(document.prediction.probabilities[:, k]), labels, 0)
+    window.crf_slice = k
+    window.crf_panel.set_busy(True)
+    window.runs.preview_crf(window.session.index, image, plane, params)
+
+
+def crf_slice_into_volume(window: MainWindow, refined):
+    """Put a refined slice into the volume's CRF mask (other slices kept)."""
+    from types import SimpleNamespace
+
+    document = window.session.document
+    k = getattr(window, "crf_slice", None)
+    if document is None or k is None:
+        return None
+    volume_labels = (document.crf_labels.copy() if document.crf_labels is not None
+                     else np.full(document.shape, UNLABELLED, np.uint8))
+    volume_labels[k] = refined.labels
+    return SimpleNamespace(labels=volume_labels)

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QWidget
 
 from segstudio.annotation import tools
 from segstudio.annotation.document import Document
+from segstudio.gui.canvas.slicing import SliceView, default_window, display_plane
 from segstudio.gui.canvas.layers import (
     LAYER_NAMES,
     HeatmapLayer,
@@ -58,6 +59,8 @@ class Canvas(QWidget):
     cursorMoved = Signal(int, int)  # image column, row; -1, -1 outside the image
     zoomChanged = Signal(float)
     brushRadiusChanged = Signal(float)
+    sliceChanged = Signal(int, int)  # plane index, number of planes (volumes)
+    windowChanged = Signal(float, float)  # centre, width (volumes)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -90,6 +93,9 @@ class Canvas(QWidget):
         self._cursor: QPointF | None = None
         #: frames drawn so far (benchmarks check that a repaint really drew)
         self.frames_painted = 0
+        #: the plane shown when the document is a volume
+        self.slicer: SliceView | None = None
+        self._window_drag: tuple[QPointF, tuple[float, float]] | None = None
 
     # -- document and layers -------------------------------------------------
     def set_document(self, document: Document | None, lut: np.ndarray) -> None:
@@ -102,13 +108,71 @@ class Canvas(QWidget):
         self._masks.clear()
         self._heatmap = None
         self._image_buffer = self._image_qimage = None
+        self.slicer = None
         if document is not None:
-            self._image_buffer = display_rgba(document.image)
-            self._image_qimage = wrap_rgba(self._image_buffer)
-            self._masks["labels"] = MaskLayer(document.labels, lut, self.states["labels"].outline)
-            self.refresh_prediction()
+            if document.is_volume:
+                volume = document.volume
+                spacing = tuple(volume.spacing) if volume is not None else (1.0, 1.0, 1.0)
+                self.slicer = SliceView(document.shape, spacing, 0, document.shape[0] // 2,
+                                        default_window(volume if volume is not None else document.image))
+            self._build_plane_layers()
             self._unsubscribe = document.subscribe(self._on_document_changed)
             self.fit()
+            if self.slicer is not None:
+                self.sliceChanged.emit(self.slicer.index, self.slicer.count)
+                if self.slicer.window is not None:
+                    self.windowChanged.emit(*self.slicer.window)
+        self.update()
+
+    def _plane(self, array: np.ndarray) -> np.ndarray:
+        """What the canvas shows of a document-shaped array."""
+        return array if self.slicer is None else self.slicer.plane(array)
+
+    def _build_plane_layers(self) -> None:
+        """Image and label layers for the image, or the volume's current plane."""
+        document = self.document
+        if self.slicer is None:
+            self._image_buffer = display_rgba(document.image)
+        else:
+            self._image_buffer = display_rgba(display_plane(self._plane(document.image), self.slicer.window))
+        self._image_qimage = wrap_rgba(self._image_buffer)
+        self._masks["labels"] = MaskLayer(self._plane(document.labels), self._lut, self.states["labels"].outline)
+        self.refresh_prediction()
+
+    # -- volumes --------------------------------------------------------------
+    def set_slice(self, index: int) -> None:
+        if self.slicer is None or self.document is None:
+            return
+        index = self.slicer.clamp(index)
+        if index == self.slicer.index:
+            return
+        self._finish_interaction()
+        self.slicer.index = index
+        self._build_plane_layers()
+        self.sliceChanged.emit(index, self.slicer.count)
+        self.update()
+
+    def step_slice(self, delta: int) -> None:
+        if self.slicer is not None:
+            self.set_slice(self.slicer.index + delta)
+
+    def set_view_axis(self, axis: int) -> None:
+        """0 axial, 1 coronal, 2 sagittal; starts in the middle plane."""
+        if self.slicer is None or axis == self.slicer.axis:
+            return
+        self._finish_interaction()
+        self.slicer.axis = axis
+        self.slicer.index = self.slicer.count // 2
+        self._build_plane_layers()
+        self.fit()
+        self.sliceChanged.emit(self.slicer.index, self.slicer.count)
+
+    def set_window(self, center: float, width: float) -> None:
+        if self.slicer is None or self.document is None:
+            return
+        self.slicer.window = (float(center), max(1.0, float(width)))
+        self._image_buffer[:] = display_rgba(display_plane(self._plane(self.document.image), self.slicer.window))
+        self.windowChanged.emit(*self.slicer.window)
         self.update()
 
     def refresh_prediction(self) -> None:
@@ -121,11 +185,11 @@ class Canvas(QWidget):
             return
         if document.prediction is not None:
             self._masks["prediction"] = MaskLayer(
-                document.prediction.labels, self._lut, self.states["prediction"].outline
+                self._plane(document.prediction.labels), self._lut, self.states["prediction"].outline
             )
             self._rebuild_heatmap()
         if document.crf_labels is not None:
-            self._masks["crf"] = MaskLayer(document.crf_labels, self._lut, self.states["crf"].outline)
+            self._masks["crf"] = MaskLayer(self._plane(document.crf_labels), self._lut, self.states["crf"].outline)
         self.update()
 
     def _rebuild_heatmap(self) -> None:
@@ -133,11 +197,14 @@ class Canvas(QWidget):
         if prediction is None:
             self._heatmap = None
             return
+        probabilities = prediction.probabilities
+        if self.slicer is not None:
+            probabilities = self.slicer.channel_plane(probabilities)
         if self.heatmap_index < 0:
-            values = entropy_map(prediction.probabilities)
+            values = entropy_map(probabilities)
         else:
-            index = min(self.heatmap_index, prediction.probabilities.shape[0] - 1)
-            values = prediction.probabilities[index]
+            index = min(self.heatmap_index, probabilities.shape[0] - 1)
+            values = np.ascontiguousarray(probabilities[index])
             if values.dtype != np.uint8:
                 values = values.astype(np.float32)
         if self._heatmap is None:
@@ -201,34 +268,45 @@ class Canvas(QWidget):
             labels.recolor(None)
             self.update()
             return
+        if self.slicer is not None:
+            region = self.slicer.to_plane(region)
+            if region is None:
+                return  # another plane changed
         ys, xs = labels.recolor(region)
         self.update(self._widget_rect(ys, xs))
 
     # -- view transform ------------------------------------------------------
     def image_size(self) -> tuple[int, int]:
+        """Rows and columns of what is shown (a volume's current plane)."""
         if self.document is None:
             return 0, 0
-        return self.document.labels.shape
+        return self._plane(self.document.labels).shape
+
+    @property
+    def aspect(self) -> float:
+        return self.slicer.aspect if self.slicer is not None else 1.0
 
     def to_image(self, point: QPointF) -> tuple[float, float]:
         """Widget point -> image (row, column), as floats."""
-        return (point.y() - self._pan.y()) / self.zoom, (point.x() - self._pan.x()) / self.zoom
+        return (point.y() - self._pan.y()) / (self.zoom * self.aspect), (point.x() - self._pan.x()) / self.zoom
 
     def to_widget(self, row: float, column: float) -> QPointF:
-        return QPointF(column * self.zoom + self._pan.x(), row * self.zoom + self._pan.y())
+        return QPointF(column * self.zoom + self._pan.x(), row * self.zoom * self.aspect + self._pan.y())
 
     def _widget_rect(self, ys: slice, xs: slice) -> QRect:
         top_left = self.to_widget(ys.start, xs.start)
-        rect = QRectF(top_left.x(), top_left.y(), (xs.stop - xs.start) * self.zoom, (ys.stop - ys.start) * self.zoom)
+        rect = QRectF(top_left.x(), top_left.y(), (xs.stop - xs.start) * self.zoom,
+                      (ys.stop - ys.start) * self.zoom * self.aspect)
         return rect.toAlignedRect().adjusted(-2, -2, 2, 2)
 
     def fit(self) -> None:
         height, width = self.image_size()
         if not height or not width:
             return
-        zoom = min(self.width() / width, self.height() / height) * 0.98
+        zoom = min(self.width() / width, self.height() / (height * self.aspect)) * 0.98
         self._set_zoom(zoom, anchor_widget=None)
-        self._pan = QPointF((self.width() - width * self.zoom) / 2, (self.height() - height * self.zoom) / 2)
+        self._pan = QPointF((self.width() - width * self.zoom) / 2,
+                            (self.height() - height * self.zoom * self.aspect) / 2)
         self.update()
 
     def actual_size(self) -> None:
@@ -239,7 +317,7 @@ class Canvas(QWidget):
         """Zoom by ``factor`` keeping the image point under ``anchor`` fixed."""
         row, column = self.to_image(anchor)
         self._set_zoom(self.zoom * factor, anchor_widget=None)
-        self._pan = QPointF(anchor.x() - column * self.zoom, anchor.y() - row * self.zoom)
+        self._pan = QPointF(anchor.x() - column * self.zoom, anchor.y() - row * self.zoom * self.aspect)
         self.update()
 
     def _set_zoom(self, zoom: float, anchor_widget: QPointF | None) -> None:
@@ -268,11 +346,16 @@ class Canvas(QWidget):
         self._accept_path.clear()
         self.polygon_points.clear()
 
+    def _to_document(self, region, mask):
+        """A tool's region and mask on the shown plane, in the document's axes."""
+        if self.slicer is None:
+            return region, mask
+        return self.slicer.to_volume(region, mask)
+
     def _dab(self, position: tuple[float, float]) -> None:
         document = self.document
-        shape = document.labels.shape
         last = self._stroke_last or position
-        found = tools.stroke_segment(last, position, self.brush_radius, shape)
+        found = tools.stroke_segment(last, position, self.brush_radius, self.image_size())
         self._stroke_last = position
         if found is None:
             return
@@ -281,7 +364,7 @@ class Canvas(QWidget):
             self._accept_dabs.append((region, mask))
             return
         value = UNLABELLED if self.tool is Tool.ERASER else self.active_class
-        document.paint(region, mask, value)
+        document.paint(*self._to_document(region, mask), value)
 
     def _finish_accept(self) -> None:
         dabs, self._accept_dabs = self._accept_dabs, []
@@ -295,7 +378,8 @@ class Canvas(QWidget):
         mask = np.zeros((bottom - top, right - left), bool)
         for (ys, xs), dab in dabs:
             mask[ys.start - top : ys.stop - top, xs.start - left : xs.stop - left] |= dab
-        self.document.accept(self.accept_source, region=(slice(top, bottom), slice(left, right)), mask=mask)
+        region, mask = self._to_document((slice(top, bottom), slice(left, right)), mask)
+        self.document.accept(self.accept_source, region=region, mask=mask)
 
     def close_polygon(self) -> bool:
         """Fill the polygon drawn so far with the active class."""
@@ -303,10 +387,10 @@ class Canvas(QWidget):
         self.update()
         if self.document is None or len(points) < 3:
             return False
-        found = tools.polygon(points, self.document.labels.shape)
+        found = tools.polygon(points, self.image_size())
         if found is None:
             return False
-        return self.document.apply(*found, self.active_class, "Polygon")
+        return self.document.apply(*self._to_document(*found), self.active_class, "Polygon")
 
     # -- Qt events --------------------------------------------------------------
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt override)
@@ -325,7 +409,8 @@ class Canvas(QWidget):
         if bottom > top and right > left:
             source = QRectF(left, top, right - left, bottom - top)
             corner = self.to_widget(top, left)
-            target = QRectF(corner.x(), corner.y(), source.width() * self.zoom, source.height() * self.zoom)
+            target = QRectF(corner.x(), corner.y(), source.width() * self.zoom,
+                            source.height() * self.zoom * self.aspect)
             painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 1.0)
             for name in LAYER_NAMES:
                 state = self.states[name]
@@ -379,6 +464,10 @@ class Canvas(QWidget):
             self._drag_origin = position
             self.setCursor(Qt.CursorShape.ClosedHandCursor)
             return
+        if event.button() == Qt.MouseButton.RightButton and self.slicer is not None and self.slicer.window:
+            # window/level as in radiology viewers: right-drag sideways = width, up/down = level
+            self._window_drag = (position, self.slicer.window)
+            return
         if event.button() != Qt.MouseButton.LeftButton:
             return
         row, column = self.to_image(position)
@@ -393,11 +482,12 @@ class Canvas(QWidget):
             self.update()
         elif self.tool is Tool.FILL:
             y, x = int(math.floor(row)), int(math.floor(column))
-            height, width = self.document.labels.shape
+            height, width = self.image_size()
             if 0 <= y < height and 0 <= x < width:
-                found = tools.flood_fill(self.document.labels, (y, x))
+                plane = np.ascontiguousarray(self._plane(self.document.labels))
+                found = tools.flood_fill(plane, (y, x))
                 if found is not None:
-                    self.document.apply(*found, self.active_class, "Fill")
+                    self.document.apply(*self._to_document(*found), self.active_class, "Fill")
         elif self.tool is Tool.POLYGON:
             self.polygon_points.append((row, column))
             self.update()
@@ -406,7 +496,12 @@ class Canvas(QWidget):
         position = event.position()
         previous = self._cursor
         self._cursor = position
-        if self._drag_origin is not None:
+        if self._window_drag is not None:
+            origin, (center, width) = self._window_drag
+            delta = position - origin
+            step = max(width, 1.0) / 256.0
+            self.set_window(center + delta.y() * step, max(1.0, width + delta.x() * 2 * step))
+        elif self._drag_origin is not None:
             delta = position - self._drag_origin
             self._drag_origin = position
             self._pan += delta
@@ -434,6 +529,9 @@ class Canvas(QWidget):
                 self.update(QRect(int(point.x()) - radius, int(point.y()) - radius, 2 * radius, 2 * radius))
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if self._window_drag is not None and event.button() == Qt.MouseButton.RightButton:
+            self._window_drag = None
+            return
         if self._drag_origin is not None:
             self._drag_origin = None
             self.unsetCursor()
@@ -460,7 +558,11 @@ class Canvas(QWidget):
 
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
         steps = event.angleDelta().y() / 120.0
-        if steps and self.document is not None:
+        if not steps or self.document is None:
+            return
+        if event.modifiers() & Qt.KeyboardModifier.ControlModifier and self.slicer is not None:
+            self.step_slice(1 if steps > 0 else -1)
+        else:
             self.zoom_at(1.25**steps, event.position())
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
@@ -473,6 +575,8 @@ class Canvas(QWidget):
         elif key == Qt.Key.Key_Escape and self.polygon_points:
             self.polygon_points.clear()
             self.update()
+        elif key in (Qt.Key.Key_PageUp, Qt.Key.Key_PageDown) and self.slicer is not None:
+            self.step_slice(1 if key == Qt.Key.Key_PageUp else -1)
         else:
             super().keyPressEvent(event)
 

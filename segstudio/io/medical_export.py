@@ -1,0 +1,364 @@
+"""Writing label volumes for medical viewers: NIfTI label maps, DICOM SEG, PNG slices.
+
+A label volume is ``Z x Y x X`` ``uint8`` in the voxel grid of a
+:class:`~segstudio.io.volume.Volume` (``labels[k, j, i]`` labels voxel
+``(i, j, k)``), 0 is background and :data:`~segstudio.io.masks.UNLABELLED`
+(255) counts as background in the medical formats.
+
+* NIfTI: same grid and orientation as the source, so 3D Slicer and ITK-SNAP
+  show it on top of the source image. A NIfTI source keeps its own header
+  (qform, sform and their codes); a DICOM source's LPS affine becomes RAS.
+* DICOM SEG (highdicom): references the source series instance by instance,
+  one segment per class present.
+* PNG: one indexed PNG per slice.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from segstudio.errors import ExportError, InvalidArgumentError
+from segstudio.io.masks import UNLABELLED, atomic_write_bytes, write_indexed_png
+from segstudio.io.volume import Volume
+
+log = logging.getLogger(__name__)
+
+SOFTWARE_NAME = "segstudio"
+# A slice origin further than this from where the affine puts it means the
+# grid is not regular (missing slices, varying spacing): NIfTI cannot hold it.
+_ORIGIN_TOLERANCE_MM = 0.01
+_ORIGIN_TOLERANCE_REL = 0.05
+
+
+def _check_labels(labels_zyx: np.ndarray, volume: Volume) -> np.ndarray:
+    labels = np.asarray(labels_zyx)
+    if labels.shape != volume.shape_zyx:
+        raise InvalidArgumentError(
+            f"labels have shape {labels.shape} but the volume is {volume.shape_zyx} (Z x Y x X)"
+        )
+    if labels.dtype == np.bool_:
+        labels = labels.astype(np.uint8)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise InvalidArgumentError(f"labels must be integers, got {labels.dtype}")
+    if labels.dtype != np.uint8:
+        if labels.size and (labels.min() < 0 or labels.max() > 255):
+            raise InvalidArgumentError(f"labels must lie in 0..255, got {labels.min()}..{labels.max()}")
+        labels = labels.astype(np.uint8)
+    return labels
+
+
+def _check_regular_grid(volume: Volume, allow_uneven: bool) -> None:
+    origins = volume.slice_origins
+    if origins is None or len(origins) < 2 or allow_uneven:
+        return
+    k = np.arange(len(origins))
+    predicted = volume.affine[:3, 3] + np.outer(k, volume.affine[:3, 2])
+    error = float(np.max(np.linalg.norm(predicted - origins, axis=1)))
+    tolerance = max(_ORIGIN_TOLERANCE_MM, _ORIGIN_TOLERANCE_REL * volume.spacing[0])
+    if error > tolerance:
+        raise ExportError(
+            f"the source slices are not evenly spaced (a slice lies {error:.3g} mm off the regular grid), "
+            "so a NIfTI label map would drift off the anatomy; export DICOM SEG instead, "
+            "or pass allow_uneven_spacing=True to accept the error",
+            path=volume.source,
+        )
+
+
+def write_nifti_labels(
+    path: str | os.PathLike[str],
+    labels_zyx: np.ndarray,
+    volume: Volume,
+    *,
+    allow_uneven_spacing: bool = False,
+) -> Path:
+    """Write a label volume as a NIfTI label map on the source's grid, atomically.
+
+    A NIfTI source gives its format (NIfTI-1 or -2), qform, sform and units;
+    any other source gives NIfTI-1 with its affine in RAS as both sform and
+    qform (code "scanner").
+
+    Parameters
+    ----------
+    path:
+        Destination, normally ``*.nii.gz`` (``.nii`` writes uncompressed).
+    labels_zyx:
+        ``Z x Y x X`` class indices matching ``volume.shape_zyx``.
+    volume:
+        The volume the labels belong to.
+    allow_uneven_spacing:
+        Write even when the source slices are not evenly spaced (the file's
+        single affine then misplaces some slices).
+
+    Returns
+    -------
+    pathlib.Path
+        *path*.
+
+    Raises
+    ------
+    InvalidArgumentError
+        Labels of the wrong shape or type.
+    ExportError
+        Uneven source spacing (see above), or the file cannot be written.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    labels = _check_labels(labels_zyx, volume)
+    _check_regular_grid(volume, allow_uneven_spacing)
+    data = np.asfortranarray(labels.transpose(2, 1, 0))  # back to nibabel's (i, j, k)
+    source_header = volume.nifti_header if volume.kind == "nifti" else None
+    if isinstance(source_header, nib.Nifti1Header):
+        # Same format as the source (NIfTI-2 keeps a float64 affine), and the
+        # source's own qform and sform with their codes: viewers choose between
+        # them differently, and both must say what the source said.
+        image_class = nib.Nifti2Image if isinstance(source_header, nib.Nifti2Header) else nib.Nifti1Image
+        header = image_class.header_class()
+        header.set_data_shape(data.shape)
+        header.set_zooms(source_header.get_zooms()[:3])  # what viewers fall back on without a qform
+        header.set_qform(*source_header.get_qform(coded=True))
+        header.set_sform(*source_header.get_sform(coded=True))
+        header.set_xyzt_units(*source_header.get_xyzt_units())
+        image = image_class(data, None, header=header)
+    else:
+        affine = volume.affine_ras()
+        image = nib.Nifti1Image(data, affine)
+        image.set_sform(affine, code="scanner")
+        image.set_qform(affine, code="scanner")
+        image.header.set_xyzt_units("mm")
+    image.set_data_dtype(np.uint8)
+    image.header["scl_slope"] = 1.0
+    image.header["scl_inter"] = 0.0
+    image.header.set_intent("label")
+    image.header["descrip"] = f"{SOFTWARE_NAME} labels".encode()
+    image.header["cal_min"] = 0
+    image.header["cal_max"] = float(labels.max()) if labels.size else 0.0
+
+    # Encoded in memory so that the file can be replaced in one atomic rename.
+    try:
+        raw = io.BytesIO()
+        image.to_file_map({"image": nib.FileHolder(fileobj=raw)})
+    except (ValueError, nib.spatialimages.HeaderDataError) as exc:
+        raise ExportError(f"cannot encode the NIfTI label map: {exc}", path=path) from exc
+    payload = raw.getvalue()
+    if path.name.lower().endswith(".gz"):
+        payload = gzip.compress(payload, compresslevel=6, mtime=0)
+    written = atomic_write_bytes(path, payload)
+    log.info("wrote NIfTI labels %s %s", written.name, data.shape)
+    return written
+
+
+def _segment_plan(labels: np.ndarray, class_names: Sequence[str]) -> list[int]:
+    """Class indices to export as segments, in order (background and unlabelled left out)."""
+    present = [int(v) for v in np.unique(labels) if v not in (0, UNLABELLED)]
+    missing = [v for v in present if v >= len(class_names)]
+    if missing:
+        raise InvalidArgumentError(
+            f"labels hold class indices {missing[:10]} but only {len(class_names)} class names were given"
+        )
+    return present
+
+
+def _with_shared_geometry(ds):
+    """A copy of a multi-frame source whose shared functional group holds the plane macros.
+
+    highdicom reads pixel measures and plane orientation from the shared
+    group only; many enhanced files (Philips MR among them) repeat them in
+    every per-frame item instead. When all frames agree, the copy carries
+    them in the shared group, which says the same thing.
+    """
+    import copy
+
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as DicomSequence
+
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    shared = ds.SharedFunctionalGroupsSequence[0] if ds.get("SharedFunctionalGroupsSequence") else Dataset()
+    missing = [name for name in ("PixelMeasuresSequence", "PlaneOrientationSequence") if name not in shared]
+    if not missing or not per_frame:
+        return ds
+    additions = {}
+    for name in missing:
+        items = [frame.get(name) for frame in per_frame]
+        if any(not item for item in items):
+            raise ExportError(f"the multi-frame source has no {name} for some frames")
+        if any(item[0] != items[0][0] for item in items[1:]):
+            raise ExportError(f"{name} differs between the frames of the multi-frame source")
+        additions[name] = items[0]
+    patched = copy.deepcopy(ds)
+    new_shared = copy.deepcopy(shared)
+    for name, item in additions.items():
+        setattr(new_shared, name, copy.deepcopy(item))
+    patched.SharedFunctionalGroupsSequence = DicomSequence([new_shared])
+    return patched
+
+
+def _display_colour(rgb):
+    from highdicom.color import CIELabColor
+
+    r, g, b = (int(c) for c in rgb)
+    return CIELabColor.from_rgb(r, g, b)
+
+
+def write_dicom_seg(
+    path: str | os.PathLike[str],
+    labels_zyx: np.ndarray,
+    volume: Volume,
+    class_names: Sequence[str],
+    class_colors: Sequence[tuple[int, int, int]],
+    *,
+    algorithm_type: str = "SEMIAUTOMATIC",
+    series_description: str = "segstudio segmentation",
+    series_number: int = 9001,
+) -> Path:
+    """Write a label volume as a DICOM Segmentation (BINARY) referencing the source series.
+
+    Parameters
+    ----------
+    path:
+        Destination ``.dcm`` file.
+    labels_zyx:
+        ``Z x Y x X`` class indices for ``volume``.
+    volume:
+        A volume read from DICOM (``volume.dicom_datasets`` set).
+    class_names, class_colors:
+        Name and RGB display colour of every class index. Class 0 is
+        background and never a segment; 255 (unlabelled) is background too.
+    algorithm_type:
+        ``"SEMIAUTOMATIC"`` (model proposal corrected by a person, the
+        default), ``"AUTOMATIC"`` or ``"MANUAL"``.
+    series_description, series_number:
+        For the new SEG series.
+
+    Returns
+    -------
+    pathlib.Path
+        *path*.
+
+    Raises
+    ------
+    InvalidArgumentError
+        Not a DICOM volume, labels of the wrong shape, no labelled voxel, or
+        classes without names or colours.
+    ExportError
+        highdicom rejects the data, or the file cannot be written.
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    from segstudio import __version__
+
+    path = Path(path)
+    if volume.kind != "dicom" or not volume.dicom_datasets:
+        raise InvalidArgumentError("DICOM SEG needs a volume read from DICOM (it references the source images)")
+    labels = _check_labels(labels_zyx, volume)
+    if volume.is_colour:
+        raise InvalidArgumentError("DICOM SEG export supports greyscale source images only")
+    present = _segment_plan(labels, class_names)
+    if not present:
+        raise InvalidArgumentError("nothing to export: no voxel carries a class other than background")
+    if len(class_colors) < max(present) + 1:
+        raise InvalidArgumentError(f"{len(class_colors)} class colours given, class {max(present)} needs one")
+
+    # Segment numbers must run 1..n: class c becomes segment n_c.
+    table = np.zeros(256, dtype=np.uint8)
+    for number, class_index in enumerate(present, start=1):
+        table[class_index] = number
+    segment_map = table[labels]
+    if volume.source_frames is not None:
+        # A multi-frame source: frames go back into the file's frame order.
+        restored = np.empty_like(segment_map)
+        restored[np.asarray(volume.source_frames)] = segment_map
+        segment_map = restored
+
+    sources = list(volume.dicom_datasets)
+    if len(sources) == 1 and int(sources[0].get("NumberOfFrames", 1) or 1) > 1:
+        sources = [_with_shared_geometry(sources[0])]
+
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=SOFTWARE_NAME, family=codes.cid7162.ArtificialIntelligence, version=__version__
+    )
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=str(class_names[class_index])[:64],
+            # User-defined classes have no standard code: "Tissue" is the neutral choice.
+            segmented_property_category=codes.SCT.Tissue,
+            segmented_property_type=codes.SCT.Tissue,
+            algorithm_type=algorithm_type,
+            algorithm_identification=None if algorithm_type == "MANUAL" else algorithm,
+            display_color=_display_colour(class_colors[class_index]),
+        )
+        for number, class_index in enumerate(present, start=1)
+    ]
+    try:
+        with warnings.catch_warnings():
+            # highdicom's person-name check quotes the patient's name; it must not reach logs.
+            warnings.filterwarnings("ignore", message=".*intended person name", category=UserWarning)
+            seg = hd.seg.Segmentation(
+                source_images=sources,
+                pixel_array=segment_map,
+                segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+                segment_descriptions=descriptions,
+                series_instance_uid=hd.UID(),
+                series_number=series_number,
+                sop_instance_uid=hd.UID(),
+                instance_number=1,
+                manufacturer=SOFTWARE_NAME,
+                manufacturer_model_name=SOFTWARE_NAME,
+                software_versions=__version__,
+                device_serial_number="none",
+                series_description=series_description,
+                content_label="SEGMENTATION",
+            )
+            buffer = io.BytesIO()
+            seg.save_as(buffer)
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise ExportError(f"cannot build the DICOM SEG: {exc}", path=path) from exc
+    written = atomic_write_bytes(path, buffer.getvalue())
+    log.info("wrote DICOM SEG %s: %d segment(s), %d frame(s)", written.name, len(present),
+             int(seg.get("NumberOfFrames", 0)))
+    return written
+
+
+def write_png_slices(
+    folder: str | os.PathLike[str],
+    labels_zyx: np.ndarray,
+    palette: Sequence[tuple[int, int, int]],
+) -> list[Path]:
+    """Write one indexed PNG per slice, ``slice_0000.png``, ``slice_0001.png``, ...
+
+    Slice ``k`` of the file names is slice ``k`` of the volume (sorted by
+    position for DICOM). Each file is written atomically.
+
+    Returns
+    -------
+    list[pathlib.Path]
+        The files, in slice order.
+
+    Raises
+    ------
+    InvalidArgumentError
+        Labels not ``Z x Y x X`` or holding indices outside the palette.
+    ExportError
+        A file cannot be written.
+    """
+    labels = np.asarray(labels_zyx)
+    if labels.ndim != 3:
+        raise InvalidArgumentError(f"labels must be Z x Y x X, got shape {labels.shape}")
+    folder = Path(folder)
+    digits = max(4, len(str(labels.shape[0] - 1)))
+    written = [
+        write_indexed_png(folder / f"slice_{k:0{digits}d}.png", labels[k], palette)
+        for k in range(labels.shape[0])
+    ]
+    log.info("wrote %d PNG slice(s) to %s", len(written), folder)
+    return written

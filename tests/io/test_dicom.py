@@ -1,0 +1,370 @@
+"""DICOM reading with pydicom's and nibabel's bundled test files (nothing downloaded)."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+
+from segstudio.errors import UnreadableInputError
+from segstudio.io.dicom import list_series, read_series
+
+
+def pydicom_file(name: str) -> Path:
+    """A file bundled with pydicom; never downloads."""
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"{name} is not bundled with this pydicom")
+    return Path(path)
+
+
+def nibabel_dicom(name: str, tmp_path: Path) -> Path:
+    """A DICOM file from nibabel's test data, unzipped into tmp_path."""
+    import nibabel
+
+    source = Path(os.path.dirname(nibabel.__file__)) / "nicom" / "tests" / "data" / name
+    if not source.exists():
+        pytest.skip(f"{name} is not bundled with this nibabel")
+    target = tmp_path / name.removesuffix(".gz")
+    with gzip.open(source) as src, open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    return target
+
+
+def make_ct_series(
+    folder: Path,
+    z_offsets=(0.0, 5.0, 10.0, 15.0, 20.0),
+    *,
+    file_order=(3, 0, 4, 1, 2),
+    series_uid: str | None = None,
+    description: str = "axial test",
+) -> list[str]:
+    """Copies of CT_small, slice k moved by z_offsets[k] mm, written in a shuffled name order.
+
+    Slice k is filled with stored value 1000 + k (HU -24 + k after the rescale),
+    so the slices can be told apart; InstanceNumber runs backwards so that
+    sorting by it would be wrong too. Returns the SOPInstanceUIDs by slice.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid = series_uid or generate_uid()
+    uids = []
+    for k, offset in enumerate(z_offsets):
+        ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.SeriesInstanceUID = series_uid
+        ds.SeriesDescription = description
+        position = [float(v) for v in ds.ImagePositionPatient]
+        position[2] += offset
+        ds.ImagePositionPatient = position
+        ds.InstanceNumber = 100 - k
+        pixels = np.full((ds.Rows, ds.Columns), 1000 + k, dtype=ds.pixel_array.dtype)
+        ds.PixelData = pixels.tobytes()
+        name = f"img_{file_order[k] if k < len(file_order) else k:03d}.dcm"
+        ds.save_as(folder / name)
+        uids.append(ds.SOPInstanceUID)
+    return uids
+
+
+# ---------------------------------------------------------------- single files
+
+
+def test_ct_small_single_file():
+    volume = read_series(pydicom_file("CT_small.dcm"))
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    assert volume.kind == "dicom" and volume.modality == "CT"
+    assert volume.array.shape == (1, 128, 128)
+    # RescaleIntercept -1024 with slope 1: integer HU kept exactly in int16.
+    assert volume.array.dtype == np.int16
+    np.testing.assert_array_equal(volume.array[0], ds.pixel_array.astype(np.int32) - 1024)
+    assert volume.spacing[1:] == pytest.approx((0.661468, 0.661468))
+    np.testing.assert_allclose(volume.affine[:3, 3], [-158.135803, -179.035797, -75.699997])
+    assert volume.world_frame == "LPS"
+    assert len(volume.dicom_datasets) == 1 and "PixelData" not in volume.dicom_datasets[0]
+
+
+def test_mr_small_keeps_stored_type():
+    volume = read_series(pydicom_file("MR_small.dcm"))
+    assert volume.modality == "MR"
+    assert volume.array.shape == (1, 64, 64)
+    assert volume.array.dtype == np.int16  # no rescale: as stored
+    np.testing.assert_array_equal(volume.array[0], pydicom.dcmread(pydicom_file("MR_small.dcm")).pixel_array)
+
+
+def test_non_integer_rescale_gives_float32(tmp_path):
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    ds.RescaleSlope = 0.5
+    ds.RescaleIntercept = -10
+    path = tmp_path / "scaled.dcm"
+    ds.save_as(path)
+    volume = read_series(path)
+    assert volume.array.dtype == np.float32
+    np.testing.assert_allclose(volume.array[0], ds.pixel_array * 0.5 - 10)
+
+
+def test_legacy_multiframe_rt_dose():
+    volume = read_series(pydicom_file("rtdose.dcm"))
+    ds = pydicom.dcmread(pydicom_file("rtdose.dcm"))
+    assert volume.array.shape == (15, 10, 10)
+    offsets = [float(v) for v in ds.GridFrameOffsetVector]
+    assert volume.spacing[0] == pytest.approx(abs(offsets[1] - offsets[0]))
+    assert volume.source_frames is not None and len(volume.source_frames) == 15
+    np.testing.assert_array_equal(volume.array, ds.pixel_array[list(volume.source_frames)])
+
+
+def test_enhanced_multiframe_uses_per_frame_positions(tmp_path):
+    path = nibabel_dicom("philips_mprage.dcm.gz", tmp_path)
+    volume = read_series(path)
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    frames = ds.PerFrameFunctionalGroupsSequence
+    assert volume.array.shape == (176, 256, 256)
+    assert volume.array.dtype == np.float32  # per-frame rescale slope 2.1079...
+    assert volume.description == "MPRAGE_S2"
+    iop = np.array(frames[0].PlaneOrientationSequence[0].ImageOrientationPatient, dtype=float)
+    normal = np.cross(iop[:3], iop[3:])
+    positions = np.array([f.PlanePositionSequence[0].ImagePositionPatient for f in frames], dtype=float)
+    distance = positions[list(volume.source_frames)] @ normal
+    assert np.all(np.diff(distance) > 0)
+    # Every slice's first voxel is where the affine says.
+    for k in (0, 57, 175):
+        np.testing.assert_allclose(volume.affine @ [0, 0, k, 1], [*positions[volume.source_frames[k]], 1],
+                                   atol=1e-3)
+    np.testing.assert_allclose(volume.affine[:3, 0], iop[:3] * 1.0, atol=1e-6)
+    assert volume.spacing[0] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_colour_multiframe_without_positions():
+    volume = read_series(pydicom_file("SC_rgb_rle_2frame.dcm"))
+    assert volume.array.shape == (2, 100, 100, 3)
+    assert volume.is_colour
+    assert any("ImagePositionPatient" in w for w in volume.warnings)
+
+
+# ------------------------------------------------------------------ series
+
+
+def test_series_sorted_by_position_not_name_or_instance_number(tmp_path):
+    uids = make_ct_series(tmp_path / "series")
+    volume = read_series(tmp_path / "series")
+    assert volume.array.shape == (5, 128, 128)
+    np.testing.assert_array_equal(volume.array[:, 0, 0], np.arange(5) - 24)
+    assert [ds.SOPInstanceUID for ds in volume.dicom_datasets] == uids
+    assert volume.spacing[0] == pytest.approx(5.0)
+    assert volume.warnings == []
+
+
+def test_series_affine_maps_every_voxel_to_its_patient_position(tmp_path):
+    make_ct_series(tmp_path / "series")
+    volume = read_series(tmp_path / "series")
+    for k, ds in enumerate(volume.dicom_datasets):
+        row, col = np.array(ds.ImageOrientationPatient[:3], float), np.array(ds.ImageOrientationPatient[3:], float)
+        dy, dx = (float(v) for v in ds.PixelSpacing)
+        ipp = np.array(ds.ImagePositionPatient, float)
+        i, j = 17, 42
+        expected = ipp + i * dx * row + j * dy * col
+        np.testing.assert_allclose((volume.affine @ [i, j, k, 1])[:3], expected, atol=1e-6)
+
+
+def test_reversed_positions_still_sorted_ascending(tmp_path):
+    make_ct_series(tmp_path / "s", z_offsets=(20.0, 15.0, 10.0, 5.0, 0.0))
+    volume = read_series(tmp_path / "s")
+    np.testing.assert_array_equal(volume.array[:, 0, 0], np.arange(5)[::-1] - 24)
+    assert volume.affine[2, 2] == pytest.approx(5.0)
+
+
+def test_uneven_spacing_warns(tmp_path, caplog):
+    make_ct_series(tmp_path / "s", z_offsets=(0.0, 5.0, 10.0, 20.0, 25.0))
+    with caplog.at_level(logging.WARNING, logger="segstudio"):
+        volume = read_series(tmp_path / "s")
+    assert volume.spacing[0] == pytest.approx(5.0)
+    assert any("uneven" in w for w in volume.warnings)
+    assert "uneven" in caplog.text
+
+
+def test_two_slices_at_one_position_is_an_error(tmp_path):
+    make_ct_series(tmp_path / "s", z_offsets=(0.0, 5.0, 5.0))
+    with pytest.raises(UnreadableInputError, match="share one position"):
+        read_series(tmp_path / "s")
+
+
+def test_list_series_and_choice(tmp_path):
+    make_ct_series(tmp_path, series_uid="1.2.3.4", description="first")
+    make_ct_series(tmp_path, z_offsets=(0.0, 2.0), file_order=(10, 11), series_uid="1.2.3.5", description="second")
+    (tmp_path / "notes.txt").write_text("not DICOM")
+    series = list_series(tmp_path)
+    assert {s.series_uid: s.num_files for s in series} == {"1.2.3.4": 5, "1.2.3.5": 2}
+    assert {s.description for s in series} == {"first", "second"}
+    assert all(s.modality == "CT" and (s.rows, s.columns) == (128, 128) for s in series)
+
+    with pytest.raises(UnreadableInputError) as info:
+        read_series(tmp_path)
+    message = str(info.value)
+    assert "2 DICOM series" in message and "series_uid" in message and "1.2.3.5" in message
+    assert read_series(tmp_path, series_uid="1.2.3.5").num_slices == 2
+    with pytest.raises(UnreadableInputError, match="no series with UID 9.9"):
+        read_series(tmp_path, series_uid="9.9")
+
+
+def test_folder_without_dicom(tmp_path):
+    (tmp_path / "a.txt").write_text("hello")
+    with pytest.raises(UnreadableInputError, match="no DICOM images") as info:
+        list_series(tmp_path)
+    assert info.value.path == str(tmp_path)
+
+
+# ------------------------------------------------------------------ errors
+
+
+def test_truncated_file_is_named(tmp_path):
+    data = pydicom_file("CT_small.dcm").read_bytes()
+    path = tmp_path / "half.dcm"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UnreadableInputError, match="truncated") as info:
+        read_series(path)
+    assert info.value.path == str(path)
+
+
+def test_dicom_without_pixel_data(tmp_path):
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    del ds.PixelData
+    path = tmp_path / "nopix.dcm"
+    ds.save_as(path)
+    with pytest.raises(UnreadableInputError, match="no Pixel Data") as info:
+        read_series(path)
+    assert info.value.path == str(path)
+    with pytest.raises(UnreadableInputError, match="no image .*RT Plan"):
+        read_series(pydicom_file("rtplan.dcm"))
+
+
+def test_text_file_is_not_dicom(tmp_path):
+    path = tmp_path / "fake.dcm"
+    path.write_text("this is not a DICOM file\n" * 10)
+    with pytest.raises(UnreadableInputError, match="not a DICOM file"):
+        read_series(path)
+
+
+def test_inconsistent_series_names_the_odd_file(tmp_path):
+    make_ct_series(tmp_path)
+    ds = pydicom.dcmread(pydicom_file("MR_small.dcm"))  # 64 x 64
+    ds.SeriesInstanceUID = pydicom.dcmread(tmp_path / "img_000.dcm").SeriesInstanceUID
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    odd = tmp_path / "img_099.dcm"
+    ds.save_as(odd)
+    with pytest.raises(UnreadableInputError, match="64 x 64.*128 x 128.*inconsistent") as info:
+        read_series(tmp_path)
+    assert info.value.path == str(odd)
+
+
+def test_inconsistent_orientation(tmp_path):
+    make_ct_series(tmp_path)
+    path = tmp_path / "img_002.dcm"
+    ds = pydicom.dcmread(path)
+    ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
+    ds.save_as(path)
+    with pytest.raises(UnreadableInputError, match="orientation") as info:
+        read_series(tmp_path)
+    assert info.value.path == str(path)
+
+
+def test_bad_files_in_a_folder_are_skipped(tmp_path, caplog):
+    make_ct_series(tmp_path)
+    data = pydicom_file("CT_small.dcm").read_bytes()
+    (tmp_path / "zz_truncated.dcm").write_bytes(data[: len(data) // 2])
+    no_pixels = pydicom.dcmread(tmp_path / "img_000.dcm")
+    no_pixels.SOPInstanceUID = generate_uid()
+    no_pixels.ImagePositionPatient = [0, 0, 500]
+    del no_pixels.PixelData
+    no_pixels.save_as(tmp_path / "zz_nopixels.dcm")
+    (tmp_path / "readme.nii").write_text("text, not an image")
+    with caplog.at_level(logging.WARNING, logger="segstudio"):
+        volume = read_series(tmp_path)
+    assert volume.num_slices == 5
+    np.testing.assert_array_equal(volume.array[:, 0, 0], np.arange(5) - 24)
+    assert any("zz_nopixels.dcm" in w for w in volume.warnings)
+    assert any("zz_truncated.dcm" in w and "truncated" in w for w in volume.warnings)
+    assert "zz_nopixels.dcm" in caplog.text
+
+
+def test_missing_decoder_names_the_package():
+    # 12-bit JPEG Extended: Pillow (installed) cannot decode it, pylibjpeg-libjpeg can.
+    path = pydicom_file("JPEG-lossy.dcm")
+    try:
+        pydicom.dcmread(path).pixel_array
+    except (RuntimeError, NotImplementedError):
+        pass
+    else:
+        pytest.skip("a JPEG 12-bit decoder is installed")
+    with pytest.raises(UnreadableInputError, match="pylibjpeg-libjpeg") as info:
+        read_series(path)
+    assert info.value.path == str(path)
+    assert "JPEG Extended" in str(info.value)
+
+
+def test_no_decoder_at_all(monkeypatch):
+    import pydicom.pixels
+
+    class NoDecoder:
+        is_available = False
+
+    ds = pydicom.dcmread(pydicom_file("JPEG2000.dcm"))
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("Unable to decode as there are no pixel data decoders available")
+
+    monkeypatch.setattr(pydicom.pixels, "get_decoder", lambda syntax: NoDecoder())
+    monkeypatch.setattr(type(ds), "pixel_array", property(fail))
+    from segstudio.io.dicom import _pixels
+
+    with pytest.raises(UnreadableInputError, match="no decoder .* pylibjpeg-openjpeg"):
+        _pixels(ds, Path("JPEG2000.dcm"))
+
+
+# ------------------------------------------------------------------ privacy
+
+
+def test_patient_identity_never_logged(tmp_path, caplog):
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    name, patient_id = str(ds.PatientName), str(ds.PatientID)
+    assert name and patient_id
+    make_ct_series(tmp_path / "s")
+    (tmp_path / "s" / "junk.dcm").write_bytes(b"\0" * 10)
+    with caplog.at_level(logging.DEBUG):
+        read_series(pydicom_file("CT_small.dcm"))
+        list_series(tmp_path / "s")
+        volume = read_series(tmp_path / "s")
+    text = caplog.text + " ".join(r.getMessage() for r in caplog.records)
+    assert caplog.records  # something was logged, so the check means something
+    for secret in (name, patient_id, name.replace("^", " "), str(ds.get("PatientBirthDate", "")) or "\0"):
+        assert secret not in text
+    assert name not in volume.description and patient_id not in " ".join(volume.warnings)
+
+
+# ------------------------------------------------------------------ as a task
+
+
+def test_read_series_steps_reports_progress_and_cancels(tmp_path):
+    from segstudio.io.dicom import read_series_steps
+    from segstudio.tasks import CancelToken, TaskCancelled, run_to_completion
+
+    make_ct_series(tmp_path)
+    seen = []
+    volume = run_to_completion(read_series_steps(tmp_path), seen.append)
+    assert volume.num_slices == 5
+    reads = [p for p in seen if p.stage == "read"]
+    assert [(p.done, p.total) for p in reads] == [(k, 5) for k in range(1, 6)]
+
+    token = CancelToken()
+    task = read_series_steps(tmp_path, cancel=token)
+    next(task)  # scanning
+    next(task)  # first file read
+    token.cancel()
+    with pytest.raises(TaskCancelled):
+        run_to_completion(task)

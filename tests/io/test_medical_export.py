@@ -1,0 +1,206 @@
+"""Label volumes written for medical viewers land on the source's voxels."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+
+from segstudio.errors import ExportError, InvalidArgumentError
+from segstudio.io.dicom import read_series
+from segstudio.io.masks import read_mask, read_palette
+from segstudio.io.medical_export import write_dicom_seg, write_nifti_labels, write_png_slices
+from segstudio.io.nifti import read_nifti
+from tests.io.test_dicom import make_ct_series, nibabel_dicom
+from tests.io.test_nifti import nibabel_data
+
+NAMES = ["background", "liver", "kidney", "tumour"]
+COLOURS = [(0, 0, 0), (220, 40, 40), (40, 200, 60), (250, 220, 0)]
+
+
+def labels_for(volume, marks):
+    labels = np.zeros(volume.shape_zyx, np.uint8)
+    for (i, j, k), value in marks.items():
+        labels[k, j, i] = value
+    return labels
+
+
+# ------------------------------------------------------------------ NIfTI
+
+
+@pytest.mark.parametrize("name, index", [
+    ("anatomical.nii", None),  # qform = sform, code 2
+    ("example4d.nii.gz", 1),  # oblique, 4-D
+    ("example_nifti2.nii.gz", 0),  # NIfTI-2
+    ("standard.nii.gz", None),  # qform code 0, sform code 2
+])
+def test_nifti_source_round_trip(tmp_path, name, index):
+    source_path = nibabel_data(name)
+    source = nib.load(source_path)
+    volume = read_nifti(source_path, volume_index=index)
+    marks = {(1, 2, 3): 1, (0, 0, 0): 2, (source.shape[0] - 1, source.shape[1] - 1, source.shape[2] - 1): 3}
+    out = write_nifti_labels(tmp_path / "labels.nii.gz", labels_for(volume, marks), volume)
+    written = nib.load(out)
+    assert type(written) is type(source)
+    assert written.shape == source.shape[:3]
+    np.testing.assert_allclose(written.affine, source.affine, atol=1e-6)
+    np.testing.assert_allclose(written.get_qform(), source.get_qform(), atol=1e-6)
+    np.testing.assert_allclose(written.get_sform(), source.get_sform(), atol=1e-6)
+    assert int(written.header["qform_code"]) == int(source.header["qform_code"])
+    assert int(written.header["sform_code"]) == int(source.header["sform_code"])
+    assert written.get_data_dtype() == np.uint8
+    data = np.asanyarray(written.dataobj)
+    for (i, j, k), value in marks.items():
+        assert data[i, j, k] == value
+    assert int(np.count_nonzero(data)) == len(marks)
+
+
+def test_dicom_source_to_nifti_ras(tmp_path):
+    make_ct_series(tmp_path / "s")
+    volume = read_series(tmp_path / "s")
+    marks = {(17, 42, 3): 2, (0, 0, 0): 1}
+    out = write_nifti_labels(tmp_path / "labels.nii", labels_for(volume, marks), volume)
+    written = nib.load(out)
+    assert written.shape == (128, 128, 5)
+    data = np.asanyarray(written.dataobj)
+    for (i, j, k), value in marks.items():
+        assert data[i, j, k] == value
+        # The voxel's RAS position is the DICOM (LPS) position with x and y negated.
+        ds = volume.dicom_datasets[k]
+        row = np.array(ds.ImageOrientationPatient[:3], float)
+        col = np.array(ds.ImageOrientationPatient[3:], float)
+        dy, dx = (float(v) for v in ds.PixelSpacing)
+        lps = np.array(ds.ImagePositionPatient, float) + i * dx * row + j * dy * col
+        ras = (written.affine @ [i, j, k, 1])[:3]
+        # NIfTI-1 stores the affine in float32: about 1e-5 mm at these coordinates.
+        np.testing.assert_allclose(ras, [-lps[0], -lps[1], lps[2]], atol=1e-4)
+    assert int(written.header["sform_code"]) == 1 and int(written.header["qform_code"]) == 1
+
+
+def test_multiframe_dicom_to_nifti(tmp_path):
+    volume = read_series(nibabel_dicom("philips_mprage.dcm.gz", tmp_path))
+    labels = labels_for(volume, {(10, 20, 100): 1})
+    written = nib.load(write_nifti_labels(tmp_path / "mf.nii.gz", labels, volume))
+    ds = pydicom.dcmread(tmp_path / "philips_mprage.dcm", stop_before_pixels=True)
+    frame = ds.PerFrameFunctionalGroupsSequence[volume.source_frames[100]]
+    lps = np.array(frame.PlanePositionSequence[0].ImagePositionPatient, float)
+    iop = np.array(frame.PlaneOrientationSequence[0].ImageOrientationPatient, float)
+    lps = lps + 10 * iop[:3] + 20 * iop[3:]  # 1 mm pixels
+    ras = (written.affine @ [10, 20, 100, 1])[:3]
+    np.testing.assert_allclose(ras, [-lps[0], -lps[1], lps[2]], atol=1e-3)
+    assert np.asanyarray(written.dataobj)[10, 20, 100] == 1
+
+
+def test_uneven_dicom_spacing_refuses_nifti(tmp_path):
+    make_ct_series(tmp_path / "s", z_offsets=(0.0, 5.0, 10.0, 20.0, 25.0))
+    volume = read_series(tmp_path / "s")
+    labels = np.zeros(volume.shape_zyx, np.uint8)
+    with pytest.raises(ExportError, match="not evenly spaced.*DICOM SEG"):
+        write_nifti_labels(tmp_path / "x.nii.gz", labels, volume)
+    assert not (tmp_path / "x.nii.gz").exists()
+    write_nifti_labels(tmp_path / "x.nii.gz", labels, volume, allow_uneven_spacing=True)
+    assert (tmp_path / "x.nii.gz").exists()
+
+
+def test_nifti_rejects_wrong_shape(tmp_path):
+    volume = read_nifti(nibabel_data("anatomical.nii"))
+    with pytest.raises(InvalidArgumentError, match="shape"):
+        write_nifti_labels(tmp_path / "x.nii", np.zeros((2, 2, 2), np.uint8), volume)
+
+
+# ------------------------------------------------------------------ DICOM SEG
+
+
+def test_dicom_seg_references_the_source_series(tmp_path):
+    import highdicom as hd
+
+    uids = make_ct_series(tmp_path / "s")
+    volume = read_series(tmp_path / "s")
+    labels = np.zeros(volume.shape_zyx, np.uint8)
+    labels[1, 10:20, 30:40] = 1  # liver on slice 1
+    labels[3, 5, 6] = 3  # tumour on slice 3
+    labels[2, 50:60, 50:60] = 3  # and on slice 2
+    labels[4, :2, :2] = 255  # unlabelled: not a segment
+    out = write_dicom_seg(tmp_path / "seg.dcm", labels, volume, NAMES, COLOURS)
+
+    ds = pydicom.dcmread(out)
+    assert ds.Modality == "SEG" and ds.SegmentationType == "BINARY"
+    assert ds.Manufacturer == "segstudio" and ds.ManufacturerModelName == "segstudio"
+    assert [s.SegmentLabel for s in ds.SegmentSequence] == ["liver", "tumour"]
+    assert [int(s.SegmentNumber) for s in ds.SegmentSequence] == [1, 2]
+    assert int(ds.NumberOfFrames) == 3  # liver on 1 slice, tumour on 2: empty frames omitted
+    referenced = [item.ReferencedSOPInstanceUID
+                  for item in ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence]
+    assert sorted(referenced) == sorted(uids)
+    assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == volume.dicom_datasets[0].SeriesInstanceUID
+    colour = hd.color.CIELabColor.from_dicom_value(tuple(ds.SegmentSequence[1].RecommendedDisplayCIELabValue))
+    assert np.allclose(colour.to_rgb(), COLOURS[3], atol=2)
+
+    # Each frame points at the source slice it was drawn on.
+    seg = hd.seg.segread(out)
+    for frame in ds.PerFrameFunctionalGroupsSequence:
+        segment = int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        source_uid = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        k = uids.index(source_uid)
+        assert (k, segment) in {(1, 1), (3, 2), (2, 2)}
+    mask = seg.get_volume(combine_segments=True).array  # label map, frames in position order
+    assert mask.shape[1:] == (128, 128)
+    assert np.count_nonzero(mask == 1) == 100 and np.count_nonzero(mask == 2) == 101
+
+
+def test_dicom_seg_from_enhanced_multiframe(tmp_path, caplog):
+    path = nibabel_dicom("philips_mprage.dcm.gz", tmp_path)
+    volume = read_series(path)
+    labels = np.zeros(volume.shape_zyx, np.uint8)
+    labels[100, 5:9, 6:9] = 2
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.DEBUG):
+        warnings.simplefilter("always")
+        out = write_dicom_seg(tmp_path / "seg.dcm", labels, volume, NAMES, COLOURS)
+    # The phantom's one-component PatientName makes highdicom warn, quoting it.
+    patient = str(pydicom.dcmread(path, stop_before_pixels=True).PatientName)
+    assert all(patient not in str(w.message) for w in caught)
+    assert patient not in caplog.text
+    ds = pydicom.dcmread(out)
+    assert int(ds.NumberOfFrames) == 1 and ds.SegmentSequence[0].SegmentLabel == "kidney"
+    frame = ds.PerFrameFunctionalGroupsSequence[0]
+    source = frame.DerivationImageSequence[0].SourceImageSequence[0]
+    assert int(source.ReferencedFrameNumber) == volume.source_frames[100] + 1
+    np.testing.assert_allclose(frame.PlanePositionSequence[0].ImagePositionPatient,
+                               volume.affine[:3, 3] + 100 * volume.affine[:3, 2], atol=1e-3)
+
+
+def test_dicom_seg_errors(tmp_path):
+    make_ct_series(tmp_path / "s", z_offsets=(0.0, 5.0))
+    volume = read_series(tmp_path / "s")
+    empty = np.zeros(volume.shape_zyx, np.uint8)
+    with pytest.raises(InvalidArgumentError, match="nothing to export"):
+        write_dicom_seg(tmp_path / "seg.dcm", empty, volume, NAMES, COLOURS)
+    labels = empty.copy()
+    labels[0, 0, 0] = 7
+    with pytest.raises(InvalidArgumentError, match="class indices \\[7\\]"):
+        write_dicom_seg(tmp_path / "seg.dcm", labels, volume, NAMES, COLOURS)
+    nifti = read_nifti(nibabel_data("anatomical.nii"))
+    with pytest.raises(InvalidArgumentError, match="read from DICOM"):
+        write_dicom_seg(tmp_path / "seg.dcm", np.ones(nifti.shape_zyx, np.uint8), nifti, NAMES, COLOURS)
+    assert not (tmp_path / "seg.dcm").exists()
+
+
+# ------------------------------------------------------------------ PNG
+
+
+def test_png_slices(tmp_path):
+    labels = np.zeros((3, 4, 5), np.uint8)
+    labels[0, 1, 2] = 1
+    labels[2, 3, 4] = 3
+    labels[1, 0, 0] = 255
+    files = write_png_slices(tmp_path / "png", labels, COLOURS)
+    assert [f.name for f in files] == ["slice_0000.png", "slice_0001.png", "slice_0002.png"]
+    for k, file in enumerate(files):
+        np.testing.assert_array_equal(read_mask(file), labels[k])
+    assert read_palette(files[0])[1] == COLOURS[1]
+    with pytest.raises(InvalidArgumentError, match="Z x Y x X"):
+        write_png_slices(tmp_path / "png", labels[0], COLOURS)

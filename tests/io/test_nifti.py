@@ -1,0 +1,97 @@
+"""NIfTI reading with nibabel's bundled test images."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from segstudio.errors import InvalidArgumentError, UnreadableInputError
+from segstudio.io.nifti import read_nifti
+
+
+def nibabel_data(name: str) -> Path:
+    path = Path(os.path.dirname(nib.__file__)) / "tests" / "data" / name
+    if not path.exists():
+        pytest.skip(f"{name} is not bundled with this nibabel")
+    return path
+
+
+def test_anatomical_3d():
+    path = nibabel_data("anatomical.nii")
+    source = nib.load(path)
+    volume = read_nifti(path)
+    data = np.asanyarray(source.dataobj)
+    assert volume.kind == "nifti" and volume.world_frame == "RAS"
+    assert volume.array.shape == data.shape[::-1]
+    assert volume.array.dtype == np.int16 and volume.array.dtype.isnative  # file is big-endian
+    np.testing.assert_array_equal(volume.array.transpose(2, 1, 0), data)
+    np.testing.assert_array_equal(volume.affine, source.affine)
+    assert volume.spacing == (2.0, 2.0, 2.0)
+    assert volume.description == "anatomical.nii"
+    # voxel (i, j, k) of the file is array[k, j, i]
+    assert volume.array[7, 11, 5] == data[5, 11, 7]
+
+
+def test_4d_needs_a_volume_index():
+    path = nibabel_data("example4d.nii.gz")
+    with pytest.raises(UnreadableInputError, match="2 volumes.*volume_index 0..1") as info:
+        read_nifti(path)
+    assert info.value.path == str(path)
+
+
+def test_4d_volume_index_picks_that_volume():
+    path = nibabel_data("example4d.nii.gz")
+    source = nib.load(path)
+    volume = read_nifti(path, volume_index=1)
+    np.testing.assert_array_equal(volume.array.transpose(2, 1, 0), np.asanyarray(source.dataobj)[..., 1])
+    np.testing.assert_array_equal(volume.affine, source.affine)
+    assert volume.spacing == pytest.approx(tuple(nib.affines.voxel_sizes(source.affine)[::-1]))
+    with pytest.raises(InvalidArgumentError, match="out of range"):
+        read_nifti(path, volume_index=2)
+
+
+def test_scaling_is_applied(tmp_path):
+    data = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    image = nib.Nifti1Image(data, np.diag([1.5, 2.0, 3.0, 1.0]))
+    image.header.set_slope_inter(0.5, 10.0)
+    path = tmp_path / "scaled.nii.gz"
+    nib.save(image, path)
+    volume = read_nifti(path)
+    assert volume.array.dtype == np.float32
+    np.testing.assert_allclose(volume.array.transpose(2, 1, 0), data * 0.5 + 10.0)
+    assert volume.spacing == (3.0, 2.0, 1.5)
+
+
+def test_text_file_named_nii(tmp_path):
+    path = tmp_path / "notes.nii"
+    path.write_text("these are my notes, not an image\n" * 20)
+    with pytest.raises(UnreadableInputError, match="not a NIfTI image") as info:
+        read_nifti(path)
+    assert info.value.path == str(path)
+
+
+def test_truncated_gz(tmp_path):
+    data = gzip.decompress(nibabel_data("example4d.nii.gz").read_bytes())
+    path = tmp_path / "cut.nii.gz"
+    path.write_bytes(gzip.compress(data[: len(data) // 2]))
+    with pytest.raises(UnreadableInputError, match="truncated|damaged") as info:
+        read_nifti(path, volume_index=0)
+    assert info.value.path == str(path)
+
+
+def test_analyze_is_not_nifti():
+    with pytest.raises(UnreadableInputError, match="not a NIfTI"):
+        read_nifti(nibabel_data("analyze.hdr"))
+
+
+def test_missing_and_empty(tmp_path):
+    with pytest.raises(UnreadableInputError, match="no such file"):
+        read_nifti(tmp_path / "missing.nii")
+    (tmp_path / "empty.nii").write_bytes(b"")
+    with pytest.raises(UnreadableInputError, match="empty"):
+        read_nifti(tmp_path / "empty.nii")
