@@ -1,7 +1,8 @@
 """Predictor against a plain fp32 eager ``model(x)``, per model and size.
 
 For each model at 512 x 512 and 1024 x 1024 (21 classes, random weights:
-speed does not depend on training): the median latency of the Predictor
+speed does not depend on training; "demo" is the shipped, trained U-Net,
+whose label agreement means something — random networks sit near ties): the median latency of the Predictor
 (its automatic precision, channels_last on CUDA, tiling, blending and
 compact storage included) next to a plain fp32 ``model(x)`` + softmax in
 eval mode in the same run, their ratio, peak memory of each, and how often
@@ -29,7 +30,11 @@ from segstudio.models.checkpoint import make_meta  # noqa: E402
 from segstudio.preprocess import image_to_tensor  # noqa: E402
 
 
-def _image(size: int, channels: int) -> np.ndarray:
+def _image(size: int, channels: int, name: str) -> np.ndarray:
+    if name == "demo":
+        from segstudio.synthetic import generate_sample
+
+        return generate_sample(7, size, size)[0]
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (size // 16, size // 16, 3), dtype=np.uint8)
     import cv2
@@ -40,7 +45,7 @@ def _image(size: int, channels: int) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=list_models())
+    parser.add_argument("--models", nargs="+", default=[*list_models(), "demo"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[512, 1024])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
@@ -52,11 +57,18 @@ def main() -> None:
     rows = []
     for name in args.models:
         channels = 3
-        model = get_model(name, num_classes=21, in_channels=channels).eval()
-        meta = make_meta(model)
+        if name == "demo":
+            from segstudio.models.checkpoint import load_checkpoint
+            from segstudio.resources import DEMO_MODEL, resource_path
+
+            model, meta = load_checkpoint(resource_path(*DEMO_MODEL))
+            model.eval()
+        else:
+            model = get_model(name, num_classes=21, in_channels=channels).eval()
+            meta = make_meta(model)
         predictor = Predictor(model, preprocessing=meta.preprocessing, device=device, tile_size=args.tile)
         for size in args.sizes:
-            image = _image(size, channels)
+            image = _image(size, channels, name)
             x = image_to_tensor(image, meta.preprocessing).unsqueeze(0).to(device)
             plain = model.to(memory_format=torch.contiguous_format)
 

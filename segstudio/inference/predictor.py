@@ -106,9 +106,12 @@ class Predictor:
         self.tile_size = tile_size
         self.overlap = overlap
         self.probability_dtype = np.dtype(probability_dtype)
-        # channels_last helps cuDNN's tensor-core kernels; on the CPU it is
-        # left to the caller (it helps some oneDNN paths and hurts others)
-        self.channels_last = self.device.type == "cuda" if channels_last is None else channels_last
+        # channels_last feeds cuDNN's tensor-core kernels and oneDNN's bf16
+        # kernels: on a CPU with AMX, bf16 without it was no faster than fp32
+        # (demo U-Net, 512 x 512: fp32 812 ms, bf16 797 ms, bf16 + channels_last 261 ms)
+        if channels_last is None:
+            channels_last = self.device.type == "cuda" or self.autocast_dtype is not None
+        self.channels_last = channels_last
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self.model = model.eval().to(self.device, memory_format=memory_format)
         #: tile origins sit on the model's pooling grid (see tiling._starts)
