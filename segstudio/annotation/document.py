@@ -428,7 +428,11 @@ class Document:
         selection = np.ones(_region_shape(region), bool) if mask is None else mask.copy()
         if class_index is not None:
             selection &= incoming == _check_value(class_index)
-        if incoming.dtype != np.uint8:
+        if incoming.dtype == np.uint8:
+            # where the source has no answer (a volume slice not predicted yet,
+            # a CRF run on one slice only) the user's labels stay
+            selection &= incoming != UNLABELLED
+        else:
             if selection.any() and int(incoming[selection].max()) >= UNLABELLED:
                 raise InvalidArgumentError(f"the {source} holds class indices above {UNLABELLED - 1}")
             incoming = incoming.astype(np.uint8)

@@ -1,4 +1,5 @@
-"""``segstudio export``: a project's label maps as PNG masks, overlays or binary masks."""
+"""``segstudio export``: a project's label maps as PNG masks, overlays, binary masks,
+NIfTI label maps or DICOM SEG."""
 
 from __future__ import annotations
 
@@ -14,15 +15,19 @@ log = logging.getLogger(__name__)
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "export",
-        help="write a project's labels as masks, overlays or per-class binary masks",
+        help="write a project's labels as masks, overlays, binary masks, NIfTI or DICOM SEG",
         description="Export every labelled image of a project folder. Formats: png (indexed mask "
-        "<stem>.png with the class palette), overlay (<stem>_overlay.png, image with the labels "
-        "blended in), binary (<stem>_<class>.png, 0/255, one per class present). Images without "
-        "labels are skipped.",
+        "<stem>.png with the class palette; for a volume a folder <id>/ of slice_0000.png ...), "
+        "overlay (<stem>_overlay.png, image with the labels blended in), binary (<stem>_<class>.png, "
+        "0/255, one per class present), nifti (<id>.nii.gz label map on the volume's grid), "
+        "dicom-seg (<id>.seg.dcm referencing the source DICOM series). overlay and binary apply to "
+        "2-D images, nifti and dicom-seg to volumes (dicom-seg to DICOM volumes); other entries and "
+        "those without labels are skipped with a log line.",
     )
     parser.add_argument("project", type=Path, metavar="PROJECT", help="project folder (or its project.json)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the exported files")
-    parser.add_argument("--format", dest="fmt", default="png", choices=["png", "overlay", "binary"],
+    parser.add_argument("--format", dest="fmt", default="png",
+                        choices=["png", "overlay", "binary", "nifti", "dicom-seg"],
                         help="what to write (default png)")
     parser.set_defaults(run=run)
 

@@ -1,31 +1,53 @@
-"""``segstudio predict``: masks (and probabilities) for images on disk."""
+"""``segstudio predict``: masks (and probabilities) for images and medical volumes on disk."""
 
 from __future__ import annotations
 
 import argparse
 import io
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from segstudio.commands.common import progress_bar, unique_output_names
-from segstudio.errors import InvalidArgumentError, SegstudioError
+from segstudio.errors import InvalidArgumentError, SegstudioError, UnreadableInputError
 
 log = logging.getLogger(__name__)
+
+VOLUME_FORMATS = ("png", "nifti", "dicom-seg")
+WINDOW_PRESETS = {"soft-tissue": "Soft tissue", "lung": "Lung", "bone": "Bone", "brain": "Brain"}
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "predict",
-        help="segment images with a trained model",
-        description="Write one indexed-palette PNG mask per image (same stem and size as the source).",
+        help="segment images or medical volumes with a trained model",
+        description="Write one indexed-palette PNG mask per 2-D image (same stem and size as the source). "
+        "DICOM files and series folders and NIfTI files (.nii, .nii.gz) are segmented slice by slice "
+        "and written as a NIfTI label map on the source's grid (default), a DICOM SEG (DICOM sources) "
+        "or a folder of PNG slices. A folder holding several series, or a 4-D NIfTI file, gives one "
+        "output per series or volume unless --series / --volume chooses one.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image files, DICOM files or series folders, NIfTI files, or folders of images")
     parser.add_argument("--model", help="architecture name; must match the checkpoint's if both are given")
     parser.add_argument("--checkpoint", type=Path, help="trained weights (.safetensors checkpoint)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the masks")
-    parser.add_argument("--crf", action="store_true", help="refine each mask with the dense CRF")
+    parser.add_argument("--format", dest="fmt", choices=VOLUME_FORMATS,
+                        help="output for volumes: nifti (<stem>.nii.gz, default), dicom-seg (<stem>.seg.dcm, "
+                        "DICOM sources only) or png (<stem>/slice_0000.png ...); 2-D images are always PNG")
+    window = parser.add_mutually_exclusive_group()
+    window.add_argument("--window", metavar="CENTER,WIDTH",
+                        help="window for the model's input of volumes, in the data's units (CT: HU), e.g. "
+                        "40,400; write --window=-600,1500 for a negative centre. Default: the 0.5-99.5 "
+                        "percentile range of each volume")
+    window.add_argument("--window-preset", choices=sorted(WINDOW_PRESETS),
+                        help="a standard CT window for the model's input of volumes")
+    parser.add_argument("--series", metavar="UID", help="in DICOM folders, segment only this SeriesInstanceUID")
+    parser.add_argument("--volume", type=int, metavar="N", help="in 4-D NIfTI files, segment only volume N (0-based)")
+    parser.add_argument("--crf", action="store_true", help="refine each mask (each slice) with the dense CRF")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--tile", type=int, default=512, help="sliding-window tile size in pixels (default 512)")
@@ -34,16 +56,117 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+@dataclass
+class _Job:
+    """One thing to segment: a 2-D image, or one volume (selector as for read_volume)."""
+
+    source: Path
+    stem: str
+    is_volume: bool
+    selector: dict[str, Any] | None = None
+
+
+def parse_window(args: argparse.Namespace) -> tuple[float, float] | None:
+    """``(center, width)`` from ``--window`` or ``--window-preset``, or None.
+
+    Raises
+    ------
+    InvalidArgumentError
+        Not two numbers, or a width below 1.
+    """
+    from segstudio.windowing import preset, window_bounds
+
+    if getattr(args, "window_preset", None):
+        chosen = preset(WINDOW_PRESETS[args.window_preset])
+        return chosen.center, chosen.width
+    text = getattr(args, "window", None)
+    if text is None:
+        return None
+    parts = text.replace(" ", "").split(",")
+    try:
+        center, width = (float(p) for p in parts)
+    except ValueError:
+        raise InvalidArgumentError(f"--window must be CENTER,WIDTH (two numbers, e.g. 40,400), got {text!r}") from None
+    if not np.isfinite(center):
+        raise InvalidArgumentError(f"--window centre must be a finite number, got {text!r}")
+    window_bounds(center, width)  # raises for a width below 1
+    return center, width
+
+
+def _volume_jobs(path: Path, args: argparse.Namespace) -> list[_Job]:
+    """The volumes at *path*, filtered by --series / --volume."""
+    from segstudio.io.project_volumes import find_volumes
+
+    candidates = find_volumes(path)
+    if args.series is not None:
+        dicom = [c for c in candidates if c.series_uid is not None]
+        kept = [c for c in dicom if c.series_uid == args.series]
+        if dicom and not kept:
+            found = ", ".join(f"{c.series_uid} ({c.description or 'no description'})" for c in dicom)
+            raise UnreadableInputError(f"no series with UID {args.series} here (found: {found})", path=path)
+        candidates = [c for c in candidates if c.series_uid is None or c in kept]
+    if args.volume is not None:
+        indexed = [c for c in candidates if c.selector and "volume_index" in c.selector]
+        kept = [c for c in indexed if c.selector["volume_index"] == args.volume]
+        if indexed and not kept:
+            raise InvalidArgumentError(
+                f"--volume {args.volume} is out of range; the image holds {len(indexed)} volume(s) "
+                f"(0..{len(indexed) - 1})",
+                path=path,
+            )
+        candidates = [c for c in candidates if c not in indexed or c in kept]
+    return [_Job(c.source, c.name, True, c.selector) for c in candidates]
+
+
+def _collect_jobs(args: argparse.Namespace) -> tuple[list[_Job], list[SegstudioError]]:
+    """Images and volumes to segment, and the inputs that failed already."""
+    from segstudio.io.images import list_image_files
+    from segstudio.io.project_volumes import folder_holds_volumes, is_volume_file
+
+    image_paths: list[Path] = []
+    volumes: list[_Job] = []
+    failures: list[SegstudioError] = []
+    for item in args.inputs:
+        path = Path(item)
+        if not path.exists():
+            raise UnreadableInputError("no such file or folder", path=path)
+        holds_volumes = folder_holds_volumes(path) if path.is_dir() else is_volume_file(path)
+        if path.is_dir():
+            try:
+                image_paths.extend(list_image_files([path], recursive=args.recursive))
+            except UnreadableInputError as error:
+                if not holds_volumes or not error.problem.startswith("no image files"):
+                    raise
+        elif not holds_volumes:
+            image_paths.append(path)
+        if holds_volumes:
+            try:
+                volumes.extend(_volume_jobs(path, args))
+            except SegstudioError as error:
+                log.error("%s", error)
+                failures.append(error)
+    jobs = [_Job(path, stem, False) for path, stem in unique_output_names(image_paths)]
+    taken = {job.stem.casefold() for job in jobs}
+    for job in volumes:
+        stem, counter = job.stem, 2
+        while stem.casefold() in taken:
+            stem = f"{job.stem}_{counter}"
+            counter += 1
+        taken.add(stem.casefold())
+        job.stem = stem
+        jobs.append(job)
+    return jobs, failures
+
+
 def run(args: argparse.Namespace) -> int:
     from segstudio.inference import Predictor
-    from segstudio.io.images import list_image_files, read_image
-    from segstudio.io.masks import write_indexed_png
 
     if args.checkpoint is None:
         raise InvalidArgumentError(
             "predict needs trained weights: give --checkpoint FILE "
             "(the bundled demo model is resources/models/demo_unet.safetensors)"
         )
+    window = parse_window(args)
     predictor, meta = Predictor.from_checkpoint(
         args.checkpoint, device=args.device, precision=args.precision, tile_size=args.tile
     )
@@ -51,50 +174,87 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(
             f"--model {args.model} does not match the checkpoint, which holds a {meta.architecture!r} model"
         )
-    files = list_image_files(args.inputs, recursive=args.recursive)
+    jobs, failures = _collect_jobs(args)
+    if args.fmt not in (None, "png") and any(not job.is_volume for job in jobs):
+        log.info("2-D images are written as PNG masks; --format %s applies to volumes", args.fmt)
     log.info(
-        "%s on %s (%s), %d image(s) -> %s",
-        meta.architecture, predictor.device, predictor.precision_name, len(files), args.out,
+        "%s on %s (%s), %d input(s) -> %s",
+        meta.architecture, predictor.device, predictor.precision_name, len(jobs), args.out,
     )
-    failures: list[SegstudioError] = []
-    with progress_bar(len(files), "predict", unit="image") as bar:
-        for path, stem in unique_output_names(files):
+    total = len(jobs) + len(failures)
+    with progress_bar(len(jobs), "predict", unit="input") as bar:
+        for job in jobs:
             try:
-                image = read_image(path)
-                result = _run_one(predictor, image, bar)
-                labels = result.labels
-                if args.crf:
-                    labels = _refine(image, result).labels
-                write_indexed_png(args.out / f"{stem}.png", labels, meta.class_colors)
-                if args.save_probs:
-                    _save_probabilities(args.out / f"{stem}.probs.npz", result, meta.class_names)
+                if job.is_volume:
+                    _predict_volume(predictor, meta, job, args, window)
+                else:
+                    _predict_image(predictor, meta, job, args, bar)
             except SegstudioError as error:
                 if error.path is None:
-                    error = type(error)(error.problem, path=path)
+                    error = type(error)(error.problem, path=job.source)
                 failures.append(error)
                 log.error("%s", error)
             bar.update(1)
-    written = len(files) - len(failures)
-    log.info("wrote %d mask(s) to %s", written, args.out)
+    log.info("wrote %d of %d output(s) to %s", total - len(failures), total, args.out)
     if failures:
-        log.error("%d of %d image(s) failed", len(failures), len(files))
+        log.error("%d of %d input(s) failed", len(failures), total)
         return 1
     return 0
 
 
-def _run_one(predictor, image, bar):
+def _predict_image(predictor, meta, job: _Job, args: argparse.Namespace, bar) -> None:
+    from segstudio.io.images import read_image
+    from segstudio.io.masks import write_indexed_png
     from segstudio.tasks import run_to_completion
 
-    def show(progress):
-        bar.set_postfix_str(progress.message)
+    image = read_image(job.source)
+    result = run_to_completion(predictor.predict_steps(image), lambda p: bar.set_postfix_str(p.message))
+    labels = result.labels
+    if args.crf:
+        labels = _refine(image, result.probabilities_float()).labels
+    write_indexed_png(args.out / f"{job.stem}.png", labels, meta.class_colors)
+    if args.save_probs:
+        _save_probabilities(args.out / f"{job.stem}.probs.npz", result, meta.class_names)
 
-    return run_to_completion(predictor.predict_steps(image), show)
+
+def _predict_volume(predictor, meta, job: _Job, args: argparse.Namespace, window) -> None:
+    from segstudio.inference.volume import predict_volume_steps, slice_normaliser
+    from segstudio.io.medical_export import write_dicom_seg, write_nifti_labels, write_png_slices
+    from segstudio.io.project_volumes import read_source_volume
+    from segstudio.tasks import run_to_completion
+
+    fmt = args.fmt or "nifti"
+    volume = read_source_volume(job.source, job.selector)
+    if fmt == "dicom-seg" and volume.kind != "dicom":
+        raise InvalidArgumentError(
+            f"--format dicom-seg needs a DICOM source, this is a {volume.kind} volume; use --format nifti",
+            path=job.source,
+        )
+    with progress_bar(volume.num_slices, job.stem, unit="slice") as slices_bar:
+        result = run_to_completion(predict_volume_steps(predictor, volume.array, window=window),
+                                   lambda p: slices_bar.update(1))
+    labels = result.labels
+    if args.crf:
+        normalise = slice_normaliser(volume.array, window)
+        labels = np.stack([
+            _refine(normalise(k), result.probabilities[:, k].astype(np.float32)).labels
+            for k in range(volume.num_slices)
+        ])
+    if fmt == "nifti":
+        write_nifti_labels(args.out / f"{job.stem}.nii.gz", labels, volume)
+    elif fmt == "dicom-seg":
+        write_dicom_seg(args.out / f"{job.stem}.seg.dcm", labels, volume, meta.class_names, meta.class_colors,
+                        algorithm_type="AUTOMATIC")
+    else:
+        write_png_slices(args.out / job.stem, labels, meta.class_colors)
+    if args.save_probs:
+        _save_probabilities(args.out / f"{job.stem}.probs.npz", result, meta.class_names)
 
 
-def _refine(image, result):
+def _refine(image, probabilities):
     from segstudio.refine import refine
 
-    return refine(image, result.probabilities_float())
+    return refine(image, probabilities)
 
 
 def _save_probabilities(path: Path, result, class_names) -> None:
@@ -102,7 +262,11 @@ def _save_probabilities(path: Path, result, class_names) -> None:
 
     probabilities = result.probabilities
     if probabilities.dtype != np.uint8:
-        probabilities = np.rint(result.probabilities_float() * 255).astype(np.uint8)
+        # One class at a time: a volume's float32 copy would be twice the float16 map.
+        quantised = np.empty(probabilities.shape, np.uint8)
+        for c in range(probabilities.shape[0]):
+            quantised[c] = np.rint(probabilities[c].astype(np.float32) * 255)
+        probabilities = quantised
     buffer = io.BytesIO()
     np.savez_compressed(buffer, probabilities=probabilities, class_names=np.array(class_names), scale=255)
     atomic_write_bytes(path, buffer.getvalue())

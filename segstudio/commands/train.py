@@ -24,7 +24,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description=(
             "Train on DATA/images and DATA/masks (mask = image stem + .png, pixel value = class index, "
             "255 = unlabelled). DATA/classes.json, if present, names the classes and may fix the "
-            "train/val split. Writes OUT/last.safetensors, OUT/best.safetensors and OUT/history.json."
+            "train/val split. Writes OUT/last.safetensors, OUT/best.safetensors and OUT/history.json. "
+            "Runs data-parallel under torchrun (e.g. torchrun --nproc_per_node=4 -m segstudio train ...): "
+            "NCCL on GPUs, gloo on CPUs, --batch-size per process, rank 0 writes the files."
         ),
     )
     parser.add_argument("data", type=Path, metavar="DATA", help="folder with images/ and masks/")
@@ -35,7 +37,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--val-fraction", type=float, default=0.2,
                         help="share of images held out for validation when classes.json has no split (default 0.2)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
-    parser.add_argument("--batch-size", type=int, default=4, help="crops per step (default 4)")
+    parser.add_argument("--batch-size", type=int, default=4,
+                        help="crops per step (default 4; per process under torchrun)")
     parser.add_argument("--crop", type=int, default=256, help="training crop size in pixels (default 256)")
     parser.add_argument("--lr", type=float, help="learning rate (default: sgd 0.01, adamw 0.001)")
     parser.add_argument("--weight-decay", type=float, help="weight decay (default: sgd 5e-4, adamw 0.01)")
@@ -151,6 +154,19 @@ def _build_model(args: argparse.Namespace, num_classes: int, in_channels: int,
 
 
 def run(args: argparse.Namespace) -> int:
+    from segstudio.training.distributed import cleanup, init_distributed
+
+    context = init_distributed(args.device)
+    try:
+        if context is not None and not context.is_main:
+            # one rank reports; the others speak only when something is wrong
+            logging.getLogger("segstudio").setLevel(logging.WARNING)
+        return _train(args, context)
+    finally:
+        cleanup(context)
+
+
+def _train(args: argparse.Namespace, context: Any) -> int:
     from segstudio.io.masks import atomic_write_bytes
     from segstudio.tasks import Progress
     from segstudio.training import (
@@ -202,7 +218,8 @@ def run(args: argparse.Namespace) -> int:
     val = [loaded.samples[i] for i in val_index]
     steps_per_epoch = None
     bar = None
-    task = train_steps(model, train, val, config, args.out, meta=meta, resume=args.resume)
+    is_main = context is None or context.is_main
+    task = train_steps(model, train, val, config, args.out, meta=meta, resume=args.resume, distributed=context)
     try:
         while True:
             try:
@@ -211,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
                 result = stop.value
                 break
             epoch = int(progress.metrics.get("epoch", 0))
-            if progress.stage == "train":
+            if progress.stage == "train" and is_main:
                 if bar is None:
                     steps_per_epoch = steps_per_epoch or max(1, (progress.total or 0) // config.epochs)
                     bar = progress_bar(steps_per_epoch, f"epoch {epoch}/{config.epochs}", unit="step")
@@ -229,6 +246,8 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
 
+    if not is_main:
+        return 0
     report = {
         "model": meta.architecture,
         "classes": meta.class_names,
@@ -236,6 +255,7 @@ def run(args: argparse.Namespace) -> int:
         "val_images": [stems[i] for i in val_index],
         "skipped": [str(error) for error in loaded.skipped],
         "config": config.to_dict(),
+        "processes": 1 if context is None else context.world_size,
         "epochs": result.history,
     }
     history_path = atomic_write_bytes(args.out / HISTORY_NAME, (json.dumps(report, indent=2) + "\n").encode())

@@ -25,7 +25,9 @@ from segstudio.gui.panels.crf import CRFPanel
 from segstudio.gui.panels.images import ImagesPanel
 from segstudio.gui.panels.layers import LayersPanel
 from segstudio.gui.panels.model import ModelPanel
+from segstudio.gui.panels.training import TrainingPanel
 from segstudio.gui.panels.volume import VolumePanel
+from segstudio.gui.training_runs import TrainingRuns
 from segstudio.gui.runs import ModelRuns
 from segstudio.gui.session import Session
 from segstudio.gui import studio_actions
@@ -54,6 +56,7 @@ class MainWindow(QMainWindow):
         self.crf_panel = CRFPanel()
         self.layers_panel = LayersPanel()
         self.volume_panel = VolumePanel()
+        self.training_panel = TrainingPanel()
         self.docks: dict[str, QDockWidget] = {}
         self._add_dock("Images", self.images_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self._add_dock("Classes", self.classes_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
@@ -62,6 +65,10 @@ class MainWindow(QMainWindow):
         self._add_dock("Layers", self.layers_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self._add_dock("Volume", self.volume_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.docks["Volume"].hide()
+        self._add_dock("Training", self.training_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(self.docks["Model"], self.docks["Training"])
+        self.docks["Model"].raise_()
+        self.training = TrainingRuns(self)
         self.position_label = QLabel()
         self.statusBar().addPermanentWidget(self.position_label, 1)
         self.last_error = None
@@ -84,6 +91,7 @@ class MainWindow(QMainWindow):
         session.projectChanged.connect(self._on_project_changed)
         session.documentChanged.connect(self._on_document_changed)
         session.statusChanged.connect(self.images_panel.set_status)
+        session.statusChanged.connect(lambda *_: self.training.refresh())
         session.saveFailed.connect(lambda e: self.report_error("Autosave failed", e))
         session.documentEdited.connect(self._update_undo_actions)
         self.images_panel.currentChanged.connect(self.select_image)
@@ -140,7 +148,7 @@ class MainWindow(QMainWindow):
 
     def _on_project_changed(self) -> None:
         project = self.session.project
-        entries = [(e.source.name, ImageStatus(e.status).value) for e in project.entries] if project else []
+        entries = [(e.display_name, ImageStatus(e.status).value) for e in project.entries] if project else []
         self.images_panel.set_entries(entries)
         self._sync_classes()
         if project is not None:
@@ -152,6 +160,7 @@ class MainWindow(QMainWindow):
             if project.crf_settings:
                 self.crf_panel.set_params(CRFParams.from_dict(project.crf_settings))
             QTimer.singleShot(0, self._load_thumbnails)
+        self.training.open_project()
         self._update_title()
 
     def _load_thumbnails(self) -> None:
@@ -269,6 +278,14 @@ class MainWindow(QMainWindow):
         self.volume_panel.set_slice(index, count)
         self.statusBar().showMessage(studio_actions.describe_slice(self), 3000)
 
+    def run_model_on_unreviewed(self) -> None:
+        """After a better version is adopted: predict every image not yet reviewed."""
+        if self.session.project is None or self.runs.busy:
+            return
+        jobs = studio_actions.model_jobs(self, True, skip_reviewed=True)
+        if jobs:
+            self.runs.run(self.model_panel.settings(), jobs)
+
     def _on_model_settings_changed(self, settings: dict) -> None:
         if self.session.project is not None:
             self.session.project.model_settings.update(settings)
@@ -379,6 +396,7 @@ class MainWindow(QMainWindow):
     # -- closing ----------------------------------------------------------------
     def closeEvent(self, event) -> None:  # noqa: N802
         self.runs.shutdown()
+        self.training.shutdown()
         if not self.session.close():
             answer = QMessageBox.question(
                 self, "Labels not saved", "The last changes could not be saved. Close anyway?"

@@ -161,6 +161,8 @@ def load_thumbnails(window: MainWindow) -> None:
     if project is None:
         return
     for index, entry in enumerate(project.entries):
+        if getattr(entry, "kind", "image") != "image":
+            continue  # volumes are read when opened, not for a thumbnail
         try:
             if entry.source.stat().st_size > 64 * 2**20:
                 continue
@@ -175,8 +177,10 @@ def load_thumbnails(window: MainWindow) -> None:
         window.images_panel.set_thumbnail(index, small)
 
 
-def model_jobs(window: MainWindow, all_images: bool):
-    """(index, load_image) pairs for a model run; images load in the worker."""
+def model_jobs(window: MainWindow, all_images: bool, *, skip_reviewed: bool = False):
+    """(index, load_image) pairs for a model run; images load in the worker.
+    Volumes are left out (they run slice by slice from the Volume dock)."""
+    from segstudio.annotation.document import ImageStatus
     from segstudio.io.images import read_image
 
     session = window.session
@@ -185,6 +189,10 @@ def model_jobs(window: MainWindow, all_images: bool):
         return [(session.index, lambda: image)]
     jobs = []
     for index, entry in enumerate(session.project.entries):
+        if getattr(entry, "kind", "image") != "image":
+            continue
+        if skip_reviewed and entry.status == ImageStatus.REVIEWED:
+            continue
         if index == session.index and session.document is not None:
             image = session.document.image
             jobs.append((index, lambda image=image: image))

@@ -1,6 +1,6 @@
 """Exporting a project's label maps for use outside segstudio.
 
-Three formats, all PNG at the source image's size:
+For 2-D images, three formats, all PNG at the source image's size:
 
 ``png``
     ``<stem>.png``: indexed PNG, pixel = class index, with the class palette
@@ -13,7 +13,22 @@ Three formats, all PNG at the source image's size:
     ``<stem>_<class>.png``: one black/white (0/255) mask per class present in
     the image, for tools that take one mask per structure.
 
-Images without saved labels, or whose labels are all unlabelled, are skipped.
+For medical volumes (project entries of kind ``"volume"``), named by entry id:
+
+``png``
+    A folder ``<id>/`` of indexed PNGs, ``slice_0000.png`` ... in slice order.
+``nifti``
+    ``<id>.nii.gz``: a uint8 label map on the source's voxel grid and
+    orientation (unlabelled voxels become 0, background, as medical viewers
+    expect).
+``dicom-seg``
+    ``<id>.seg.dcm``: a DICOM Segmentation referencing the source series,
+    one segment per class present (DICOM sources only).
+
+A format that does not apply to an entry (``overlay`` and ``binary`` for a
+volume; ``nifti`` and ``dicom-seg`` for an image; ``dicom-seg`` for a
+volume that is not DICOM) skips it with a log line. Entries without saved
+labels, or whose labels are all unlabelled, are skipped too.
 """
 
 from __future__ import annotations
@@ -27,13 +42,16 @@ import numpy as np
 
 from segstudio.errors import ExportError, InvalidArgumentError, SegstudioError
 from segstudio.io.images import read_image, to_uint8_display
-from segstudio.io.masks import UNLABELLED, atomic_write_bytes, read_mask, write_indexed_png
-from segstudio.io.project import Project
+from segstudio.io.masks import UNLABELLED, atomic_write_bytes, write_indexed_png
+from segstudio.io.project import ImageEntry, Project
+from segstudio.io.volume import is_nifti_path, looks_like_dicom
 from segstudio.tasks import CancelToken, Progress, Task
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMATS = ("png", "overlay", "binary")
+IMAGE_FORMATS = ("png", "overlay", "binary")
+VOLUME_FORMATS = ("png", "nifti", "dicom-seg")
+EXPORT_FORMATS = ("png", "overlay", "binary", "nifti", "dicom-seg")
 OVERLAY_ALPHA = 0.5
 
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
@@ -59,12 +77,17 @@ def _class_file_names(names: list[str]) -> list[str]:
 
 
 def _output_stems(project: Project) -> list[str]:
-    """The source file stem, or the entry's unique id when two sources share a stem."""
+    """Per entry: an image's file stem, or its unique id when two images share a
+    stem; a volume's id (its sources are folders and multi-volume files)."""
     stems = [e.source.stem for e in project.entries]
     counts: dict[str, int] = {}
-    for stem in stems:
-        counts[stem.casefold()] = counts.get(stem.casefold(), 0) + 1
-    return [stem if counts[stem.casefold()] == 1 else entry.id for stem, entry in zip(stems, project.entries)]
+    for stem, entry in zip(stems, project.entries, strict=True):
+        if not entry.is_volume:
+            counts[stem.casefold()] = counts.get(stem.casefold(), 0) + 1
+    return [
+        entry.id if entry.is_volume or counts[stem.casefold()] > 1 else stem
+        for stem, entry in zip(stems, project.entries, strict=True)
+    ]
 
 
 def _encode_png(pixels: np.ndarray) -> bytes:
@@ -146,6 +169,51 @@ def _export_one(project: Project, index: int, labels: np.ndarray, target: Path, 
     return written
 
 
+def _is_dicom_source(entry: ImageEntry) -> bool:
+    source = entry.source
+    if source.is_dir():
+        return True  # folders are read as DICOM series
+    return not is_nifti_path(source) and source.suffix.lower() not in (".tif", ".tiff") and looks_like_dicom(source)
+
+
+def _skip_reason(entry: ImageEntry, fmt: str) -> str | None:
+    """Why *fmt* does not apply to *entry*, or None when it does."""
+    if entry.is_volume and fmt not in VOLUME_FORMATS:
+        return f"{fmt} export is for 2-D images; use png, nifti or dicom-seg for volumes"
+    if not entry.is_volume and fmt not in IMAGE_FORMATS:
+        return f"{fmt} export is for volumes (DICOM, NIfTI); use png, overlay or binary for images"
+    if fmt == "dicom-seg" and not _is_dicom_source(entry):
+        return "DICOM SEG needs a DICOM source (it references the source images); use nifti"
+    return None
+
+
+def _export_volume(project: Project, entry: ImageEntry, labels: np.ndarray, target: Path,
+                   fmt: str) -> list[Path]:
+    from segstudio.annotation.document import ImageStatus
+    from segstudio.io.medical_export import write_dicom_seg, write_nifti_labels, write_png_slices
+    from segstudio.io.project_volumes import read_source_volume
+
+    if fmt == "png":
+        return write_png_slices(target / entry.id, labels, project.classes.colors)
+    volume = read_source_volume(entry.source, entry.selector)
+    if volume.shape_zyx != labels.shape:
+        raise ExportError(
+            f"labels are {' x '.join(map(str, labels.shape))} but the volume is "
+            f"{' x '.join(map(str, volume.shape_zyx))} (slices x rows x columns)",
+            path=entry.labels_path,
+        )
+    if fmt == "nifti":
+        medical = np.where(labels == UNLABELLED, np.uint8(0), labels)
+        return [write_nifti_labels(target / f"{entry.id}.nii.gz", medical, volume)]
+    if not ((labels != 0) & (labels != UNLABELLED)).any():
+        log.info("skipping %s: only background is labelled, DICOM SEG would hold no segment",
+                 entry.display_name)
+        return []
+    algorithm = "AUTOMATIC" if entry.status is ImageStatus.PREDICTED else "SEMIAUTOMATIC"
+    return [write_dicom_seg(target / f"{entry.id}.seg.dcm", labels, volume, project.classes.names,
+                            project.classes.colors, algorithm_type=algorithm)]
+
+
 def export_project(
     project: Project,
     out_dir: str | os.PathLike[str],
@@ -169,7 +237,8 @@ def export_project(
     out_dir:
         Destination folder, created if needed.
     fmt:
-        ``"png"``, ``"overlay"`` or ``"binary"`` (see the module docstring).
+        ``"png"``, ``"overlay"``, ``"binary"``, ``"nifti"`` or ``"dicom-seg"``
+        (see the module docstring).
     cancel:
         Checked between images.
 
@@ -199,18 +268,24 @@ def export_project(
     for index, entry in enumerate(project.entries):
         if cancel is not None:
             cancel.raise_if_cancelled()
+        reason = _skip_reason(entry, fmt)
         try:
-            labels = read_mask(entry.labels_path) if entry.labels_path.is_file() else None
-            if labels is None or not (labels != UNLABELLED).any():
-                log.info("skipping %s: no labels", entry.source.name)
+            labels = None if reason else project.read_labels(index)
+            if reason:
+                log.info("skipping %s: %s", entry.display_name, reason)
                 skipped += 1
+            elif labels is None or not (labels != UNLABELLED).any():
+                log.info("skipping %s: no labels", entry.display_name)
+                skipped += 1
+            elif entry.is_volume:
+                written.extend(_export_volume(project, entry, labels, target, fmt))
             else:
                 written.extend(_export_one(project, index, labels, target, stems[index], fmt, class_files))
         except SegstudioError as error:
             log.error("%s", error)
             failures.append(error)
-        yield Progress(index + 1, total, message=entry.source.name, stage="export")
-    log.info("exported %d file(s) to %s (%d image(s) without labels skipped)", len(written), target, skipped)
+        yield Progress(index + 1, total, message=entry.display_name, stage="export")
+    log.info("exported %d file(s) to %s (%d image(s) skipped)", len(written), target, skipped)
     if failures:
         error = ExportError(
             f"{len(failures)} of {total} image(s) could not be exported; the first: {failures[0]}",

@@ -1,10 +1,16 @@
-"""A project is a folder: ``project.json`` plus one label PNG per image.
+"""A project is a folder: ``project.json`` plus one label file per image or volume.
 
 ``project.json`` lists the classes, the images (their source files, review
 status and label file), the image shown last, and the model and CRF
-settings. Label maps live in ``labels/<id>.png`` as indexed PNGs with the
-class palette, so any viewer shows them in colour. Both are written
+settings. Label maps of 2-D images live in ``labels/<id>.png`` as indexed
+PNGs with the class palette, so any viewer shows them in colour; those of
+medical volumes (DICOM series, NIfTI, TIFF stacks; see
+:mod:`segstudio.io.project_volumes`) in ``labels/<id>.npz``. All are written
 atomically. Source images are never copied or modified.
+
+Format version 2 adds the optional entry keys ``kind``, ``selector`` and
+``description``; a project without volumes is still written as version 1,
+which older segstudio versions open.
 
 Image paths are stored relative to the project folder when the image lies
 inside it or in a folder beside it, so a project moved or copied together
@@ -38,6 +44,18 @@ from segstudio.errors import (
 )
 from segstudio.io.images import list_image_files, read_image
 from segstudio.io.masks import atomic_write_bytes, read_mask, write_indexed_png
+from segstudio.io.project_volumes import (
+    LABEL_VOLUME_SUFFIX,
+    VolumeCandidate,
+    find_volumes,
+    load_volume_document,
+    read_label_volume,
+    remap_label_volume,
+    selector_key,
+    volume_fields_from_json,
+    volume_fields_to_json,
+    write_label_volume,
+)
 from segstudio.tasks import CancelToken, Progress, Task
 
 log = logging.getLogger(__name__)
@@ -45,7 +63,9 @@ log = logging.getLogger(__name__)
 PROJECT_FILE = "project.json"
 LABELS_FOLDER = "labels"
 FORMAT_NAME = "segstudio-project"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: what a project without volumes is written as, for older readers
+_IMAGES_ONLY_VERSION = 1
 
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 # Relative paths climbing more than this many folders are stored absolute:
@@ -56,24 +76,50 @@ _MAX_PARENT_STEPS = 1
 
 @dataclass
 class ImageEntry:
-    """One image of a project.
+    """One image (or medical volume) of a project.
 
     Attributes
     ----------
     id:
-        Stable, file-safe name; the label file is ``labels/<id>.png``.
+        Stable, file-safe name; the label file is ``labels/<id>.png``
+        (``labels/<id>.npz`` for a volume).
     source:
-        Absolute path of the image file.
+        Absolute path of the image file, or of a volume's file or DICOM folder.
     status:
         Review status.
     labels_path:
-        Absolute path of the label PNG (it may not exist yet).
+        Absolute path of the label file (it may not exist yet).
+    kind, selector, description:
+        ``"image"`` or ``"volume"``; for a source holding several volumes the
+        :func:`~segstudio.io.volume.read_volume` keywords choosing one
+        (``{"series_uid": ...}``, ``{"volume_index": n}``); text shown after
+        the file name (series description, ``vol k``; never patient data).
     """
 
     id: str
     source: Path
     status: ImageStatus
     labels_path: Path
+    kind: str = "image"
+    selector: dict[str, Any] | None = None
+    description: str = ""
+
+    @property
+    def is_volume(self) -> bool:
+        """Whether this entry is a medical volume (one 3-D label map)."""
+        return self.kind == "volume"
+
+    @property
+    def display_name(self) -> str:
+        """The file name, with the description when there is one."""
+        name = self.source.name
+        if self.description and self.description != name:
+            return f"{name} ({self.description})"
+        return name
+
+    def key(self) -> str:
+        """What makes two entries the same: the real source path and the selector."""
+        return _same_file_key(self.source) + "|" + selector_key(self.selector)
 
 
 def _default_crf_settings() -> dict[str, Any]:
@@ -82,12 +128,12 @@ def _default_crf_settings() -> dict[str, Any]:
     return CRFParams().to_dict()
 
 
-def _make_id(path: Path, taken: set[str]) -> str:
-    """A file-safe id from the file name, made unique with a short hash of the path."""
-    stem = _UNSAFE_ID_CHARS.sub("_", path.stem).strip("._") or "image"
+def _make_id(name: str, key: str, taken: set[str]) -> str:
+    """A file-safe id from *name*, made unique with a short hash of *key* (the path)."""
+    stem = _UNSAFE_ID_CHARS.sub("_", name).strip("._") or "image"
     if stem.casefold() not in taken:
         return stem
-    digest = hashlib.sha1(os.fspath(path).encode("utf-8", "surrogatepass")).hexdigest()
+    digest = hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()
     candidate = f"{stem}-{digest[:8]}"
     counter = 2
     while candidate.casefold() in taken:
@@ -157,6 +203,8 @@ class Project:
         folder: str | os.PathLike[str],
         image_paths: Iterable[str | os.PathLike[str]],
         classes: ClassList,
+        *,
+        volume_paths: Iterable[str | os.PathLike[str]] = (),
     ) -> Project:
         """Start a project in *folder* with the given images and classes, and save it.
 
@@ -170,13 +218,17 @@ class Project:
             Image files and folders of images (see :func:`list_image_files`).
         classes:
             The label classes.
+        volume_paths:
+            DICOM series folders or files, NIfTI files, TIFF stacks (see
+            :meth:`add_volumes`).
 
         Raises
         ------
         InvalidArgumentError
             The folder already holds a project, or is a file.
         UnreadableInputError
-            An image path does not exist or a folder holds no images.
+            An image path does not exist or a folder holds no images; a
+            volume path holds no volume.
         ExportError
             The project file cannot be written.
         """
@@ -198,6 +250,8 @@ class Project:
         files = list_image_files(paths) if paths else []
         project = cls(folder, classes)
         project._append_files(files)
+        for path in volume_paths:
+            project.add_volumes(path)
         project.save()
         log.info("created project %s with %d image(s)", folder, len(project.entries))
         return project
@@ -299,10 +353,13 @@ class Project:
             status = ImageStatus(status_value)
         except ValueError:
             raise InvalidArgumentError(f"image {image_id!r} has an unknown status {status_value!r}") from None
-        labels = item.get("labels", f"{LABELS_FOLDER}/{image_id}.png")
+        kind, selector, description = volume_fields_from_json(item, image_id)
+        suffix = LABEL_VOLUME_SUFFIX if kind == "volume" else ".png"
+        labels = item.get("labels", f"{LABELS_FOLDER}/{image_id}{suffix}")
         if not isinstance(labels, str) or not labels:
             raise InvalidArgumentError(f"image {image_id!r} has a bad labels path {labels!r}")
-        return ImageEntry(image_id, _resolve(folder, source), status, _resolve(folder, labels))
+        return ImageEntry(image_id, _resolve(folder, source), status, _resolve(folder, labels),
+                          kind=kind, selector=selector, description=description)
 
     # ------------------------------------------------------------------
     # Images
@@ -328,23 +385,29 @@ class Project:
             raise InvalidArgumentError(f"no image with index {index} (the project has {len(self.entries)})")
         return index
 
-    def _append_files(self, files: Iterable[Path]) -> list[ImageEntry]:
-        known = {_same_file_key(e.source) for e in self.entries}
+    def _append(self, new: Iterable[tuple[ImageEntry, str]]) -> list[ImageEntry]:
+        """Give new (entry, name) pairs an id and a label path and append them,
+        skipping those already present."""
+        known = {e.key() for e in self.entries}
         taken = {e.id.casefold() for e in self.entries}
         added: list[ImageEntry] = []
-        for file in files:
-            source = Path(os.path.abspath(file))
-            key = _same_file_key(source)
+        for entry, name in new:
+            key = entry.key()
             if key in known:
-                log.info("skipping %s: already in the project", source)
+                log.info("skipping %s: already in the project", entry.display_name)
                 continue
             known.add(key)
-            image_id = _make_id(source, taken)
-            taken.add(image_id.casefold())
-            entry = ImageEntry(image_id, source, ImageStatus.NEW, self.labels_folder / f"{image_id}.png")
+            entry.id = _make_id(name, key, taken)
+            taken.add(entry.id.casefold())
+            suffix = LABEL_VOLUME_SUFFIX if entry.is_volume else ".png"
+            entry.labels_path = self.labels_folder / f"{entry.id}{suffix}"
             self.entries.append(entry)
             added.append(entry)
         return added
+
+    def _append_files(self, files: Iterable[Path]) -> list[ImageEntry]:
+        sources = (Path(os.path.abspath(f)) for f in files)
+        return self._append((ImageEntry("", s, ImageStatus.NEW, Path()), s.stem) for s in sources)
 
     def add_images(self, paths: Iterable[str | os.PathLike[str]]) -> list[ImageEntry]:
         """Add image files (or folders of images); images already present are skipped.
@@ -359,12 +422,53 @@ class Project:
         paths = list(paths)
         return self._append_files(list_image_files(paths)) if paths else []
 
+    def add_volumes(self, path: str | os.PathLike[str]) -> list[ImageEntry]:
+        """Add the medical volumes at *path*; volumes already present are skipped.
+
+        DICOM folders and files, NIfTI files (one entry per volume of a 4-D
+        image) and TIFF stacks, as found by
+        :func:`~segstudio.io.project_volumes.find_volumes` (headers only).
+        The project file is not saved; call :meth:`save`.
+
+        Returns
+        -------
+        list[ImageEntry]
+            The entries actually added.
+
+        Raises
+        ------
+        UnreadableInputError
+            The path holds no volume, or a header cannot be read.
+        """
+        added = self.add_volume_candidates(find_volumes(path))
+        log.info("added %d volume(s) from %s", len(added), path)
+        return added
+
+    def add_volume_candidates(self, candidates: Iterable[VolumeCandidate]) -> list[ImageEntry]:
+        """Add volumes already found by :func:`~segstudio.io.project_volumes.find_volumes`."""
+        return self._append(
+            (ImageEntry("", c.source, ImageStatus.NEW, Path(), kind="volume", selector=c.selector,
+                        description=c.description), c.name)
+            for c in candidates
+        )
+
     def has_labels(self, index: int) -> bool:
         """Whether image *index* has a saved label file."""
         return self.entries[self._check_index(index)].labels_path.is_file()
 
+    def read_labels(self, index: int) -> np.ndarray | None:
+        """The saved label map of entry *index* (``H x W``, or ``Z x H x W`` for a
+        volume) or None, unchecked against the source; raises UnreadableInputError."""
+        entry = self.entries[self._check_index(index)]
+        if not entry.labels_path.is_file():
+            return None
+        return read_label_volume(entry.labels_path) if entry.is_volume else read_mask(entry.labels_path)
+
     def load_document(self, index: int) -> Document:
         """Read image *index* and its saved labels (if any) into a :class:`Document`.
+
+        A volume entry gives a volume document (``Z x H x W`` labels) with
+        the :class:`~segstudio.io.volume.Volume` as ``doc.volume``.
 
         Raises
         ------
@@ -374,6 +478,8 @@ class Project:
             The saved labels do not match the image's size.
         """
         entry = self.entries[self._check_index(index)]
+        if entry.is_volume:
+            return load_volume_document(entry.source, entry.selector, entry.labels_path, entry.status)
         image = read_image(entry.source)
         labels = None
         if entry.labels_path.is_file():
@@ -397,7 +503,10 @@ class Project:
             A file cannot be written.
         """
         entry = self.entries[self._check_index(index)]
-        write_indexed_png(entry.labels_path, doc.labels, self.classes.colors)
+        if entry.is_volume:
+            write_label_volume(entry.labels_path, doc.labels, len(self.classes))
+        else:
+            write_indexed_png(entry.labels_path, doc.labels, self.classes.colors)
         entry.status = doc.status
         self.save()
         doc.dirty = False
@@ -428,13 +537,15 @@ class Project:
         for index, entry in enumerate(self.entries):
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            if entry.labels_path.is_file():
+            if entry.labels_path.is_file() and entry.is_volume:
+                rewritten += remap_label_volume(entry.labels_path, table, len(self.classes))
+            elif entry.labels_path.is_file():
                 labels = read_mask(entry.labels_path)
                 remapped = table[labels]
                 if not np.array_equal(remapped, labels):
                     write_indexed_png(entry.labels_path, remapped, self.classes.colors)
                     rewritten += 1
-            yield Progress(index + 1, total, message=entry.source.name, stage="relabel")
+            yield Progress(index + 1, total, message=entry.display_name, stage="relabel")
         return rewritten
 
     # ------------------------------------------------------------------
@@ -443,23 +554,25 @@ class Project:
 
     def to_json(self) -> dict[str, Any]:
         """The content of ``project.json``."""
+        volumes = any(e.is_volume for e in self.entries)
         return {
             "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
+            "version": FORMAT_VERSION if volumes else _IMAGES_ONLY_VERSION,
             "classes": self.classes.to_list(),
-            "images": [
-                {
-                    "id": e.id,
-                    "source": _portable(self.folder, e.source),
-                    "status": e.status.value,
-                    "labels": _portable(self.folder, e.labels_path),
-                }
-                for e in self.entries
-            ],
+            "images": [self._entry_to_json(e) for e in self.entries],
             "current": self.current,
             "model": self.model_settings,
             "crf": self.crf_settings,
         }
+
+    def _entry_to_json(self, entry: ImageEntry) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "id": entry.id,
+            "source": _portable(self.folder, entry.source),
+            "status": entry.status.value,
+            "labels": _portable(self.folder, entry.labels_path),
+        }
+        return volume_fields_to_json(item, entry.kind, entry.selector, entry.description)
 
     def save(self) -> Path:
         """Write ``project.json`` atomically and return its path.

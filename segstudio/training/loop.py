@@ -42,9 +42,11 @@ from segstudio.metrics import Scores
 from segstudio.models.checkpoint import CheckpointMeta, make_meta, save_checkpoint
 from segstudio.preprocess import in_channels_of
 from segstudio.tasks import CancelToken, Progress
+from segstudio.training import distributed as dist_utils
 from segstudio.training.augment import build_augmentation
 from segstudio.training.config import TrainConfig, resolve_amp, resolve_device
 from segstudio.training.data import Sample, SegmentationDataset, check_labels
+from segstudio.training.distributed import DistributedContext
 from segstudio.training.evaluate import evaluate
 from segstudio.training.freeze import freeze_backbone, restore_requires_grad
 from segstudio.training.losses import border_weight_map, build_loss
@@ -145,6 +147,7 @@ def train_steps(
     meta: CheckpointMeta | Mapping[str, Any] | None = None,
     cancel: CancelToken | None = None,
     resume: bool = False,
+    distributed: DistributedContext | None = None,
 ) -> Generator[Progress, None, TrainResult]:
     """Fine-tune ``model`` on in-memory samples; a task generator.
 
@@ -173,6 +176,14 @@ def train_steps(
         Continue the run in ``out_dir`` from ``train_state.pt`` and
         ``last.safetensors``. A run that already reached ``config.epochs``
         returns at once.
+    distributed:
+        This process's place in a torchrun job (from
+        :func:`~segstudio.training.distributed.init_distributed`): the model
+        is wrapped in ``DistributedDataParallel`` on the context's device,
+        each rank trains on its share of ``train_samples`` (``batch_size``
+        per rank), and only rank 0 validates and writes files; the ranks
+        meet at a barrier after every epoch. Every rank must be given the
+        same samples and settings.
 
     Yields
     ------
@@ -209,8 +220,10 @@ def train_steps(
         raise InvalidArgumentError(
             f"{len(config.class_weights)} class weights were given for {base.num_classes} classes"
         )
-    device = resolve_device(config.device)
+    device = distributed.device if distributed is not None else resolve_device(config.device)
     amp_dtype = resolve_amp(config.amp, device)
+    is_main = distributed is None or distributed.is_main
+    rank = 0 if distributed is None else distributed.rank
 
     run = RunState()
     saved: dict[str, Any] = {}
@@ -231,9 +244,13 @@ def train_steps(
             config.crop_size, scale=None, flips=False, rotations=False, brightness=0, contrast=0
         )
     dataset = SegmentationDataset(train_samples, base.preprocessing, augment=augment, weight_maps=weight_maps)
+    sampler = None
+    if distributed is not None:
+        sampler = dist_utils.make_sampler(dataset, distributed, config.seed)
+    per_rank = len(dataset) if sampler is None else len(sampler)
     # drop a ragged last batch (noisy BatchNorm statistics) unless that would drop everything
-    drop_last = len(dataset) >= config.batch_size
-    steps_per_epoch = len(dataset) // config.batch_size if drop_last else 1
+    drop_last = per_rank >= config.batch_size
+    steps_per_epoch = per_rank // config.batch_size if drop_last else 1
     total_steps = steps_per_epoch * config.epochs
 
     frozen = freeze_backbone(model) if config.freeze_backbone else None
@@ -244,6 +261,8 @@ def train_steps(
         model.to(device)
         if config.channels_last:
             model.to(memory_format=torch.channels_last)
+        # the forward/backward pass goes through DDP; validation and saving use the bare model
+        net = dist_utils.wrap_model(model, distributed) if distributed is not None else model
         optimizer = _build_optimizer(config, trainable)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config.schedule, total_steps))
         scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
@@ -251,32 +270,46 @@ def train_steps(
             restore_optimizers(saved, optimizer, scheduler, scaler, out)
         loss_fn = build_loss(config.loss, config.class_weights).to(device)
         log.info(
-            "training %s on %d image(s) (%d for validation) for %d epoch(s), %d steps, on %s%s",
+            "training %s on %d image(s) (%d for validation) for %d epoch(s), %d steps, on %s%s%s",
             base.architecture, len(train_samples), len(val_samples), config.epochs, total_steps, device,
             f" with {str(amp_dtype).removeprefix('torch.')} autocast" if amp_dtype else "",
+            f", {distributed.world_size} processes ({distributed.backend})" if distributed is not None else "",
         )
         started = time.monotonic()
         stopped = False
         for epoch in range(run.epoch, config.epochs):
             augment_seed, order_seed = _seeds(config.seed, epoch)
-            torch.manual_seed(augment_seed)
-            loader = DataLoader(
-                dataset,
-                batch_size=config.batch_size,
-                shuffle=True,
-                drop_last=drop_last,
-                num_workers=config.num_workers,
-                generator=torch.Generator().manual_seed(order_seed),
-                pin_memory=device.type == "cuda",
-            )
-            model.train()
+            # each rank draws its own augmentations (same seed: same crops of different images)
+            torch.manual_seed(augment_seed + rank)
+            if sampler is None:
+                loader = DataLoader(
+                    dataset,
+                    batch_size=config.batch_size,
+                    shuffle=True,
+                    drop_last=drop_last,
+                    num_workers=config.num_workers,
+                    generator=torch.Generator().manual_seed(order_seed),
+                    pin_memory=device.type == "cuda",
+                )
+            else:
+                sampler.set_epoch(epoch)
+                dist_utils.record_samples(distributed, epoch + 1, list(sampler))
+                loader = DataLoader(
+                    dataset,
+                    batch_size=config.batch_size,
+                    sampler=sampler,
+                    drop_last=drop_last,
+                    num_workers=config.num_workers,
+                    pin_memory=device.type == "cuda",
+                )
+            net.train()
             if frozen is not None:
                 frozen.keep_frozen_in_eval()
             losses: list[float] = []
             epoch_started = last = time.perf_counter()
             for batch in loader:
                 _check_cancel(cancel)
-                loss = _step(model, batch, loss_fn, optimizer, scaler, device, amp_dtype, config, run.step)
+                loss = _step(net, batch, loss_fn, optimizer, scaler, device, amp_dtype, config, run.step)
                 scheduler.step()
                 run.step += 1
                 losses.append(loss)
@@ -289,15 +322,16 @@ def train_steps(
                 )
                 # the consumer's time (a GUI repainting) is not training time
                 last = time.perf_counter()
+            epoch_loss = float(np.mean(losses)) if losses else math.nan
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "step": run.step,
-                "train_loss": float(np.mean(losses)) if losses else math.nan,
+                "train_loss": dist_utils.mean_across(epoch_loss, distributed),
                 "lr": scheduler.get_last_lr()[0],
                 "time_s": time.perf_counter() - epoch_started,
             }
             scores = None
-            if val_samples and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs):
+            if is_main and val_samples and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs):
                 scores = evaluate(
                     model, val_samples, base, device, amp_dtype=amp_dtype,
                     channels_last=config.channels_last, cancel=cancel,
@@ -323,31 +357,30 @@ def train_steps(
                 "saved": datetime.now(UTC).isoformat(timespec="seconds"),
             }
             meta_now = dataclasses.replace(base, provenance=_clean({**base.provenance, **provenance}))
-            save_checkpoint(out / LAST_NAME, model, meta_now)
-            if improved or not val_samples:
-                save_checkpoint(out / BEST_NAME, model, meta_now)
-            atomic_torch_save(
-                {
+            if is_main:
+                _save_epoch(out, model, meta_now, improved or not val_samples, {
                     "format": STATE_FORMAT, "epoch": run.epoch, "step": run.step, "total_steps": total_steps,
                     "steps_per_epoch": steps_per_epoch, "history": run.history,
                     "best_mean_iou": run.best_mean_iou, "finished": run.finished,
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict() if scaler is not None else None,
                     "rng": rng_state(), "config": config.to_dict(),
-                },
-                out / STATE_NAME,
-            )
+                })
+            # the other ranks wait for rank 0's files before going on
+            dist_utils.barrier(distributed)
             epoch_metrics = {"epoch": run.epoch, "loss": record["train_loss"]}
             if scores is not None:
                 epoch_metrics.update(mean_iou=scores.mean_iou, mean_dice=scores.mean_dice,
                                      pixel_accuracy=scores.pixel_accuracy)
             yield Progress(run.step, total_steps, message=f"epoch {run.epoch}/{config.epochs}",
                            stage="epoch", metrics=epoch_metrics)
-            if (
+            out_of_time = (
                 config.time_budget_s is not None
                 and not run.finished
                 and time.monotonic() - started >= config.time_budget_s
-            ):
+            )
+            # rank 0's clock decides, so that every rank stops after the same epoch
+            if dist_utils.main_decides(out_of_time, distributed):
                 log.info("time budget of %.0f s used up after epoch %d; stopping", config.time_budget_s, run.epoch)
                 stopped = True
                 break
@@ -356,6 +389,16 @@ def train_steps(
     finally:
         if frozen is not None:
             restore_requires_grad(frozen)
+
+
+def _save_epoch(
+    out: Path, model: nn.Module, meta: CheckpointMeta, as_best: bool, state: dict[str, Any]
+) -> None:
+    """Write an epoch's files: weights first, then the training state that refers to them."""
+    save_checkpoint(out / LAST_NAME, model, meta)
+    if as_best:
+        save_checkpoint(out / BEST_NAME, model, meta)
+    atomic_torch_save(state, out / STATE_NAME)
 
 
 def _step(

@@ -50,3 +50,15 @@ def test_accept_a_3d_prediction():
     doc.set_prediction(PredictionResult(probabilities, predicted, 512))
     doc.accept("prediction", class_index=1)
     assert (doc.labels[2] == 1).all() and (doc.labels[[0, 1, 3]] == 255).all()
+
+
+def test_accepting_a_partial_prediction_keeps_labels_where_it_has_no_answer():
+    from segstudio.inference.predictor import PredictionResult
+
+    doc = _volume()
+    doc.apply((slice(0, 1), slice(0, 20), slice(0, 30)), None, 1, "labelled by hand")
+    predicted = np.full((4, 20, 30), 255, np.uint8)
+    predicted[2] = 0  # only slice 2 was predicted
+    doc.set_prediction(PredictionResult(np.zeros((2, 4, 20, 30), np.float16), predicted, 512))
+    doc.accept("prediction")
+    assert (doc.labels[0] == 1).all() and (doc.labels[2] == 0).all() and (doc.labels[3] == 255).all()

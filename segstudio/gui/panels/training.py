@@ -1,0 +1,235 @@
+"""The Training dock: settings, Train / Pause / Cancel, live curves, versions,
+and the before/after scores of the last run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from segstudio.gui.panels._util import blocked
+
+MODES = (("Fast (train the head only)", True), ("Full (all layers)", False))
+
+
+def _score(value: Any) -> str:
+    return "–" if value is None else f"{float(value):.3f}"
+
+
+class TrainingPanel(QWidget):
+    """Views and controls of fine-tuning; the controller does the work."""
+
+    trainRequested = Signal(dict)  # the settings
+    pauseRequested = Signal(bool)  # True = pause, False = resume
+    cancelRequested = Signal()
+    activateRequested = Signal(str)  # version id
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._start_from = QLabel("–")
+        self._images = QLabel("0 corrected or reviewed images")
+        self._val_share = QDoubleSpinBox()
+        self._val_share.setRange(0.0, 0.9)
+        self._val_share.setSingleStep(0.05)
+        self._val_share.setValue(0.25)
+        self._val_share.setToolTip("Share of the corrected images held out to score the new version "
+                                   "(images marked reviewed are preferred for validation)")
+        self._epochs = QSpinBox()
+        self._epochs.setRange(1, 1000)
+        self._epochs.setValue(15)
+        self._minutes = QSpinBox()
+        self._minutes.setRange(0, 24 * 60)
+        self._minutes.setSuffix(" min")
+        self._minutes.setSpecialValueText("no limit")
+        self._mode = QComboBox()
+        for text, fast in MODES:
+            self._mode.addItem(text, fast)
+        self._device = QComboBox()
+        self._device.addItems(["auto", "cpu", "cuda", "mps"])
+        self._auto_adopt = QCheckBox("Adopt automatically when better, then re-run the model on unreviewed images")
+        self._auto_adopt.setChecked(True)
+        self._train = QPushButton("Train")
+        self._pause = QPushButton("Pause")
+        self._pause.setCheckable(True)
+        self._cancel = QPushButton("Cancel")
+        self._progress = QProgressBar()
+        self._status = QLabel("Idle")
+        self._status.setWordWrap(True)
+
+        self.loss_plot = pg.PlotWidget(title="training loss")
+        self.loss_plot.setMinimumHeight(110)
+        self.loss_plot.setLabel("bottom", "step")
+        self.loss_curve = self.loss_plot.plot(pen=pg.mkPen("#ffc400", width=1.5))
+        self.score_plot = pg.PlotWidget(title="validation")
+        self.score_plot.setMinimumHeight(110)
+        self.score_plot.setLabel("bottom", "epoch")
+        self.score_plot.addLegend(offset=(5, 5))
+        self.iou_curve = self.score_plot.plot(pen=pg.mkPen("#3cb44b", width=2), symbol="o", symbolSize=5,
+                                              name="mean IoU")
+        self.dice_curve = self.score_plot.plot(pen=pg.mkPen("#4363d8", width=2), symbol="t", symbolSize=5,
+                                               name="mean Dice")
+
+        self.versions = QTableWidget(0, 4)
+        self.versions.setHorizontalHeaderLabels(["version", "from", "val mIoU", "status"])
+        self.versions.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.versions.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.versions.verticalHeader().setVisible(False)
+        self.versions.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self._make_active = QPushButton("Make active")
+        self._rollback = QPushButton("Roll back to parent")
+        self.comparison = QTableWidget(0, 3)
+        self.comparison.setHorizontalHeaderLabels(["class", "before (IoU)", "after (IoU)"])
+        self.comparison.verticalHeader().setVisible(False)
+        self.comparison.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.comparison.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+
+        form = QFormLayout()
+        form.addRow("Start from", self._start_from)
+        form.addRow("Train on", self._images)
+        form.addRow("Validation share", self._val_share)
+        form.addRow("Epochs", self._epochs)
+        form.addRow("Time budget", self._minutes)
+        form.addRow("Mode", self._mode)
+        form.addRow("Device", self._device)
+        buttons = QHBoxLayout()
+        for button in (self._train, self._pause, self._cancel):
+            buttons.addWidget(button)
+        version_buttons = QHBoxLayout()
+        version_buttons.addWidget(self._make_active)
+        version_buttons.addWidget(self._rollback)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self._auto_adopt)
+        layout.addLayout(buttons)
+        layout.addWidget(self._progress)
+        layout.addWidget(self._status)
+        layout.addWidget(self.loss_plot)
+        layout.addWidget(self.score_plot)
+        layout.addWidget(QLabel("Model versions"))
+        layout.addWidget(self.versions)
+        layout.addLayout(version_buttons)
+        layout.addWidget(QLabel("Last run: parent (before) and new version (after) on the same images"))
+        layout.addWidget(self.comparison)
+
+        self._train.clicked.connect(lambda: self.trainRequested.emit(self.settings()))
+        self._pause.toggled.connect(self._on_pause_toggled)
+        self._cancel.clicked.connect(self.cancelRequested.emit)
+        self._make_active.clicked.connect(self._on_make_active_clicked)
+        self._rollback.clicked.connect(self._on_rollback_clicked)
+        self._parents: dict[str, str | None] = {}
+        self.set_running(False)
+
+    # -- setters (no signals) ---------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        return {
+            "epochs": self._epochs.value(),
+            "time_budget_s": self._minutes.value() * 60.0 or None,
+            "freeze_backbone": bool(self._mode.currentData()),
+            "device": self._device.currentText(),
+            "val_fraction": self._val_share.value(),
+            "auto_adopt": self._auto_adopt.isChecked(),
+        }
+
+    def set_image_count(self, count: int) -> None:
+        self._images.setText(f"{count} corrected or reviewed image(s)")
+
+    def set_running(self, running: bool) -> None:
+        self._train.setEnabled(not running)
+        self._pause.setEnabled(running)
+        self._cancel.setEnabled(running)
+        if not running:
+            with blocked(self._pause):
+                self._pause.setChecked(False)
+                self._pause.setText("Pause")
+
+    def set_paused(self, paused: bool) -> None:
+        with blocked(self._pause):
+            self._pause.setChecked(paused)
+            self._pause.setText("Resume" if paused else "Pause")
+
+    def set_progress(self, done: int, total: int, text: str) -> None:
+        if total > 0:
+            self._progress.setRange(0, total)
+            self._progress.setValue(min(done, total))
+        else:
+            self._progress.setRange(0, 0)
+        self._status.setText(text)
+
+    def set_curves(self, losses: list[float], epochs: list[int], ious: list[float], dices: list[float]) -> None:
+        self.loss_curve.setData(list(range(1, len(losses) + 1)), losses)
+        self.iou_curve.setData(epochs, ious)
+        self.dice_curve.setData(epochs, dices)
+
+    def set_versions(self, versions: list[Any], active_id: str | None) -> None:
+        self._parents = {v.id: v.parent for v in versions}
+        self.versions.setRowCount(len(versions))
+        active_row = -1
+        for row, version in enumerate(versions):
+            marker = " (active)" if version.id == active_id else ""
+            cells = [f"{version.id}{marker}", version.parent or version.name, _score(version.mean_iou), version.status]
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, version.id)
+                if version.id == active_id:
+                    font = item.font()
+                    font.setBold(True)
+                    item.setFont(font)
+                self.versions.setItem(row, column, item)
+            if version.id == active_id:
+                active_row = row
+        active = next((v for v in versions if v.id == active_id), None)
+        self._start_from.setText(f"{active.id}: {active.name}" if active else "no model yet")
+        if active_row >= 0:
+            self.versions.selectRow(active_row)
+
+    def set_comparison(self, class_names: list[str], before: dict | None, after: dict | None) -> None:
+        rows = [*class_names, "mean"]
+        self.comparison.setRowCount(len(rows))
+        for row, name in enumerate(rows):
+            key = "mean_iou" if name == "mean" else None
+
+            def pick(scores, key=key, row=row):
+                if scores is None:
+                    return None
+                return scores.get(key) if key else (scores.get("iou") or [None] * (row + 1))[row]
+
+            for column, text in enumerate([name, _score(pick(before)), _score(pick(after))]):
+                self.comparison.setItem(row, column, QTableWidgetItem(text))
+
+    # -- handlers ---------------------------------------------------------------
+    def _selected_version(self) -> str | None:
+        items = self.versions.selectedItems()
+        return items[0].data(Qt.ItemDataRole.UserRole) if items else None
+
+    def _on_make_active_clicked(self) -> None:
+        version = self._selected_version()
+        if version:
+            self.activateRequested.emit(version)
+
+    def _on_rollback_clicked(self) -> None:
+        version = self._selected_version()
+        parent = self._parents.get(version) if version else None
+        if parent:
+            self.activateRequested.emit(parent)
+
+    def _on_pause_toggled(self, paused: bool) -> None:
+        self._pause.setText("Resume" if paused else "Pause")
+        self.pauseRequested.emit(paused)

@@ -1,0 +1,244 @@
+"""Fine-tuning from the studio: a training process, polled from the GUI thread.
+
+The trainer runs in another process (segstudio.training.process), so it can
+neither starve nor crash the window; its messages are drained every 100 ms.
+A finished run (or one cancelled after a good epoch) becomes a new model
+version with its curves and its before/after scores.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from segstudio.errors import SegstudioError
+
+if TYPE_CHECKING:
+    from segstudio.gui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+POLL_MS = 100
+
+
+class TrainingRuns(QObject):
+    """Starts, follows, pauses and cancels fine-tuning runs; keeps versions."""
+
+    versionsChanged = Signal()
+    runEnded = Signal(str)  # "finished" | "cancelled" | "error"
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.panel = window.training_panel
+        self.process = None
+        self.store = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(POLL_MS)
+        self._timer.timeout.connect(self._poll)
+        self._settings: dict[str, Any] = {}
+        self._losses: list[float] = []
+        self._epochs: list[int] = []
+        self._ious: list[float] = []
+        self._dices: list[float] = []
+        self.last_message: dict[str, Any] | None = None
+        self.panel.trainRequested.connect(self.start)
+        self.panel.pauseRequested.connect(self.pause)
+        self.panel.cancelRequested.connect(self.cancel)
+        self.panel.activateRequested.connect(self.activate)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self._timer.isActive()
+
+    # -- versions ---------------------------------------------------------------
+    def open_project(self) -> None:
+        """Show the versions of the project now open."""
+        from segstudio.training.versions import VersionStore
+
+        project = self.window.session.project
+        self.store = VersionStore(project.folder) if project is not None else None
+        self.refresh()
+
+    def refresh(self) -> None:
+        project = self.window.session.project
+        if project is None or self.store is None:
+            self.panel.set_versions([], None)
+            self.panel.set_image_count(0)
+            return
+        self.panel.set_versions(self.store.list(), self.store.active_id)
+        from segstudio.annotation.document import ImageStatus
+
+        count = sum(e.status in (ImageStatus.CORRECTED, ImageStatus.REVIEWED) for e in project.entries)
+        self.panel.set_image_count(count)
+
+    def _ensure_active_version(self) -> None:
+        """A project that has no version yet starts from the Model panel's checkpoint."""
+        if self.store.active_id is not None:
+            return
+        checkpoint = self.window.model_panel.settings().get("checkpoint")
+        if not checkpoint:
+            raise SegstudioError("choose a checkpoint in the Model panel: training fine-tunes a model")
+        self.store.import_checkpoint(checkpoint, activate=True)
+
+    def activate(self, version_id: str) -> None:
+        """Make a version active (or roll back): the Model panel runs it from now on."""
+        try:
+            self.store.set_active(version_id)
+        except SegstudioError as error:
+            self.window.report_error("Cannot activate the version", error)
+            return
+        settings = dict(self.window.model_panel.settings())
+        settings["checkpoint"] = str(self.store.checkpoint_path(version_id))
+        self.window.model_panel.set_settings(settings)
+        self.window.session.project.model_settings.update(checkpoint=settings["checkpoint"])
+        self.window.session.project.save()
+        self.refresh()
+        self.versionsChanged.emit()
+        self.window.statusBar().showMessage(f"model version {version_id} is active", 5000)
+
+    # -- runs -------------------------------------------------------------------
+    def start(self, settings: dict[str, Any]) -> None:
+        from segstudio.training.config import TrainConfig
+        from segstudio.training.process import TrainingProcess, TrainJobSpec
+
+        if self.running or self.window.session.project is None:
+            return
+        self.window.session.save()  # the trainer reads the labels from disk
+        try:
+            if self.store is None:
+                self.open_project()
+            self._ensure_active_version()
+            config = TrainConfig(
+                epochs=int(settings["epochs"]), batch_size=4, crop_size=256, optimizer="adamw", lr=1e-3,
+                schedule="cosine", freeze_backbone=bool(settings["freeze_backbone"]),
+                device=settings["device"], time_budget_s=settings.get("time_budget_s"),
+            )
+            spec = TrainJobSpec.for_project(self.window.session.project, self.store, config,
+                                            val_fraction=float(settings["val_fraction"]))
+            process = TrainingProcess()
+            process.start(spec)
+        except SegstudioError as error:
+            self.window.report_error("Cannot start training", error)
+            return
+        self.process = process
+        self._settings = dict(settings)
+        self._losses, self._epochs, self._ious, self._dices = [], [], [], []
+        self.panel.set_curves([], [], [], [])
+        self.panel.set_running(True)
+        self.panel.set_progress(0, 0, "starting the training process…")
+        self._timer.start()
+        self.refresh()
+
+    def pause(self, paused: bool) -> None:
+        if self.process is None:
+            return
+        if paused:
+            self.process.pause()
+        else:
+            self.process.resume()
+
+    def cancel(self) -> None:
+        if self.process is not None:
+            self.process.cancel()
+            self.panel.set_progress(0, 0, "cancelling after the current step…")
+
+    def shutdown(self) -> None:
+        """Stop a run when the window closes (the last good epoch is kept)."""
+        if self.process is not None:
+            self.process.cancel()
+            self.process.stop(timeout=10.0)
+            self._timer.stop()
+
+    def _poll(self) -> None:
+        if self.process is None:
+            return
+        for message in self.process.poll():
+            self.last_message = message
+            handler = getattr(self, f"_on_{message.get('type')}", None)
+            if handler is not None:
+                handler(message)
+
+    def _on_started(self, message: dict) -> None:
+        self.panel.set_progress(0, 0, f"training in process {message['pid']} on {message['device']} "
+                                      f"({len(message['train_images'])} images, "
+                                      f"{len(message['val_images'])} for validation, {message['threads']} threads)")
+
+    def _on_progress(self, message: dict) -> None:
+        self._losses.append(message["loss"])
+        eta = message.get("eta_s")
+        eta_text = f", about {eta:.0f} s left" if eta is not None else ""
+        self.panel.set_progress(
+            message["step"], message.get("total") or 0,
+            f"epoch {message['epoch']}, step {message['step']}/{message.get('total')}: loss {message['loss']:.4f}, "
+            f"lr {message['lr']:.2e}, {message['images_per_s']:.1f} images/s{eta_text}",
+        )
+        self.panel.set_curves(self._losses, self._epochs, self._ious, self._dices)
+
+    def _on_epoch(self, message: dict) -> None:
+        if message.get("val_mean_iou") is not None:
+            self._epochs.append(message["epoch"])
+            self._ious.append(message["val_mean_iou"])
+            self._dices.append(message["val_mean_dice"])
+            self.panel.set_curves(self._losses, self._epochs, self._ious, self._dices)
+
+    def _on_paused(self, message: dict) -> None:
+        self.panel.set_paused(True)
+        self.panel.set_progress(0, 0, f"paused at step {message['step']}")
+
+    def _on_resumed(self, message: dict) -> None:
+        self.panel.set_paused(False)
+
+    def _on_scoring(self, message: dict) -> None:
+        self.panel.set_progress(0, 0, "scoring the parent and the new version on the validation images…")
+
+    def _on_finished(self, message: dict) -> None:
+        try:
+            version = self.store.add(message["checkpoint"], message["version_meta"], move=True)
+        except SegstudioError as error:
+            self.window.report_error("The new model version could not be stored", error)
+            self._end("error")
+            return
+        classes = list(self.window.session.classes.names)
+        self.panel.set_comparison(classes, message.get("parent_scores"), message.get("scores"))
+        before = (message.get("parent_scores") or {}).get("mean_iou")
+        after = (message.get("scores") or {}).get("mean_iou")
+        better = before is not None and after is not None and after > before
+        text = f"{version.id} ready: validation mIoU {after if after is None else f'{after:.3f}'}"
+        if before is not None:
+            text += f" (parent {before:.3f})"
+        self.panel.set_progress(1, 1, text)
+        self._end("finished")
+        if better and self._settings.get("auto_adopt"):
+            self.activate(version.id)
+            self.window.run_model_on_unreviewed()
+
+    def _on_cancelled(self, message: dict) -> None:
+        self.panel.set_progress(0, 1, message.get("message", "cancelled"))
+        self._end("cancelled")
+
+    def _on_error(self, message: dict) -> None:
+        kind = message.get("kind", "bug")
+        text = message.get("message", "the training process failed")
+        self.panel.set_progress(0, 1, f"failed: {text}")
+        if kind == "oom":
+            text += " — try Fast mode, a smaller device batch, or the CPU"
+        self.window.report_error("Training failed (the active model and all labels are unchanged)",
+                                 SegstudioError(text))
+        self._end("error")
+
+    def _on_log(self, message: dict) -> None:
+        log.log(logging.getLevelName(message.get("level", "INFO")), "trainer: %s", message.get("message"))
+
+    def _end(self, outcome: str) -> None:
+        self._timer.stop()
+        if self.process is not None:
+            self.process.join(timeout=5.0)
+            self.process.close()
+        self.process = None
+        self.panel.set_running(False)
+        self.refresh()
+        self.versionsChanged.emit()
+        self.runEnded.emit(outcome)

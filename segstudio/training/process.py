@@ -1,0 +1,625 @@
+"""Fine-tuning in a child process, so the window never waits on training.
+
+:class:`TrainingProcess` starts :func:`~segstudio.training.loop.train_steps`
+in a ``spawn``-ed process and talks to it through a queue (child -> parent)
+and two events (parent -> child). Nothing here blocks: the window calls
+:meth:`TrainingProcess.poll` from a timer and gets small dicts back.
+
+The child gets file paths, not pixels (:class:`TrainJobSpec`), and reads the
+images itself, so the window's process pickles no large arrays. This module
+imports torch only inside the child.
+
+Messages from the child (each a dict with a ``"type"``):
+
+``started``
+    ``pid``, ``train_images`` / ``val_images`` (the stems used),
+    ``skipped`` (one line per file left out), ``threads``, ``device``.
+``progress``
+    ``step``, ``total``, ``epoch``, ``loss``, ``lr``, ``images_per_s``,
+    ``eta_s``; after every optimisation step.
+``epoch``
+    ``epoch``, ``epochs``, ``loss``, ``val_mean_iou``, ``val_mean_dice``
+    (``None`` when not validated).
+``paused`` / ``resumed``
+    ``step``; the child is blocked between steps / carries on.
+``log``
+    ``level``, ``message``: the child's log records (INFO and up).
+``scoring``
+    The parent and the new model are being scored on the validation images.
+``finished``
+    ``status`` (``"finished"``, or ``"cancelled"`` when cancelled after at
+    least one finished epoch), ``checkpoint`` (the new weights, in the run
+    folder), ``history``, ``scores`` / ``parent_scores`` (per-class and mean
+    IoU/Dice of the new model and of its parent on the validation images,
+    ``None`` without validation images), ``steps``, ``epochs_done``,
+    ``stopped_early``, ``elapsed_s`` and ``version_meta``, ready for
+    :meth:`VersionStore.add <segstudio.training.versions.VersionStore.add>`.
+``cancelled``
+    Cancelled before any epoch finished: there is nothing to keep.
+``error``
+    ``message``, ``traceback`` and ``kind``: ``"user"`` (bad settings or
+    data, the message says what to change), ``"oom"`` (out of memory),
+    ``"bug"`` (anything else), or ``"crashed"`` (added by :meth:`poll` when
+    the child died without a word: killed, segfault; the message gives the
+    exit code).
+
+``finished``, ``cancelled`` and ``error`` end a run; exactly one of them
+comes from :meth:`poll` per run.
+
+Frozen applications must call :func:`multiprocessing.freeze_support` at the
+start of their entry point for ``spawn`` to work.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing
+import os
+import queue as queue_module
+import signal
+import time
+import traceback
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from segstudio.errors import DataError, InvalidArgumentError, SegstudioError
+from segstudio.io.project import Project
+from segstudio.tasks import CancelToken, TaskCancelled
+from segstudio.training.project_data import SampleSource, load_sources, sources_from_project, split_for_validation
+from segstudio.training.versions import VersionStore, curves_from_history
+
+log = logging.getLogger(__name__)
+
+TERMINAL_TYPES = ("finished", "cancelled", "error")
+
+#: how often a paused child looks whether its window is still there
+_PAUSE_POLL_S = 0.5
+
+Send = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainJobSpec:
+    """Everything a training process needs, as small picklable values.
+
+    Attributes
+    ----------
+    base_checkpoint:
+        The checkpoint to fine-tune (normally the active version's); its
+        architecture, classes and preprocessing carry over.
+    train, val:
+        The image/label files to train and to validate on.
+    config:
+        A :class:`~segstudio.training.config.TrainConfig` or its
+        :meth:`to_dict` (stored as the dict, so that the spec pickles without
+        torch).
+    out_dir:
+        The run's folder (see :meth:`VersionStore.new_run_dir`).
+    parent_id:
+        The version id of ``base_checkpoint``, recorded as the new version's
+        parent.
+    threads:
+        torch threads in the child; ``None`` leaves one core to the window
+        (``min(torch default, cpu_count - 1)``, at least 1).
+    fail_after_steps:
+        For tests only: raise an unexpected error after this many steps.
+    """
+
+    base_checkpoint: Path
+    train: Sequence[SampleSource]
+    val: Sequence[SampleSource]
+    config: Mapping[str, Any]
+    out_dir: Path
+    parent_id: str | None = None
+    threads: int | None = None
+    fail_after_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if hasattr(self.config, "to_dict"):
+            self.config = self.config.to_dict()
+        self.config = dict(self.config)
+        self.base_checkpoint = Path(self.base_checkpoint)
+        self.out_dir = Path(self.out_dir)
+        self.train = list(self.train)
+        self.val = list(self.val)
+        if not self.train:
+            raise DataError("there are no training images: mark some images as corrected first")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise InvalidArgumentError(f"threads must be a positive integer, got {self.threads!r}")
+
+    @classmethod
+    def for_project(
+        cls,
+        project: Project,
+        store: VersionStore,
+        config: Any,
+        *,
+        indices: Sequence[int] | None = None,
+        val_stems: Sequence[str] | None = None,
+        val_fraction: float = 0.2,
+        threads: int | None = None,
+    ) -> TrainJobSpec:
+        """A job that fine-tunes the project's active version on its corrected images.
+
+        Parameters
+        ----------
+        project, store:
+            The open project and its model versions.
+        config:
+            A :class:`~segstudio.training.config.TrainConfig` (its ``seed``
+            also seeds the held-out choice) or its dict.
+        indices:
+            The images to use; ``None``: every corrected or reviewed one.
+        val_stems, val_fraction:
+            The validation images the user chose, or else the share held
+            out (see :func:`~segstudio.training.project_data.split_for_validation`).
+        threads:
+            torch threads in the child (``None``: leave one core free).
+
+        Raises
+        ------
+        InvalidArgumentError
+            The project has no active model version.
+        DataError
+            No image is left to train on.
+        """
+        active = store.active_id
+        if active is None:
+            raise InvalidArgumentError("the project has no model version to fine-tune; load or import a model first")
+        settings = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        sources = sources_from_project(project, indices)
+        train_index, val_index = split_for_validation(
+            [s.stem for s in sources], val_stems=val_stems, val_fraction=val_fraction, seed=settings.get("seed", 0)
+        )
+        if not train_index:
+            raise DataError("there are no training images: mark some images as corrected first")
+        return cls(
+            base_checkpoint=store.checkpoint_path(active), train=[sources[i] for i in train_index],
+            val=[sources[i] for i in val_index], config=settings, out_dir=store.new_run_dir(),
+            parent_id=active, threads=threads,
+        )
+
+
+class TrainingProcess:
+    """One training run in a child process: :meth:`start`, then :meth:`poll`
+    from a timer. Every method returns at once except :meth:`join` and :meth:`stop`."""
+
+    def __init__(self) -> None:
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._queue: Any = None
+        self._cancel: Any = None
+        self._running: Any = None
+        self._pending: list[dict[str, Any]] = []
+        self._ended = False  # a terminal message was handed out
+        self._exit_hook = False
+
+    # ------------------------------------------------------------------
+    # Starting and steering
+    # ------------------------------------------------------------------
+
+    def start(self, spec: TrainJobSpec) -> None:
+        """Launch the run.
+
+        Raises
+        ------
+        InvalidArgumentError
+            A run is still going in this object.
+        """
+        if self.is_alive():
+            raise InvalidArgumentError("a training run is still going; cancel it first")
+        self.close()
+        context = multiprocessing.get_context("spawn")
+        self._queue = context.Queue()
+        self._cancel = context.Event()
+        self._running = context.Event()
+        self._running.set()
+        self._pending = []
+        self._ended = False
+        # not a daemon: daemonic processes may not start DataLoader workers
+        self._process = context.Process(
+            target=_child_main,
+            args=(spec, self._queue, self._cancel, self._running),
+            name="segstudio-training",
+        )
+        self._process.start()
+        if not self._exit_hook:
+            atexit.register(_stop_at_exit, weakref.ref(self))
+            self._exit_hook = True
+        log.info("training process %d started (run folder %s)", self._process.pid, spec.out_dir)
+
+    def pause(self) -> None:
+        """Hold the run before its next step (it then uses no CPU)."""
+        if self._running is not None:
+            self._running.clear()
+
+    def resume(self) -> None:
+        """Let a paused run go on."""
+        if self._running is not None:
+            self._running.set()
+
+    def cancel(self) -> None:
+        """Stop the run before its next step (a paused run is woken to stop)."""
+        if self._cancel is not None:
+            self._cancel.set()
+            self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        """Whether :meth:`pause` is in force."""
+        return self._running is not None and not self._running.is_set()
+
+    # ------------------------------------------------------------------
+    # Watching
+    # ------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        if self._queue is None:
+            return
+        while True:
+            try:
+                self._pending.append(self._queue.get_nowait())
+            except queue_module.Empty:
+                return
+            except (EOFError, OSError, ValueError):
+                # a child killed mid-message leaves a torn pickle behind
+                return
+
+    def poll(self) -> list[dict[str, Any]]:
+        """The messages that arrived since the last call (never blocks).
+
+        A child that ended without a ``finished`` / ``cancelled`` / ``error``
+        message is reported once as ``{"type": "error", "kind": "crashed"}``.
+        """
+        if self._process is None:
+            return []
+        # read the state first: whatever the child sent before it ended is
+        # in the pipe by the time it is seen dead
+        alive = self._process.is_alive()
+        self._drain()
+        messages, self._pending = self._pending, []
+        if any(m.get("type") in TERMINAL_TYPES for m in messages):
+            self._ended = True
+        if not alive and not self._ended:
+            self._ended = True
+            messages.append(_crash_message(self._process.exitcode))
+        return messages
+
+    def is_alive(self) -> bool:
+        """Whether the child process is running."""
+        return self._process is not None and self._process.is_alive()
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (``None`` before :meth:`start`)."""
+        return None if self._process is None else self._process.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        """The child's exit code (negative: killed by that signal); ``None`` while it runs."""
+        return None if self._process is None else self._process.exitcode
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the child to end, keeping its messages for :meth:`poll`.
+
+        Returns
+        -------
+        bool
+            Whether it has ended.
+        """
+        if self._process is None:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            # draining while waiting: a child blocks on exit until its queue is read
+            self._drain()
+            left = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+            if left <= 0:
+                break
+            self._process.join(left)
+            if not self._process.is_alive():
+                break
+        self._drain()
+        return not self._process.is_alive()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Cancel, wait up to ``timeout`` seconds, then terminate; for closing the window.
+
+        Returns
+        -------
+        bool
+            Whether the child has ended.
+        """
+        if self._process is None or not self._process.is_alive():
+            return True
+        self.cancel()
+        if self.join(timeout):
+            return True
+        log.warning("the training process %d did not stop in %.0f s; terminating it", self._process.pid, timeout)
+        self._process.terminate()
+        if self.join(2.0):
+            return True
+        self._process.kill()
+        return self.join(2.0)
+
+    def close(self) -> None:
+        """Release the queue and process handles of an ended run."""
+        if self._process is not None and self._process.is_alive():
+            raise InvalidArgumentError("the training process is still running; stop it first")
+        if self._queue is not None:
+            self._queue.close()
+            self._queue.join_thread()
+        if self._process is not None:
+            self._process.close()
+        self._process = self._queue = None
+
+
+def _stop_at_exit(ref: weakref.ReferenceType[TrainingProcess]) -> None:
+    """Stop a forgotten run when the window's interpreter exits (multiprocessing
+    would otherwise wait for it)."""
+    process = ref()
+    if process is not None and process.is_alive():
+        process.stop(timeout=3.0)
+
+
+def _crash_message(exitcode: int | None) -> dict[str, Any]:
+    if exitcode is not None and exitcode < 0:
+        try:
+            how = f"killed by signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            how = f"killed by signal {-exitcode}"
+    else:
+        how = f"exit code {exitcode}"
+    return {
+        "type": "error",
+        "kind": "crashed",
+        "message": f"the training process ended unexpectedly ({how}); the active model is unchanged",
+        "traceback": "",
+        "exitcode": exitcode,
+    }
+
+
+# ----------------------------------------------------------------------
+# The child's side
+# ----------------------------------------------------------------------
+
+
+class _Control(CancelToken):
+    """The cancel token the loop checks before every step: it also pauses,
+    and stops the run when the window's process has gone away."""
+
+    def __init__(self, cancel_event: Any, running_event: Any, send: Send) -> None:
+        super().__init__()
+        self._cancel_event = cancel_event
+        self._running = running_event
+        self._send = send
+        self.step = 0
+        self._parent = multiprocessing.parent_process()
+
+    def _orphaned(self) -> bool:
+        return self._parent is not None and not self._parent.is_alive()
+
+    def cancel(self) -> None:
+        self._cancel_event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel_event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if not self._running.is_set() and not self._cancel_event.is_set():
+            self._send({"type": "paused", "step": self.step})
+            # Event.wait sleeps in the kernel: a paused run costs no CPU
+            while not self._running.wait(_PAUSE_POLL_S):
+                if self._orphaned():
+                    break
+            self._send({"type": "resumed", "step": self.step})
+        if self._cancel_event.is_set():
+            raise TaskCancelled("cancelled by the user")
+        if self._orphaned():
+            raise TaskCancelled("the window that started the run has gone")
+
+
+class _ForwardLogs(logging.Handler):
+    def __init__(self, send: Send) -> None:
+        super().__init__(logging.INFO)
+        self._send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._send({"type": "log", "level": record.levelname, "message": record.getMessage()})
+        except (ValueError, OSError, AssertionError):
+            # the queue is closed while the interpreter winds down
+            pass
+
+
+def _child_main(spec: TrainJobSpec, queue: Any, cancel_event: Any, running_event: Any) -> None:
+    """Entry point of the child process."""
+    # Ctrl+C in the terminal reaches the whole process group; the window decides when to stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    send: Send = queue.put
+    package_log = logging.getLogger("segstudio")
+    package_log.setLevel(logging.INFO)
+    package_log.addHandler(_ForwardLogs(send))
+    package_log.propagate = False
+    control = _Control(cancel_event, running_event, send)
+    try:
+        _run_job(spec, send, control)
+    except Exception as exc:  # noqa: BLE001 - every failure goes back to the window as one message
+        send({
+            "type": "error",
+            "kind": _error_kind(exc),
+            "message": _error_text(exc),
+            "traceback": traceback.format_exc(),
+        })
+    finally:
+        queue.close()
+        queue.join_thread()
+
+
+def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "oom"
+    if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower():
+        return "oom"  # torch.cuda.OutOfMemoryError, and CPU allocator failures
+    if isinstance(exc, SegstudioError):
+        return "user"
+    return "bug"
+
+
+def _error_text(exc: BaseException) -> str:
+    if _error_kind(exc) == "oom":
+        return (
+            "training ran out of memory; lower the batch size or the crop size, or turn on fast mode "
+            f"(freeze the backbone) ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        )
+    return str(exc) or type(exc).__name__
+
+
+def thread_count(requested: int | None = None) -> int:
+    """torch threads for a training child: ``requested``, or leave one core to the window."""
+    import torch
+
+    if requested is not None:
+        return requested
+    return max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1))
+
+
+def _run_job(spec: TrainJobSpec, send: Send, control: _Control) -> None:
+    import torch
+
+    from segstudio.models.checkpoint import load_checkpoint, make_meta, read_meta
+    from segstudio.training.config import TrainConfig, resolve_device
+    from segstudio.training.loop import train_steps
+    from segstudio.training.state import BEST_NAME, LAST_NAME
+
+    started = time.monotonic()
+    threads = thread_count(spec.threads)
+    torch.set_num_threads(threads)
+    config = TrainConfig.from_dict(spec.config)
+    device = resolve_device(config.device)
+    model, parent_meta = load_checkpoint(spec.base_checkpoint)
+    train = load_sources(spec.train, parent_meta.num_classes)
+    val = load_sources(spec.val, parent_meta.num_classes)
+    if not train.samples:
+        raise DataError(f"none of the {len(spec.train)} training image(s) could be used: "
+                        + "; ".join(str(e) for e in train.skipped[:3]))
+    send({
+        "type": "started", "pid": os.getpid(), "train_images": train.stems, "val_images": val.stems,
+        "skipped": [str(e) for e in train.skipped + val.skipped], "threads": threads, "device": str(device),
+    })
+    meta = make_meta(
+        model, class_names=parent_meta.class_names, class_colors=parent_meta.class_colors,
+        preprocessing=parent_meta.preprocessing,
+        provenance={"parent": os.fspath(spec.base_checkpoint), "parent_version": spec.parent_id,
+                    "images": train.stems, "val_images": val.stems},
+    )
+    task = train_steps(model, train.samples, val.samples, config, spec.out_dir, meta=meta, cancel=control)
+    step_losses: list[float] = []
+    epochs_seen = 0
+    result = None
+    status = "finished"
+    loop_started = time.monotonic()
+    try:
+        while True:
+            try:
+                progress = next(task)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            metrics = progress.metrics
+            if progress.stage == "train":
+                control.step = progress.done
+                step_losses.append(float(metrics["loss"]))
+                # validation time is in the average too: it recurs every epoch
+                per_step = (time.monotonic() - loop_started) / len(step_losses)
+                eta = per_step * (progress.total - progress.done) if progress.total else None
+                send({
+                    "type": "progress", "step": progress.done, "total": progress.total,
+                    "epoch": int(metrics["epoch"]), "loss": float(metrics["loss"]), "lr": float(metrics["lr"]),
+                    "images_per_s": float(metrics["images_per_s"]), "eta_s": eta,
+                })
+                if spec.fail_after_steps is not None and len(step_losses) >= spec.fail_after_steps:
+                    raise RuntimeError(f"failure requested by the test hook after {len(step_losses)} step(s)")
+            elif progress.stage == "epoch":
+                epochs_seen += 1
+                send({
+                    "type": "epoch", "epoch": int(metrics["epoch"]), "epochs": config.epochs,
+                    "loss": metrics.get("loss"), "val_mean_iou": metrics.get("mean_iou"),
+                    "val_mean_dice": metrics.get("mean_dice"),
+                })
+    except TaskCancelled as exc:
+        task.close()
+        if epochs_seen == 0:
+            send({"type": "cancelled", "message": f"{exc}; no epoch had finished, so there is nothing to keep"})
+            return
+        status = "cancelled"
+    out = Path(spec.out_dir)
+    if result is not None:
+        history = result.history
+        checkpoint = result.best_path if (val.samples and result.best_path) else result.last_path
+        steps, epochs_done, stopped_early = result.steps, result.epochs_done, result.stopped_early
+    else:
+        provenance = read_meta(out / LAST_NAME).provenance
+        history = list(provenance.get("history") or [])
+        checkpoint = out / BEST_NAME if (val.samples and (out / BEST_NAME).is_file()) else out / LAST_NAME
+        steps, epochs_done, stopped_early = int(provenance.get("step", 0)), len(history), True
+        # the steps of the unfinished epoch did not make it into the checkpoint
+        del step_losses[steps:]
+    parent_scores = scores = None
+    if val.samples:
+        send({"type": "scoring"})
+        parent_scores, scores = score_versions(spec.base_checkpoint, checkpoint, val.samples, device=device)
+        parent_scores, scores = parent_scores.to_dict(), scores.to_dict()
+    version_meta = {
+        "parent": spec.parent_id, "images": train.stems, "val_images": val.stems, "settings": config.to_dict(),
+        "curves": curves_from_history(history, step_losses), "scores": scores, "parent_scores": parent_scores,
+        "status": status,
+    }
+    send({
+        "type": "finished", "status": status, "checkpoint": os.fspath(checkpoint), "history": history,
+        "scores": scores, "parent_scores": parent_scores, "steps": steps, "epochs_done": epochs_done,
+        "stopped_early": stopped_early, "elapsed_s": time.monotonic() - started, "version_meta": version_meta,
+    })
+
+
+def score_versions(
+    parent_checkpoint: str | os.PathLike[str],
+    new_checkpoint: str | os.PathLike[str],
+    val_samples: Sequence[tuple[Any, Any]],
+    *,
+    device: Any = "cpu",
+) -> tuple[Any, Any]:
+    """Score a parent model and its fine-tuned child on the same images.
+
+    Parameters
+    ----------
+    parent_checkpoint, new_checkpoint:
+        The two checkpoints.
+    val_samples:
+        ``(image, labels)`` pairs (255 = unlabelled, left out).
+    device:
+        A torch device or its name.
+
+    Returns
+    -------
+    (parent_scores, new_scores)
+        Two :class:`~segstudio.metrics.Scores` (per-class and mean IoU/Dice).
+    """
+    import torch
+
+    from segstudio.models.checkpoint import load_checkpoint
+    from segstudio.training.evaluate import evaluate
+
+    device = torch.device(device)
+    results = []
+    for path in (parent_checkpoint, new_checkpoint):
+        model, meta = load_checkpoint(path)
+        model.to(device)
+        results.append(evaluate(model, val_samples, meta, device))
+        del model
+    return results[0], results[1]

@@ -1,0 +1,234 @@
+"""Training samples from a project: the corrected images and their saved labels.
+
+The studio trains on the images a person has corrected or reviewed. This
+module turns a :class:`~segstudio.io.project.Project` into the ``(image,
+labels)`` samples of :mod:`segstudio.training`, and into
+:class:`SampleSource` path pairs that are cheap to send to a training
+process (which then loads the pixels itself with :func:`load_sources`, so the
+window's process never pickles large arrays).
+
+Labels use 255 for unlabelled pixels, which the loss ignores; an image whose
+labels are all 255 teaches nothing and is skipped. A file that cannot be read
+is skipped too, with an error naming it, so one bad file never stops a run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from segstudio.annotation.document import ImageStatus
+from segstudio.errors import DataError, InvalidArgumentError, SegstudioError, UnreadableInputError
+from segstudio.io.images import read_image
+from segstudio.io.masks import UNLABELLED, read_mask
+from segstudio.io.project import Project
+from segstudio.training.data import Sample, split_train_val
+
+log = logging.getLogger(__name__)
+
+#: the review states whose labels a person has vouched for
+TRAINABLE_STATUSES = (ImageStatus.CORRECTED, ImageStatus.REVIEWED)
+
+
+@dataclass(frozen=True)
+class SampleSource:
+    """Where one training example lives on disk.
+
+    Attributes
+    ----------
+    stem:
+        The image's name in the project (its entry id, normally the file
+        stem); versions record these.
+    image:
+        The image file.
+    labels:
+        The label PNG (class index per pixel, 255 = unlabelled).
+    """
+
+    stem: str
+    image: Path
+    labels: Path
+
+
+@dataclass
+class LoadedSources:
+    """What :func:`load_sources` read, and what it had to skip."""
+
+    samples: list[Sample] = field(default_factory=list)
+    #: the stem of each sample, in the same order
+    stems: list[str] = field(default_factory=list)
+    #: one error per skipped source, naming the file
+    skipped: list[SegstudioError] = field(default_factory=list)
+
+
+def sources_from_project(project: Project, indices: Iterable[int] | None = None) -> list[SampleSource]:
+    """The image/label file pairs of a project to train on.
+
+    Parameters
+    ----------
+    project:
+        The open project.
+    indices:
+        Image indices to use; ``None`` takes every image whose status is
+        corrected or reviewed.
+
+    Raises
+    ------
+    InvalidArgumentError
+        An index is out of range.
+    """
+    if indices is None:
+        chosen = [i for i, e in enumerate(project.entries) if e.status in TRAINABLE_STATUSES]
+    else:
+        chosen = []
+        for index in indices:
+            if isinstance(index, bool) or not isinstance(index, int | np.integer) \
+                    or not 0 <= index < len(project.entries):
+                raise InvalidArgumentError(f"no image with index {index} (the project has {len(project.entries)})")
+            chosen.append(int(index))
+    return [
+        SampleSource(project.entries[i].id, project.entries[i].source, project.entries[i].labels_path)
+        for i in chosen
+    ]
+
+
+def load_source(source: SampleSource, num_classes: int | None = None) -> Sample:
+    """Read one image and its labels and check that they make a usable sample.
+
+    Parameters
+    ----------
+    source:
+        The files.
+    num_classes:
+        When given, labels holding a class index of ``num_classes`` or more
+        (other than 255) are refused.
+
+    Raises
+    ------
+    UnreadableInputError
+        A file is missing or cannot be read.
+    DataError
+        The labels' size differs from the image's, every pixel is
+        unlabelled, or a class index is out of range.
+    """
+    if not Path(source.labels).is_file():
+        raise UnreadableInputError(f"image {source.stem!r} has no saved labels", path=source.labels)
+    image = read_image(source.image)
+    labels = read_mask(source.labels)
+    if labels.shape != image.shape[:2]:
+        raise DataError(
+            f"labels are {labels.shape[1]} x {labels.shape[0]} but the image is "
+            f"{image.shape[1]} x {image.shape[0]}",
+            path=source.labels,
+        )
+    if not (labels != UNLABELLED).any():
+        raise DataError("every pixel is unlabelled; there is nothing to learn from", path=source.labels)
+    if num_classes is not None:
+        present = np.unique(labels)
+        bad = present[(present >= num_classes) & (present != UNLABELLED)]
+        if bad.size:
+            raise DataError(
+                f"labels hold class(es) {bad[:10].tolist()} but there are only {num_classes} classes",
+                path=source.labels,
+            )
+    return image, labels
+
+
+def load_sources(sources: Sequence[SampleSource], num_classes: int | None = None) -> LoadedSources:
+    """Read many sources, skipping (and reporting) the ones that fail.
+
+    Each skipped file gets one warning in the log and one error in
+    :attr:`LoadedSources.skipped`; an empty result is not an error here (the
+    caller decides whether it can train without samples).
+    """
+    loaded = LoadedSources()
+    for source in sources:
+        try:
+            sample = load_source(source, num_classes)
+        except (UnreadableInputError, DataError) as exc:
+            log.warning("leaving %s out of training: %s", source.stem, exc)
+            loaded.skipped.append(exc)
+            continue
+        loaded.samples.append(sample)
+        loaded.stems.append(source.stem)
+    return loaded
+
+
+def samples_from_project(
+    project: Project, indices: Iterable[int] | None = None
+) -> tuple[list[Sample], list[str]]:
+    """Load the samples of a project to train on.
+
+    Parameters
+    ----------
+    project:
+        The open project (its saved labels are read, not any unsaved edits).
+    indices:
+        Image indices to use; ``None`` takes every corrected or reviewed image.
+
+    Returns
+    -------
+    (samples, used_stems)
+        The ``(image, labels)`` pairs and the id of each image used. Images
+        whose files cannot be read, whose labels do not fit, or whose labels
+        are all unlabelled are left out with a warning.
+    """
+    loaded = load_sources(sources_from_project(project, indices), len(project.classes))
+    return loaded.samples, loaded.stems
+
+
+def split_for_validation(
+    stems: Sequence[str],
+    *,
+    val_stems: Iterable[str] | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> tuple[list[int], list[int]]:
+    """Choose the validation images among the training candidates.
+
+    Parameters
+    ----------
+    stems:
+        The candidates' names, e.g. the ``used_stems`` of
+        :func:`samples_from_project`.
+    val_stems:
+        The images the user picked for validation. Names not among
+        ``stems`` are ignored with a warning. ``None`` holds out a share
+        instead.
+    val_fraction:
+        The share held out when no list is given: the same stems, fraction
+        and seed always give the same split.
+    seed:
+        Seeds the held-out choice.
+
+    Returns
+    -------
+    (train_indices, val_indices)
+        Positions in ``stems``, each list in the original order.
+
+    Raises
+    ------
+    DataError
+        The chosen validation images would leave nothing to train on.
+    InvalidArgumentError
+        ``val_fraction`` is outside ``[0, 1)``.
+    """
+    if val_stems is None:
+        return split_train_val(list(range(len(stems))), val_fraction, seed)
+    wanted = {str(s) for s in val_stems}
+    unknown = sorted(wanted - set(stems))
+    if unknown:
+        log.warning(
+            "%d validation image(s) are not among the usable images and are ignored: %s",
+            len(unknown), ", ".join(unknown[:5]),
+        )
+    val = [i for i, s in enumerate(stems) if s in wanted]
+    train = [i for i, s in enumerate(stems) if s not in wanted]
+    if stems and not train:
+        raise DataError("every usable image is set aside for validation; leave at least one for training")
+    return train, val
+

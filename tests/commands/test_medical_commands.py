@@ -1,0 +1,152 @@
+"""``segstudio predict`` on DICOM and NIfTI volumes, and ``segstudio export`` of volume projects."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import cv2
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import torch
+
+from segstudio import cli
+from segstudio.annotation.classes import ClassList
+from segstudio.io.dicom import read_series
+from segstudio.io.masks import read_mask
+from segstudio.io.project import Project
+from segstudio.models import get_model
+from segstudio.models.checkpoint import make_meta, save_checkpoint
+from tests.io.test_dicom import make_ct_series, pydicom_file
+from tests.io.test_nifti import nibabel_data
+
+COLORS = [(0, 0, 0), (230, 25, 75)]
+
+
+def _grey_unet():
+    torch.manual_seed(0)
+    return get_model("unet", num_classes=2, in_channels=1, base_width=4, depth=2, padding="same")
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    model = _grey_unet()
+    meta = make_meta(model, class_names=["background", "organ"], class_colors=COLORS)
+    return save_checkpoint(tmp_path / "grey.safetensors", model, meta)
+
+
+@pytest.fixture
+def organ_everywhere(tmp_path):
+    """A checkpoint whose model calls every pixel 'organ' (so a DICOM SEG has a segment)."""
+    model = _grey_unet()
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([0.0, 5.0]))
+    meta = make_meta(model, class_names=["background", "organ"], class_colors=COLORS)
+    return save_checkpoint(tmp_path / "organ.safetensors", model, meta)
+
+
+@pytest.fixture
+def series(tmp_path):
+    folder = tmp_path / "ct_series"
+    make_ct_series(folder, z_offsets=(0.0, 5.0, 10.0), file_order=(1, 2, 0))
+    return folder
+
+
+def _predict(*args):
+    return cli.main(["predict", *map(str, args), "--device", "cpu", "--precision", "fp32"])
+
+
+def test_predict_a_dicom_series_to_nifti_on_the_source_grid(tmp_path, checkpoint, series):
+    out = tmp_path / "out"
+    assert _predict(series, "--checkpoint", checkpoint, "--out", out, "--format", "nifti", "--save-probs") == 0
+    written = nib.load(out / "ct_series.nii.gz")
+    volume = read_series(series)
+    assert written.shape == (128, 128, 3)
+    np.testing.assert_allclose(written.affine, volume.affine_ras(), atol=1e-4)
+    assert written.get_data_dtype() == np.uint8
+    labels = np.asanyarray(written.dataobj)
+    assert set(np.unique(labels).tolist()) <= {0, 1}
+    with np.load(out / "ct_series.probs.npz") as probs:
+        p = probs["probabilities"].astype(int)
+    assert p.shape == (2, 3, 128, 128)
+    decided = np.abs(p[1] - p[0]) > 2  # rounding to 1/255 may turn near-ties
+    assert decided.mean() > 0.5
+    np.testing.assert_array_equal((p[1] > p[0])[decided], labels.transpose(2, 1, 0)[decided] == 1)
+
+
+def test_a_damaged_dicom_file_is_reported_and_the_others_written(tmp_path, checkpoint, series, caplog):
+    data = pydicom_file("CT_small.dcm").read_bytes()
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(data[: len(data) // 3])
+    single = tmp_path / "single.dcm"
+    shutil.copy(pydicom_file("CT_small.dcm"), single)
+    image = tmp_path / "photo.png"
+    cv2.imwrite(str(image), np.full((40, 50), 128, np.uint8))
+    out = tmp_path / "out"
+    code = _predict(series, broken, single, image, "--checkpoint", checkpoint, "--out", out)
+    assert code == 1
+    assert any("broken.dcm" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+    assert nib.load(out / "ct_series.nii.gz").shape == (128, 128, 3)  # nifti is the default for volumes
+    assert nib.load(out / "single.nii.gz").shape == (128, 128, 1)
+    assert read_mask(out / "photo.png").shape == (40, 50)  # 2-D images stay PNG
+    assert not list(out.glob("broken*"))
+
+
+def test_windows_and_their_errors(tmp_path, checkpoint, series, capsys):
+    for name, option in (("a", ["--window", "40,400"]), ("b", ["--window-preset", "soft-tissue"])):
+        assert _predict(series, "--checkpoint", checkpoint, "--out", tmp_path / name, *option) == 0
+    a = np.asanyarray(nib.load(tmp_path / "a" / "ct_series.nii.gz").dataobj)
+    b = np.asanyarray(nib.load(tmp_path / "b" / "ct_series.nii.gz").dataobj)
+    np.testing.assert_array_equal(a, b)
+    assert _predict(series, "--checkpoint", checkpoint, "--out", tmp_path / "c", "--window", "40") == 1
+    assert "--window must be CENTER,WIDTH" in capsys.readouterr().err
+    assert _predict(series, "--checkpoint", checkpoint, "--out", tmp_path / "c", "--window", "40,0") == 1
+    assert "width must be at least 1" in capsys.readouterr().err
+
+
+def test_predict_a_4d_nifti_volume_by_index(tmp_path, checkpoint):
+    source_path = nibabel_data("example4d.nii.gz")
+    source = nib.load(source_path)
+    out = tmp_path / "out"
+    assert _predict(source_path, "--checkpoint", checkpoint, "--out", out, "--volume", "1", "--tile", "128") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["example4d_vol1.nii.gz"]
+    written = nib.load(out / "example4d_vol1.nii.gz")
+    assert written.shape == source.shape[:3]
+    np.testing.assert_allclose(written.affine, source.affine, atol=1e-6)
+    assert _predict(source_path, "--checkpoint", checkpoint, "--out", out, "--volume", "5") == 1
+
+
+def test_predict_to_dicom_seg_and_png_slices(tmp_path, organ_everywhere, series, caplog):
+    out = tmp_path / "out"
+    assert _predict(series, "--checkpoint", organ_everywhere, "--out", out, "--format", "dicom-seg") == 0
+    ds = pydicom.dcmread(out / "ct_series.seg.dcm")
+    assert ds.Modality == "SEG" and int(ds.NumberOfFrames) == 3
+    assert [s.SegmentLabel for s in ds.SegmentSequence] == ["organ"]
+    assert ds.SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC"
+
+    assert _predict(series, "--checkpoint", organ_everywhere, "--out", out, "--format", "png") == 0
+    slices = sorted((out / "ct_series").iterdir())
+    assert [p.name for p in slices] == ["slice_0000.png", "slice_0001.png", "slice_0002.png"]
+    assert (read_mask(slices[1]) == 1).all()
+
+    code = _predict(nibabel_data("anatomical.nii"), "--checkpoint", organ_everywhere, "--out", out,
+                    "--format", "dicom-seg")
+    assert code == 1
+    assert "anatomical.nii: --format dicom-seg needs a DICOM source" in caplog.text
+
+
+def test_export_command_writes_nifti_for_volumes(tmp_path, series):
+    project = Project.create(tmp_path / "project", [], ClassList.from_names(["bg", "organ"]),
+                             volume_paths=[series])
+    doc = project.load_document(0)
+    doc.labels[1, 10:20, 10:20] = 1
+    project.save_document(0, doc)
+    out = tmp_path / "out"
+    assert cli.main(["export", str(project.folder), "--out", str(out), "--format", "nifti"]) == 0
+    data = np.asanyarray(nib.load(out / "ct_series.nii.gz").dataobj)
+    assert data.shape == (128, 128, 3) and int(data.sum()) == 100 and data[15, 15, 1] == 1
+    assert cli.main(["export", str(project.folder), "--out", str(out), "--format", "dicom-seg"]) == 0
+    assert int(pydicom.dcmread(out / "ct_series.seg.dcm").NumberOfFrames) == 1

@@ -1,0 +1,87 @@
+"""The studio on a DICOM series: open, the Volume dock, paint a slice, run
+the model slice by slice, autosave and reopen, export with the geometry."""
+
+import nibabel
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtTest import QTest
+
+from segstudio.gui.canvas import Tool
+from segstudio.models import get_model
+from segstudio.models.checkpoint import Preprocessing, make_meta, save_checkpoint
+from segstudio.tasks import run_to_completion
+from tests.io.test_dicom import make_ct_series
+
+
+@pytest.fixture
+def series(tmp_path):
+    folder = tmp_path / "ct"
+    make_ct_series(folder)
+    return folder
+
+
+@pytest.fixture
+def grey_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = get_model("unet", num_classes=2, in_channels=1, base_width=4, depth=2, padding="same")
+    meta = make_meta(model, class_names=["background", "organ"], class_colors=[(0, 0, 0), (255, 0, 0)],
+                     preprocessing=Preprocessing("grey", (0.5,), (0.25,)))
+    return save_checkpoint(tmp_path / "grey.safetensors", model, meta)
+
+
+def _point(canvas, row, column):
+    p = canvas.to_widget(row + 0.5, column + 0.5)
+    return QPoint(round(p.x()), round(p.y()))
+
+
+def test_dicom_series_opens_as_one_volume_and_is_annotated_slice_by_slice(qtbot, window, series, grey_checkpoint,
+                                                                          tmp_path):
+    assert window.open_path(series)
+    project = window.session.project
+    assert len(project.entries) == 1 and project.entries[0].kind == "volume"
+    document = window.session.document
+    assert document.is_volume and document.shape == (5, 128, 128)
+    assert window.docks["Volume"].isVisibleTo(window)
+    canvas = window.canvas
+    assert canvas.slicer.index == 2
+    # slices are in position order: slice k holds HU -24 + k
+    assert [int(document.image[k, 0, 0]) for k in range(5)] == [-24, -23, -22, -21, -20]
+
+    window.set_active_class(1)
+    window.set_tool(Tool.BRUSH)
+    canvas.set_brush_radius(3)
+    QTest.mouseClick(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, _point(canvas, 60, 60))
+    assert document.labels[2, 60, 60] == 1 and (document.labels[[0, 1, 3, 4]] == 255).all()
+
+    # the model on the shown slice, then on the whole volume
+    settings = {**window.model_panel.settings(), "checkpoint": str(grey_checkpoint), "architecture": "unet",
+                "device": "cpu", "precision": "fp32"}
+    window.model_panel.set_settings(settings)
+    with qtbot.waitSignal(window.runs.runFinished, timeout=60000) as blocker:
+        window.volume_panel.runRequested.emit(False)
+    assert blocker.args[0] == "done"
+    prediction = document.prediction
+    assert prediction.probabilities.shape == (2, 5, 128, 128)
+    assert (prediction.labels[2] != 255).all() and (prediction.labels[0] == 255).all()
+    with qtbot.waitSignal(window.runs.runFinished, timeout=60000):
+        window.volume_panel.runRequested.emit(True)
+    assert (document.prediction.labels != 255).all()
+
+    window.close()
+    from segstudio.gui.main_window import MainWindow
+
+    again = MainWindow()
+    qtbot.addWidget(again)
+    assert again.open_path(series)
+    reopened = again.session.document
+    assert reopened.labels[2, 60, 60] == 1 and reopened.status.value == "corrected"
+
+    from segstudio.io.export import export_project
+
+    written = run_to_completion(export_project(again.session.project, tmp_path / "export", fmt="nifti"))
+    nifti = nibabel.load(written[0])
+    data = np.asarray(nifti.dataobj)
+    assert data.shape == (128, 128, 5)  # x, y, z: the source grid
+    again.session.close()
