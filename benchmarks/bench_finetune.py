@@ -125,6 +125,74 @@ def run_once(store, parent_id, train, val, config, threads) -> dict:
     }
 
 
+def gui_event_loop(epochs: int) -> None:
+    """Press Train in the studio on the demo project; report the gaps between
+    ticks of a 1 ms QTimer on the GUI thread while the run goes, next to idle."""
+    import numpy as np
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
+
+    from segstudio.gui.app import create_application
+    from segstudio.gui.main_window import MainWindow
+
+    folder = Path(tempfile.mkdtemp(prefix="segstudio-bench-gui-"))
+    try:
+        create_application()
+        project = prepare_demo(folder / "demo")
+        window = MainWindow()
+        window.show()
+        window.open_path(project.folder)
+
+        def gaps_while(start) -> list[float]:
+            clock = QElapsedTimer()
+            clock.start()
+            last = [clock.nsecsElapsed()]
+            gaps: list[float] = []
+
+            def tick():
+                now = clock.nsecsElapsed()
+                gaps.append((now - last[0]) / 1e6)
+                last[0] = now
+
+            timer = QTimer()
+            timer.setInterval(1)
+            timer.timeout.connect(tick)
+            timer.start()
+            loop = QEventLoop()
+            start(loop)
+            loop.exec()
+            timer.stop()
+            return gaps[1:]
+
+        idle = gaps_while(lambda loop: QTimer.singleShot(3000, loop.quit))
+        outcome: list[str] = []
+        pressed = time.monotonic()
+
+        def press(loop):
+            window.training.runEnded.connect(lambda result: (outcome.append(result), loop.quit()))
+            settings = {**window.training_panel.settings(), "epochs": epochs, "freeze_backbone": False,
+                        "device": "cpu", "auto_adopt": False}
+            window.training_panel.trainRequested.emit(settings)
+
+        busy = gaps_while(press)
+        elapsed = time.monotonic() - pressed
+        versions = window.training.store.list()
+        new = versions[-1]
+        print(f"studio: Train pressed -> {outcome[0]} in {elapsed:.1f} s ({len(versions)} versions; "
+              f"new mIoU {new.mean_iou}, parent {new.parent_mean_iou})")
+        rows = []
+        for name, gaps in (("idle", idle), ("training in the child process", busy)):
+            values = np.asarray(gaps)
+            rows.append([name, str(len(values)), f"{np.percentile(values, 50):.2f}",
+                         f"{np.percentile(values, 99):.2f}", f"{values.max():.2f}"])
+        print(table(["GUI thread (1 ms timer)", "ticks", "gap p50 ms", "gap p99 ms", "gap max ms"], rows))
+        window.session.close()
+        window.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=8, help="epochs per run (default 8)")
@@ -137,7 +205,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, help="torch threads in the child (default: cpu_count - 1)")
     parser.add_argument("--modes", nargs="+", default=["full", "fast"], choices=["full", "fast"])
     parser.add_argument("--parents", nargs="+", default=["weak", "demo"], choices=["weak", "demo"])
+    parser.add_argument("--gui", action="store_true",
+                        help="also press Train in the studio (offscreen) and measure the GUI event-loop gaps")
+    parser.add_argument("--gui-only", action="store_true", help="only the studio measurement")
     args = parser.parse_args()
+    if args.gui or args.gui_only:
+        gui_event_loop(args.epochs)
+        if args.gui_only:
+            return 0
 
     folder = Path(tempfile.mkdtemp(prefix="segstudio-bench-finetune-"))
     try:

@@ -38,6 +38,10 @@ class TrainingRuns(QObject):
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self._poll)
+        self._exiting: list[Any] = []
+        self._reaper = QTimer(self)
+        self._reaper.setInterval(250)
+        self._reaper.timeout.connect(self._reap)
         self._settings: dict[str, Any] = {}
         self._losses: list[float] = []
         self._epochs: list[int] = []
@@ -151,6 +155,17 @@ class TrainingRuns(QObject):
             self.process.cancel()
             self.process.stop(timeout=10.0)
             self._timer.stop()
+        for process in self._exiting:
+            process.stop(timeout=5.0)
+
+    def _reap(self) -> None:
+        """Close the processes of ended runs once they have exited."""
+        for process in list(self._exiting):
+            if not process.is_alive():
+                process.close()
+                self._exiting.remove(process)
+        if not self._exiting:
+            self._reaper.stop()
 
     def _poll(self) -> None:
         if self.process is None:
@@ -235,8 +250,12 @@ class TrainingRuns(QObject):
     def _end(self, outcome: str) -> None:
         self._timer.stop()
         if self.process is not None:
-            self.process.join(timeout=5.0)
-            self.process.close()
+            # the child exits by itself after its last message; tearing torch
+            # down takes it most of a second, so reap it later instead of
+            # joining here on the GUI thread (that froze the window 650 ms)
+            self._exiting.append(self.process)
+            if not self._reaper.isActive():
+                self._reaper.start()
         self.process = None
         self.panel.set_running(False)
         self.refresh()

@@ -1,0 +1,99 @@
+"""Fine-tuning from the Training dock: a child process, live curves, pause,
+resume, cancel, versions and rollback, with the window responsive."""
+
+import os
+
+import pytest
+from PySide6.QtCore import QTimer
+
+from segstudio.demo import prepare_demo
+
+
+@pytest.fixture
+def demo_window(window, tmp_path):
+    project = prepare_demo(tmp_path / "demo")
+    assert window.open_path(project.folder)
+    return window
+
+
+def _wait_for_type(qtbot, training, kind, timeout=120000):
+    qtbot.waitUntil(lambda: training.last_message is not None and training.last_message.get("type") == kind,
+                    timeout=timeout)
+
+
+def test_train_from_the_dock_pause_resume_and_get_a_new_version(qtbot, demo_window):
+    window = demo_window
+    training = window.training
+    panel = window.training_panel
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start(20)
+    settings = {**panel.settings(), "epochs": 3, "freeze_backbone": True, "device": "cpu", "auto_adopt": False}
+    panel.trainRequested.emit(settings)
+    assert training.running
+    qtbot.waitUntil(lambda: len(training._losses) >= 1, timeout=120000)
+    # the trainer is another process
+    assert training.process.pid is not None and training.process.pid != os.getpid()
+    xs, ys = panel.loss_curve.getData()
+    assert len(ys) >= 1 and ys[0] > 0
+    ticks_during_run = len(ticks)
+    assert ticks_during_run > 0  # the GUI thread kept processing events
+    panel.pauseRequested.emit(True)
+    _wait_for_type(qtbot, training, "paused")
+    steps_when_paused = len(training._losses)
+    qtbot.wait(800)
+    assert len(training._losses) == steps_when_paused  # no step while paused
+    panel.pauseRequested.emit(False)
+    with qtbot.waitSignal(training.runEnded, timeout=240000) as ended:
+        pass
+    timer.stop()
+    assert ended.args[0] == "finished"
+    assert len(ticks) > ticks_during_run
+    versions = training.store.list()
+    assert [v.id for v in versions] == ["v0001", "v0002"]
+    new = versions[1]
+    assert new.parent == "v0001" and new.scores is not None and new.parent_scores is not None
+    assert training.store.active_id == "v0001"  # not adopted automatically (switched off)
+    # the before/after table shows both
+    assert panel.comparison.rowCount() == 4 and panel.comparison.item(3, 1).text() != "–"
+    assert len(panel.iou_curve.getData()[1]) >= 1
+    # make the new version active, then roll back to its parent in one click
+    panel.activateRequested.emit("v0002")
+    assert training.store.active_id == "v0002"
+    assert window.model_panel.settings()["checkpoint"] == str(training.store.checkpoint_path("v0002"))
+    panel.activateRequested.emit("v0001")
+    assert training.store.active_id == "v0001"
+
+
+def test_cancel_stops_the_process_and_keeps_the_active_version(qtbot, demo_window):
+    window = demo_window
+    training = window.training
+    panel = window.training_panel
+    panel.trainRequested.emit({**panel.settings(), "epochs": 50, "freeze_backbone": True, "device": "cpu"})
+    qtbot.waitUntil(lambda: len(training._losses) >= 1, timeout=120000)
+    process = training.process
+    with qtbot.waitSignal(training.runEnded, timeout=120000) as ended:
+        panel.cancelRequested.emit()
+    assert ended.args[0] in ("cancelled", "finished")
+    qtbot.waitUntil(lambda: not process.is_alive(), timeout=15000)  # reaped off the GUI thread
+    assert training.store.active_id == "v0001"
+    assert not training.running
+
+
+def test_a_failing_run_reports_the_reason_and_changes_nothing(qtbot, demo_window, monkeypatch):
+    window = demo_window
+    training = window.training
+    panel = window.training_panel
+    panel.trainRequested.emit({**panel.settings(), "epochs": 1, "device": "cuda" if not _has_cuda() else "mps"})
+    with qtbot.waitSignal(training.runEnded, timeout=120000) as ended:
+        pass
+    assert ended.args[0] == "error" or window.last_error is not None
+    assert window.last_error is not None
+    assert [v.id for v in training.store.list()] == ["v0001"]
+
+
+def _has_cuda():
+    import torch
+
+    return torch.cuda.is_available()
