@@ -196,3 +196,24 @@ def window_from_dicom(dataset) -> WindowPreset | None:
         name = str(_first(item.get("WindowCenterWidthExplanation")) or "").strip() or "DICOM"
         return WindowPreset(name=name, center=center, width=width)
     return None
+
+
+def default_window(volume) -> tuple[float, float] | None:
+    """The window a volume is first shown (and fed to models) with.
+
+    The file's own window (DICOM WindowCenter/Width), else the CT
+    soft-tissue preset for CT, else the 0.5-99.5 percentile range (MR and
+    uncalibrated data). ``None`` for colour stacks, shown as they are.
+    ``volume`` is a :class:`~segstudio.io.volume.Volume` or a plain array.
+    """
+    array = volume.array if hasattr(volume, "array") else volume
+    if array.ndim != 3:
+        return None
+    datasets = getattr(volume, "dicom_datasets", None) or []
+    if datasets:
+        found = window_from_dicom(datasets[len(datasets) // 2])
+        if found is not None:
+            return found.center, found.width
+    if getattr(volume, "modality", None) == "CT":
+        return CT_SOFT_TISSUE.center, CT_SOFT_TISSUE.width
+    return mr_percentile_window(array)

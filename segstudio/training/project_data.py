@@ -17,7 +17,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,6 +54,9 @@ class SampleSource:
     stem: str
     image: Path
     labels: Path
+    #: for a volume: the axial slice, and the entry's selector (series, 4-D index)
+    slice_index: int | None = None
+    selector: tuple[tuple[str, Any], ...] | None = None
 
 
 @dataclass
@@ -90,10 +95,38 @@ def sources_from_project(project: Project, indices: Iterable[int] | None = None)
                     or not 0 <= index < len(project.entries):
                 raise InvalidArgumentError(f"no image with index {index} (the project has {len(project.entries)})")
             chosen.append(int(index))
-    return [
-        SampleSource(project.entries[i].id, project.entries[i].source, project.entries[i].labels_path)
-        for i in chosen
-    ]
+    sources = []
+    for i in chosen:
+        entry = project.entries[i]
+        if getattr(entry, "kind", "image") == "volume":
+            sources.extend(_annotated_slices(entry))
+        else:
+            sources.append(SampleSource(entry.id, entry.source, entry.labels_path))
+    return sources
+
+
+def _annotated_slices(entry) -> list[SampleSource]:
+    """One source per axial slice of a volume that has any label."""
+    from segstudio.io.project_volumes import read_label_volume
+
+    if not Path(entry.labels_path).is_file():
+        return []
+    labels = read_label_volume(entry.labels_path)
+    selector = tuple(sorted((entry.selector or {}).items())) or None
+    labelled = np.flatnonzero((labels != UNLABELLED).any(axis=(1, 2)))
+    return [SampleSource(f"{entry.id}#z{k}", entry.source, entry.labels_path, int(k), selector) for k in labelled]
+
+
+@lru_cache(maxsize=2)
+def _volume_slices(source: Path, selector: tuple[tuple[str, Any], ...] | None):
+    """(slice -> uint8 image, label volume) of a volume entry; cached, since
+    a volume gives many training slices."""
+    from segstudio.inference.volume import slice_normaliser
+    from segstudio.io.project_volumes import read_source_volume
+    from segstudio.windowing import default_window
+
+    volume = read_source_volume(Path(source), dict(selector) if selector else None)
+    return slice_normaliser(volume.array, window=default_window(volume)), volume.array.shape
 
 
 def load_source(source: SampleSource, num_classes: int | None = None) -> Sample:
@@ -117,8 +150,16 @@ def load_source(source: SampleSource, num_classes: int | None = None) -> Sample:
     """
     if not Path(source.labels).is_file():
         raise UnreadableInputError(f"image {source.stem!r} has no saved labels", path=source.labels)
-    image = read_image(source.image)
-    labels = read_mask(source.labels)
+    if source.slice_index is not None:
+        # a volume slice, normalised through the window as inference does
+        from segstudio.io.project_volumes import read_label_volume
+
+        normalise, _shape = _volume_slices(Path(source.image), source.selector)
+        image = normalise(source.slice_index)
+        labels = np.ascontiguousarray(read_label_volume(source.labels)[source.slice_index])
+    else:
+        image = read_image(source.image)
+        labels = read_mask(source.labels)
     if labels.shape != image.shape[:2]:
         raise DataError(
             f"labels are {labels.shape[1]} x {labels.shape[0]} but the image is "

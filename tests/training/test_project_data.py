@@ -158,3 +158,26 @@ def test_a_job_for_a_project_fine_tunes_its_active_version(tmp_path):
     with pytest.raises(DataError, match="no training images"):
         TrainJobSpec.for_project(project, store, config, indices=[])
     assert sorted((project.folder / "models" / "runs").iterdir()) == runs_before
+
+
+def test_annotated_volume_slices_become_training_samples(tmp_path):
+    """Fine-tuning uses the annotated slices of a volume, windowed as inference sees them."""
+    from segstudio.io.project_opening import open_or_create
+    from segstudio.training.project_data import load_source, sources_from_project
+    from tests.io.test_dicom import make_ct_series
+
+    make_ct_series(tmp_path / "ct")
+    project = open_or_create(tmp_path / "ct")
+    document = project.load_document(0)
+    assert document.is_volume
+    document.apply((slice(1, 2), slice(10, 30), slice(10, 30)), None, 1, "slice 1")
+    document.apply((slice(3, 4), slice(0, 5), slice(0, 5)), None, 0, "slice 3")
+    project.save_document(0, document)
+    sources = sources_from_project(project)
+    assert [s.slice_index for s in sources] == [1, 3]
+    assert sources[0].stem.endswith("#z1")
+    image, labels = load_source(sources[0], num_classes=2)
+    assert image.dtype == np.uint8 and image.shape == (128, 128)
+    assert labels[20, 20] == 1 and labels[0, 0] == 255
+    # CT slice 1 holds HU -23 everywhere: through the soft-tissue window (40, 400) that is grey 88
+    assert abs(int(image[0, 0]) - round((-23 - (40 - 0.5)) / 399 * 255 + 127.5)) <= 1

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segstudio.io.images import to_uint8_display
+from segstudio.windowing import default_window  # noqa: F401  (re-exported for the canvas)
 
 Region2D = tuple[slice, slice]
 AXES = ("axial", "coronal", "sagittal")
@@ -94,22 +95,3 @@ def display_plane(plane: np.ndarray, window: tuple[float, float] | None) -> np.n
 
         return apply_window(plane, window[0], window[1])
     return to_uint8_display(np.ascontiguousarray(plane))
-
-
-def default_window(volume) -> tuple[float, float] | None:
-    """The first window to show: the file's own, a CT soft-tissue window, or
-    the 0.5-99.5 percentile range (MR and others)."""
-    from segstudio import windowing
-
-    array = volume.array if hasattr(volume, "array") else volume
-    if array.ndim != 3:
-        return None  # colour stacks are shown as they are
-    datasets = getattr(volume, "dicom_datasets", None) or []
-    if datasets:
-        found = windowing.window_from_dicom(datasets[len(datasets) // 2])
-        if found is not None:
-            return found.center, found.width
-    if getattr(volume, "modality", None) == "CT":
-        preset = windowing.CT_SOFT_TISSUE
-        return preset.center, preset.width
-    return windowing.mr_percentile_window(array)
