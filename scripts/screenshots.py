@@ -1,8 +1,9 @@
 """Screenshots of the studio on the bundled sample, for the README.
 
-Opens the sample images with the demo model, runs it, and saves three
-pictures: the probability heatmap, the CRF mask, and a correction in
-progress. Runs headless (offscreen) by default.
+Opens a fresh demo project (the sample with the demo model), runs the
+model, and saves four pictures: the probability heatmap, the CRF mask, a
+correction in progress, and the Training dock after a short fine-tuning
+run. Runs headless (offscreen) by default.
 
     python scripts/screenshots.py [--out docs/screenshots]
 """
@@ -46,16 +47,14 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="segstudio-shots-"))
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(workdir / "settings"))
-    images = workdir / "sample"
-    shutil.copytree(ROOT / "resources" / "sample" / "images", images)
+    from segstudio.demo import prepare_demo
+
+    project = prepare_demo(workdir / "demo")
     app = create_application()
     window = MainWindow()
     window.resize(1500, 900)
     window.show()
-    window.open_path(images)
-    settings = window.model_panel.settings()
-    settings.update(architecture="unet", checkpoint=str(ROOT / "resources" / "models" / "demo_unet.safetensors"))
-    window.model_panel.set_settings(settings)
+    window.open_path(project.folder)
     finished = []
     window.runs.runFinished.connect(finished.append)
     window.run_model(False)
@@ -110,6 +109,21 @@ def main() -> None:
     canvas.zoom_at(1.6, QPointF(canvas.width() / 2, canvas.height() / 2))
     app.processEvents()
     window.grab().save(str(args.out / "correction.png"))
+    # 4. fine-tuning: the Training dock with its curves after a short run
+    canvas.zoom_at(1 / 1.6, QPointF(canvas.width() / 2, canvas.height() / 2))
+    window.docks["Training"].raise_()
+    ended = []
+    window.training.runEnded.connect(ended.append)
+    settings = {**window.training_panel.settings(), "epochs": 6, "freeze_backbone": False, "device": "cpu",
+                "auto_adopt": False}
+    window.training_panel._epochs.setValue(6)
+    window.training_panel._mode.setCurrentIndex(1)  # full: what the run below uses
+    window.training_panel.trainRequested.emit(settings)
+    wait_for(app, lambda: ended, timeout_s=600)
+    window.docks["CRF"].hide()
+    window.docks["Layers"].hide()
+    app.processEvents()
+    window.grab().save(str(args.out / "training.png"))
     window.session.close()
     window.close()
     shutil.rmtree(workdir, ignore_errors=True)

@@ -64,7 +64,9 @@ class TrainingPanel(QWidget):
             self._mode.addItem(text, fast)
         self._device = QComboBox()
         self._device.addItems(["auto", "cpu", "cuda", "mps"])
-        self._auto_adopt = QCheckBox("Adopt automatically when better, then re-run the model on unreviewed images")
+        self._auto_adopt = QCheckBox("Adopt when better, then re-run on unreviewed images")
+        self._auto_adopt.setToolTip("When the new version beats its parent on the validation images, make it "
+                                    "active and run it on every image not marked reviewed")
         self._auto_adopt.setChecked(True)
         self._train = QPushButton("Train")
         self._pause = QPushButton("Pause")
@@ -75,13 +77,15 @@ class TrainingPanel(QWidget):
         self._status.setWordWrap(True)
 
         self.loss_plot = pg.PlotWidget(title="training loss")
-        self.loss_plot.setMinimumHeight(110)
+        self.loss_plot.setMinimumHeight(120)
+        self.loss_plot.setMaximumHeight(170)
         self.loss_plot.setLabel("bottom", "step")
         self.loss_curve = self.loss_plot.plot(pen=pg.mkPen("#ffc400", width=1.5))
         self.score_plot = pg.PlotWidget(title="validation")
-        self.score_plot.setMinimumHeight(110)
+        self.score_plot.setMinimumHeight(120)
+        self.score_plot.setMaximumHeight(170)
         self.score_plot.setLabel("bottom", "epoch")
-        self.score_plot.addLegend(offset=(5, 5))
+        self.score_plot.addLegend(offset=(-5, -5))  # bottom right, clear of rising curves
         self.iou_curve = self.score_plot.plot(pen=pg.mkPen("#3cb44b", width=2), symbol="o", symbolSize=5,
                                               name="mean IoU")
         self.dice_curve = self.score_plot.plot(pen=pg.mkPen("#4363d8", width=2), symbol="t", symbolSize=5,
@@ -93,6 +97,7 @@ class TrainingPanel(QWidget):
         self.versions.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.versions.verticalHeader().setVisible(False)
         self.versions.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.versions.setMaximumHeight(140)
         self._make_active = QPushButton("Make active")
         self._rollback = QPushButton("Roll back to parent")
         self.comparison = QTableWidget(0, 3)
