@@ -52,6 +52,7 @@ class TrainingRuns(QObject):
         self.panel.pauseRequested.connect(self.pause)
         self.panel.cancelRequested.connect(self.cancel)
         self.panel.activateRequested.connect(self.activate)
+        self.panel.versionSelected.connect(self.show_version)
 
     @property
     def running(self) -> bool:
@@ -77,6 +78,23 @@ class TrainingRuns(QObject):
 
         count = sum(e.status in (ImageStatus.CORRECTED, ImageStatus.REVIEWED) for e in project.entries)
         self.panel.set_image_count(count)
+
+    def show_version(self, version_id: str) -> None:
+        """Show the curves and scores kept with a version (not during a run)."""
+        if self.running or self.store is None:
+            return
+        try:
+            version = self.store.get(version_id)
+        except SegstudioError as error:
+            log.warning("%s", error)
+            return
+        curves = version.curves or {}
+        ious = curves.get("val_mean_iou") or []
+        dices = curves.get("val_mean_dice") or []
+        epochs = [i + 1 for i, value in enumerate(ious) if value is not None]
+        self.panel.set_curves(list(curves.get("loss") or []), epochs, [v for v in ious if v is not None],
+                              [v for v in dices if v is not None])
+        self.panel.set_comparison(list(self.window.session.classes.names), version.parent_scores, version.scores)
 
     def _ensure_active_version(self) -> None:
         """A project that has no version yet starts from the Model panel's checkpoint."""

@@ -58,6 +58,10 @@ def test_train_from_the_dock_pause_resume_and_get_a_new_version(qtbot, demo_wind
     # the before/after table shows both
     assert panel.comparison.rowCount() == 4 and panel.comparison.item(3, 1).text() != "–"
     assert len(panel.iou_curve.getData()[1]) >= 1
+    # selecting a version shows the curves kept with it
+    panel.set_curves([], [], [], [])
+    panel.versions.selectRow(1)
+    assert len(panel.loss_curve.getData()[1]) == len(new.curves["loss"]) > 0
     # make the new version active, then roll back to its parent in one click
     panel.activateRequested.emit("v0002")
     assert training.store.active_id == "v0002"

@@ -41,6 +41,7 @@ class TrainingPanel(QWidget):
     pauseRequested = Signal(bool)  # True = pause, False = resume
     cancelRequested = Signal()
     activateRequested = Signal(str)  # version id
+    versionSelected = Signal(str)  # version id (to show its stored curves)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -139,6 +140,7 @@ class TrainingPanel(QWidget):
         self._cancel.clicked.connect(self.cancelRequested.emit)
         self._make_active.clicked.connect(self._on_make_active_clicked)
         self._rollback.clicked.connect(self._on_rollback_clicked)
+        self.versions.itemSelectionChanged.connect(self._on_version_selection_changed)
         self._parents: dict[str, str | None] = {}
         self.set_running(False)
 
@@ -203,7 +205,8 @@ class TrainingPanel(QWidget):
         active = next((v for v in versions if v.id == active_id), None)
         self._start_from.setText(f"{active.id}: {active.name}" if active else "no model yet")
         if active_row >= 0:
-            self.versions.selectRow(active_row)
+            with blocked(self.versions):
+                self.versions.selectRow(active_row)
 
     def set_comparison(self, class_names: list[str], before: dict | None, after: dict | None) -> None:
         rows = [*class_names, "mean"]
@@ -223,6 +226,11 @@ class TrainingPanel(QWidget):
     def _selected_version(self) -> str | None:
         items = self.versions.selectedItems()
         return items[0].data(Qt.ItemDataRole.UserRole) if items else None
+
+    def _on_version_selection_changed(self) -> None:
+        version = self._selected_version()
+        if version:
+            self.versionSelected.emit(version)
 
     def _on_make_active_clicked(self) -> None:
         version = self._selected_version()
