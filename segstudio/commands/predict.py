@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
             "predict needs trained weights: give --checkpoint FILE "
             "(the bundled demo model is resources/models/demo_unet.safetensors)"
         )
-    window = parse_window(args)
+    window = parse_window(args)  # the command line, else the checkpoint's window below
     predictor, meta = Predictor.from_checkpoint(
         args.checkpoint, device=args.device, precision=args.precision, tile_size=args.tile
     )
@@ -186,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
         for job in jobs:
             try:
                 if job.is_volume:
-                    _predict_volume(predictor, meta, job, args, window)
+                    _predict_volume(predictor, meta, job, args, window or meta.preprocessing.input_window)
                 else:
                     _predict_image(predictor, meta, job, args, bar)
             except SegstudioError as error:

@@ -53,6 +53,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--freeze-backbone", action="store_true", help="train only the head / decoder")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     parser.add_argument("--seed", type=int, default=0, help="seed for the split, data order and augmentation")
+    parser.add_argument("--input-window", metavar="CENTER,WIDTH",
+                        help="record a fixed window (e.g. 40,400 for CT soft tissue) in the checkpoint: volume "
+                        "slices become the model's input through it instead of the window being viewed")
     parser.add_argument("--val-every", type=int, default=1, help="validate every N epochs (default 1)")
     parser.add_argument("--time-budget", type=float, metavar="SECONDS",
                         help="stop after the epoch in which this much time has passed")
@@ -141,7 +144,7 @@ def _build_model(args: argparse.Namespace, num_classes: int, in_channels: int,
             preprocessing=parent.preprocessing,
             provenance=provenance,
         )
-        return model, meta
+        return model, _with_input_window(meta, args)
     if args.model is None:
         raise InvalidArgumentError("give --model NAME (see `segstudio models`) or --checkpoint FILE")
     given = model_args.pop("num_classes", num_classes)
@@ -150,7 +153,19 @@ def _build_model(args: argparse.Namespace, num_classes: int, in_channels: int,
     model_args.setdefault("in_channels", in_channels)
     model = get_model(args.model, num_classes=num_classes, **model_args)
     meta = make_meta(model, class_names=class_names, class_colors=class_colors, provenance=provenance)
-    return model, meta
+    return model, _with_input_window(meta, args)
+
+
+def _with_input_window(meta, args: argparse.Namespace):
+    """Record --input-window in the checkpoint's preprocessing."""
+    if getattr(args, "input_window", None):
+        from dataclasses import replace
+
+        from segstudio.commands.predict import parse_window
+
+        window = parse_window(argparse.Namespace(window=args.input_window, window_preset=None))
+        meta.preprocessing = replace(meta.preprocessing, input_window=window)
+    return meta
 
 
 def run(args: argparse.Namespace) -> int:

@@ -111,7 +111,9 @@ class ModelRuns(QObject):
 
         def task(cancel: CancelToken) -> Generator[Any, None, int]:
             yield from self._ensure_predictor(settings, key)
-            steps = predict_volume_steps(self._predictor, volume, slices=slices, window=window, cancel=cancel)
+            # a window recorded in the checkpoint wins over the one on screen
+            fixed = getattr(self._predictor.preprocessing, "input_window", None)
+            steps = predict_volume_steps(self._predictor, volume, slices=slices, window=fixed or window, cancel=cancel)
             while True:
                 try:
                     yield next(steps)

@@ -43,11 +43,16 @@ class Preprocessing:
 
     Pixels are divided by the maximum of their data type (255, 65535) or, for
     float images, taken as they are; then ``(x - mean) / std`` per channel.
+
+    ``input_window`` (centre, width; for volumes such as CT, in the data's
+    units) fixes how volume slices become the model's 8-bit input. Without
+    it, volume inputs follow the window the user is viewing with.
     """
 
     channel_order: str = "RGB"
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    input_window: tuple[float, float] | None = None
 
 
 @dataclass

@@ -503,8 +503,9 @@ def _run_job(spec: TrainJobSpec, send: Send, control: _Control) -> None:
     config = TrainConfig.from_dict(spec.config)
     device = resolve_device(config.device)
     model, parent_meta = load_checkpoint(spec.base_checkpoint)
-    train = load_sources(spec.train, parent_meta.num_classes)
-    val = load_sources(spec.val, parent_meta.num_classes)
+    fixed_window = parent_meta.preprocessing.input_window  # volumes: the window the model was trained with
+    train = load_sources(spec.train, parent_meta.num_classes, fixed_window)
+    val = load_sources(spec.val, parent_meta.num_classes, fixed_window)
     if not train.samples:
         raise DataError(f"none of the {len(spec.train)} training image(s) could be used: "
                         + "; ".join(str(e) for e in train.skipped[:3]))

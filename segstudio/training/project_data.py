@@ -118,7 +118,9 @@ def _annotated_slices(entry) -> list[SampleSource]:
 
 
 @lru_cache(maxsize=2)
-def _volume_slices(source: Path, selector: tuple[tuple[str, Any], ...] | None):
+def _volume_slices(
+    source: Path, selector: tuple[tuple[str, Any], ...] | None, window: tuple[float, float] | None = None
+):
     """(slice -> uint8 image, label volume) of a volume entry; cached, since
     a volume gives many training slices."""
     from segstudio.inference.volume import slice_normaliser
@@ -126,10 +128,12 @@ def _volume_slices(source: Path, selector: tuple[tuple[str, Any], ...] | None):
     from segstudio.windowing import default_window
 
     volume = read_source_volume(Path(source), dict(selector) if selector else None)
-    return slice_normaliser(volume.array, window=default_window(volume)), volume.array.shape
+    return slice_normaliser(volume.array, window=window or default_window(volume)), volume.array.shape
 
 
-def load_source(source: SampleSource, num_classes: int | None = None) -> Sample:
+def load_source(
+    source: SampleSource, num_classes: int | None = None, window: tuple[float, float] | None = None
+) -> Sample:
     """Read one image and its labels and check that they make a usable sample.
 
     Parameters
@@ -154,7 +158,7 @@ def load_source(source: SampleSource, num_classes: int | None = None) -> Sample:
         # a volume slice, normalised through the window as inference does
         from segstudio.io.project_volumes import read_label_volume
 
-        normalise, _shape = _volume_slices(Path(source.image), source.selector)
+        normalise, _shape = _volume_slices(Path(source.image), source.selector, window)
         image = normalise(source.slice_index)
         labels = np.ascontiguousarray(read_label_volume(source.labels)[source.slice_index])
     else:
@@ -179,7 +183,9 @@ def load_source(source: SampleSource, num_classes: int | None = None) -> Sample:
     return image, labels
 
 
-def load_sources(sources: Sequence[SampleSource], num_classes: int | None = None) -> LoadedSources:
+def load_sources(
+    sources: Sequence[SampleSource], num_classes: int | None = None, window: tuple[float, float] | None = None
+) -> LoadedSources:
     """Read many sources, skipping (and reporting) the ones that fail.
 
     Each skipped file gets one warning in the log and one error in
@@ -189,7 +195,7 @@ def load_sources(sources: Sequence[SampleSource], num_classes: int | None = None
     loaded = LoadedSources()
     for source in sources:
         try:
-            sample = load_source(source, num_classes)
+            sample = load_source(source, num_classes, window)
         except (UnreadableInputError, DataError) as exc:
             log.warning("leaving %s out of training: %s", source.stem, exc)
             loaded.skipped.append(exc)

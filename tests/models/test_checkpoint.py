@@ -188,3 +188,12 @@ def test_newer_format_is_refused(tmp_path):
     path = ckpt.save_checkpoint(tmp_path / "future.safetensors", model, meta)
     with pytest.raises(CheckpointError, match="newer than this segstudio"):
         ckpt.read_meta(path)
+
+
+def test_a_fixed_input_window_round_trips_and_old_files_have_none(tmp_path):
+    model = _small_unet()
+    meta = ckpt.make_meta(model, preprocessing=ckpt.Preprocessing("grey", (0.5,), (0.25,), (40.0, 400.0)))
+    path = ckpt.save_checkpoint(tmp_path / "ct.safetensors", model, meta)
+    assert ckpt.read_meta(path).preprocessing.input_window == (40.0, 400.0)
+    plain = ckpt.save_checkpoint(tmp_path / "plain.safetensors", model, ckpt.make_meta(model))
+    assert ckpt.read_meta(plain).preprocessing.input_window is None

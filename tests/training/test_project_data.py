@@ -181,3 +181,19 @@ def test_annotated_volume_slices_become_training_samples(tmp_path):
     assert labels[20, 20] == 1 and labels[0, 0] == 255
     # CT slice 1 holds HU -23 everywhere: through the soft-tissue window (40, 400) that is grey 88
     assert abs(int(image[0, 0]) - round((-23 - (40 - 0.5)) / 399 * 255 + 127.5)) <= 1
+
+
+def test_a_fixed_window_from_the_checkpoint_normalises_training_slices(tmp_path):
+    from segstudio.io.project_opening import open_or_create
+    from segstudio.training.project_data import load_source, sources_from_project
+    from tests.io.test_dicom import make_ct_series
+
+    make_ct_series(tmp_path / "ct")
+    project = open_or_create(tmp_path / "ct")
+    document = project.load_document(0)
+    document.apply((slice(1, 2), slice(0, 5), slice(0, 5)), None, 1, "slice 1")
+    project.save_document(0, document)
+    source = sources_from_project(project)[0]
+    lung, _ = load_source(source, 2, window=(-600.0, 1500.0))  # HU -23 is bright in a lung window
+    soft, _ = load_source(source, 2)
+    assert int(lung[0, 0]) > int(soft[0, 0]) + 50

@@ -109,3 +109,14 @@ def test_parser_and_model_args():
     assert train_command.parse_model_args(args.model_arg) == {
         "base_width": 16, "members": ["fcn8s", "unet"], "padding": "same",
     }
+
+
+def test_input_window_is_recorded_in_the_checkpoint(tmp_path):
+    from segstudio.commands.train import _with_input_window
+    from segstudio.models import get_model
+    from segstudio.models.checkpoint import make_meta
+    import argparse
+
+    meta = make_meta(get_model("unet", base_width=4, depth=2))
+    meta = _with_input_window(meta, argparse.Namespace(input_window="-600,1500"))
+    assert meta.preprocessing.input_window == (-600.0, 1500.0)
