@@ -2,19 +2,24 @@
 
 Every label edit restarts a short timer; when it fires (at most
 ``AUTOSAVE_MS`` after the last edit) the current document's labels and the
-project file are written atomically. Switching images and closing the
-window save first, so no edit is ever lost.
+project file are written atomically. The label file is written from a
+snapshot on one background writer thread (an 8192 x 8192 PNG takes most of
+a second to compress, which the window must not wait for); the small
+project file is written at once. Switching images saves first; closing the
+window waits for the writer, so no edit is ever lost.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from segstudio.annotation.classes import ClassList
 from segstudio.annotation.document import Document, ImageStatus
+from segstudio.errors import SegstudioError
 from segstudio.inference.predictor import PredictionResult
 from segstudio.io.project import Project
 
@@ -32,6 +37,7 @@ class Session(QObject):
     statusChanged = Signal(int, str)  # image index, status value
     saved = Signal(str)  # what was saved, for the status bar
     saveFailed = Signal(object)  # the exception
+    _writeFailed = Signal(object, int, object)  # exception, image index, the document that was saved
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -46,6 +52,9 @@ class Session(QObject):
         self._timer.setInterval(AUTOSAVE_MS)
         self._timer.timeout.connect(self.save)
         self._last_status: ImageStatus | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segstudio-autosave")
+        self._pending: list[Future] = []
+        self._writeFailed.connect(self._on_write_failed)
 
     @property
     def classes(self) -> ClassList:
@@ -125,24 +134,60 @@ class Session(QObject):
                 self.project.save()
                 self.statusChanged.emit(index, entry.status.value)
 
-    def save(self) -> bool:
-        """Write the current labels and the project file now."""
+    def save(self, *, wait: bool = False) -> bool:
+        """Write the current labels (in the background) and the project file.
+
+        ``wait`` blocks until every label file queued so far is on disk and
+        returns False if one could not be written.
+        """
         self._timer.stop()
         if self.project is None:
-            return True
+            return self._flush() if wait else True
+        document = self.document
         try:
-            if self.document is not None and self.document.dirty:
-                self.project.save_document(self.index, self.document)
+            if document is not None and document.dirty:
+                self._queue_write(self.project, self.index, document)
+                self.project.entries[self.index].status = document.status
+                document.dirty = False
             self.project.save()
-        except OSError as error:  # a full disk or a vanished folder must not lose the labels
+        except (OSError, SegstudioError) as error:  # a full disk or a vanished folder
             log.error("autosave failed: %s", error)
             self.saveFailed.emit(error)
             return False
-        self.saved.emit(str(self.project.folder))
-        return True
+        ok = self._flush() if wait else True
+        if ok:
+            self.saved.emit(str(self.project.folder))
+        return ok
+
+    def _queue_write(self, project: Project, index: int, document: Document) -> None:
+        snapshot = document.labels.copy()  # the user keeps painting on the original
+
+        def write() -> None:
+            project.write_labels(index, snapshot)
+
+        future = self._writer.submit(write)
+        future.add_done_callback(
+            lambda done: done.exception() is not None and self._writeFailed.emit(done.exception(), index, document)
+        )
+        self._pending = [f for f in self._pending if not f.done()] + [future]
+
+    def _flush(self) -> bool:
+        """Wait for the queued label writes; False if one failed."""
+        ok = True
+        for future in self._pending:
+            if future.exception() is not None:
+                ok = False
+        self._pending = []
+        return ok
+
+    def _on_write_failed(self, error: BaseException, index: int, document: Document) -> None:
+        log.error("autosave of image %d failed: %s", index, error)
+        if document is self.document:
+            document.dirty = True  # try again at the next save
+        self.saveFailed.emit(error)
 
     def close(self) -> bool:
-        ok = self.save()
+        ok = self.save(wait=True)
         self._detach()
         self.project = None
         self.predictions.clear()

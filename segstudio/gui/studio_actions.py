@@ -70,7 +70,8 @@ def build_menus(window: MainWindow) -> None:
     window.recent_menu = file_menu.addMenu("Open recent")
     refresh_recent_menu(window)
     file_menu.addSeparator()
-    file_menu.addAction(_action(window, "save", "Save", window.session.save, QKeySequence.StandardKey.Save))
+    file_menu.addAction(_action(window, "save", "Save", lambda: window.session.save(wait=True),
+                                QKeySequence.StandardKey.Save))
     file_menu.addAction(_action(window, "export", "Export masks…", partial(export_masks, window), "Ctrl+E"))
     file_menu.addSeparator()
     file_menu.addAction(_action(window, "quit", "Quit", window.close, QKeySequence.StandardKey.Quit))
@@ -239,13 +240,13 @@ def delete_class(window: MainWindow, index: int, replacement: int) -> None:
     project = window.session.project
     if project is None:
         return
-    window.session.save()  # every image's labels are on disk, in the old numbering
+    window.session.save(wait=True)  # every image's labels are on disk, in the old numbering
     mapping = project.classes.removal_mapping(index, None if replacement == UNLABELLED else replacement)
     project.classes.remove(index)
     run_to_completion(project.remap_saved_labels(mapping))  # all files, the current one's too
     if window.session.document is not None:
         window.session.document.remap_labels(mapping)  # the open copy, to match its file
-    window.session.save()
+    window.session.save(wait=True)
 
 
 def export_masks(window: MainWindow) -> None:
@@ -256,7 +257,7 @@ def export_masks(window: MainWindow) -> None:
     project = window.session.project
     if project is None:
         return
-    window.session.save()
+    window.session.save(wait=True)
     choice = ExportDialog(window).choice()
     if choice is None:
         return

@@ -128,7 +128,7 @@ class TrainingRuns(QObject):
 
         if self.running or self.window.session.project is None:
             return
-        self.window.session.save()  # the trainer reads the labels from disk
+        self.window.session.save(wait=True)  # the trainer reads the labels from disk
         try:
             if self.store is None:
                 self.open_project()

@@ -502,14 +502,22 @@ class Project:
         ExportError
             A file cannot be written.
         """
-        entry = self.entries[self._check_index(index)]
-        if entry.is_volume:
-            write_label_volume(entry.labels_path, doc.labels, len(self.classes))
-        else:
-            write_indexed_png(entry.labels_path, doc.labels, self.classes.colors)
-        entry.status = doc.status
+        self.write_labels(index, doc.labels)
+        self.entries[index].status = doc.status
         self.save()
         doc.dirty = False
+
+    def write_labels(self, index: int, labels: np.ndarray) -> None:
+        """Write one image's label map (an indexed PNG, or an npz for a volume).
+
+        Touches nothing but that file, so the studio can call it from a
+        background thread with a snapshot of the labels.
+        """
+        entry = self.entries[self._check_index(index)]
+        if entry.is_volume:
+            write_label_volume(entry.labels_path, labels, len(self.classes))
+        else:
+            write_indexed_png(entry.labels_path, labels, self.classes.colors)
 
     def remap_saved_labels(self, mapping: np.ndarray, *, cancel: CancelToken | None = None) -> Task[int]:
         """Rewrite every saved label file through a 256-entry lookup table.

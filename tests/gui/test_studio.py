@@ -253,7 +253,7 @@ def test_export_from_the_project(qtbot, window, image_folder, tmp_path):
 
     window.open_path(image_folder)
     window.session.document.apply((slice(0, 10), slice(0, 10)), np.ones((10, 10), bool), 1, "test")
-    window.session.save()
+    window.session.save(wait=True)
     written = run_to_completion(export_project(window.session.project, tmp_path / "export", fmt="png"))
     assert [p.name for p in written] == ["cell_0.png"]
     with Image.open(written[0]) as mask:
@@ -285,3 +285,33 @@ def test_demo_project_runs_the_demo_model_in_one_click(qtbot, window, tmp_path):
     # the CRF preview follows the prediction
     qtbot.waitUntil(lambda: window.session.document.crf_labels is not None, timeout=30000)
     assert window.canvas.layer_buffer("crf") is not None
+
+
+def test_autosave_writes_a_snapshot_in_the_background(qtbot, window, image_folder, monkeypatch):
+    """The label file is written off the GUI thread from a copy, so painting
+    on after the save starts does not leak into the file being written."""
+    import threading
+
+    window.open_path(image_folder)
+    document = window.session.document
+    project = window.session.project
+    threads = []
+    release = threading.Event()
+    real_write = project.write_labels
+
+    def slow_write(index, labels):
+        threads.append(threading.get_ident())
+        release.wait(5)
+        real_write(index, labels)
+
+    monkeypatch.setattr(project, "write_labels", slow_write)
+    document.apply((slice(0, 4), slice(0, 4)), None, 1, "first")
+    window.session.save()  # returns at once: the writer waits on `release`
+    document.apply((slice(10, 14), slice(10, 14)), None, 1, "after the snapshot")
+    release.set()
+    assert window.session.save(wait=True)
+    assert threads and threads[0] != threading.get_ident()
+    saved = read_mask(project.entries[0].labels_path)
+    assert saved[0, 0] == 1
+    # the second edit was saved by the second save, after the first snapshot
+    assert saved[12, 12] == 1
