@@ -21,14 +21,12 @@ so nothing that could identify a patient ends up in the project.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +41,7 @@ from segstudio.errors import (
     UnreadableInputError,
 )
 from segstudio.io.images import list_image_files, read_image
+from segstudio.io.project_paths import UNSAFE_ID_CHARS, make_id, portable, resolve, same_file_key
 from segstudio.io.masks import atomic_write_bytes, read_mask, write_indexed_png
 from segstudio.io.project_volumes import (
     LABEL_VOLUME_SUFFIX,
@@ -67,11 +66,7 @@ FORMAT_VERSION = 2
 #: what a project without volumes is written as, for older readers
 _IMAGES_ONLY_VERSION = 1
 
-_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
-# Relative paths climbing more than this many folders are stored absolute:
-# "../images/a.png" (beside the project) survives moving both, a path up to
-# the file-system root does not.
-_MAX_PARENT_STEPS = 1
+
 
 
 @dataclass
@@ -119,7 +114,7 @@ class ImageEntry:
 
     def key(self) -> str:
         """What makes two entries the same: the real source path and the selector."""
-        return _same_file_key(self.source) + "|" + selector_key(self.selector)
+        return same_file_key(self.source) + "|" + selector_key(self.selector)
 
 
 def _default_crf_settings() -> dict[str, Any]:
@@ -128,22 +123,7 @@ def _default_crf_settings() -> dict[str, Any]:
     return CRFParams().to_dict()
 
 
-def _make_id(name: str, key: str, taken: set[str]) -> str:
-    """A file-safe id from *name*, made unique with a short hash of *key* (the path)."""
-    stem = _UNSAFE_ID_CHARS.sub("_", name).strip("._") or "image"
-    if stem.casefold() not in taken:
-        return stem
-    digest = hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()
-    candidate = f"{stem}-{digest[:8]}"
-    counter = 2
-    while candidate.casefold() in taken:
-        candidate = f"{stem}-{digest[:8]}-{counter}"
-        counter += 1
-    return candidate
 
-
-def _same_file_key(path: Path) -> str:
-    return os.path.normcase(os.path.realpath(path))
 
 
 class Project:
@@ -344,7 +324,7 @@ class Project:
             image_id, source = item["id"], item["source"]
         except KeyError as exc:
             raise InvalidArgumentError(f"image {position} has no {exc.args[0]!r}") from None
-        if not isinstance(image_id, str) or not image_id or _UNSAFE_ID_CHARS.search(image_id):
+        if not isinstance(image_id, str) or not image_id or UNSAFE_ID_CHARS.search(image_id):
             raise InvalidArgumentError(f"image {position} has a bad id {image_id!r}")
         if not isinstance(source, str) or not source:
             raise InvalidArgumentError(f"image {image_id!r} has a bad source path {source!r}")
@@ -358,7 +338,7 @@ class Project:
         labels = item.get("labels", f"{LABELS_FOLDER}/{image_id}{suffix}")
         if not isinstance(labels, str) or not labels:
             raise InvalidArgumentError(f"image {image_id!r} has a bad labels path {labels!r}")
-        return ImageEntry(image_id, _resolve(folder, source), status, _resolve(folder, labels),
+        return ImageEntry(image_id, resolve(folder, source), status, resolve(folder, labels),
                           kind=kind, selector=selector, description=description)
 
     # ------------------------------------------------------------------
@@ -397,7 +377,7 @@ class Project:
                 log.info("skipping %s: already in the project", entry.display_name)
                 continue
             known.add(key)
-            entry.id = _make_id(name, key, taken)
+            entry.id = make_id(name, key, taken)
             taken.add(entry.id.casefold())
             suffix = LABEL_VOLUME_SUFFIX if entry.is_volume else ".png"
             entry.labels_path = self.labels_folder / f"{entry.id}{suffix}"
@@ -576,9 +556,9 @@ class Project:
     def _entry_to_json(self, entry: ImageEntry) -> dict[str, Any]:
         item: dict[str, Any] = {
             "id": entry.id,
-            "source": _portable(self.folder, entry.source),
+            "source": portable(self.folder, entry.source),
             "status": entry.status.value,
-            "labels": _portable(self.folder, entry.labels_path),
+            "labels": portable(self.folder, entry.labels_path),
         }
         return volume_fields_to_json(item, entry.kind, entry.selector, entry.description)
 
@@ -595,23 +575,3 @@ class Project:
         except (TypeError, ValueError) as exc:
             raise ExportError(f"project settings cannot be saved: {exc}", path=self.project_file) from None
         return atomic_write_bytes(self.project_file, (text + "\n").encode("utf-8"))
-
-
-def _portable(folder: Path, path: Path) -> str:
-    """*path* relative to *folder* (POSIX separators) when inside or beside it, else absolute."""
-    try:
-        relative = os.path.relpath(path, folder)
-    except ValueError:  # another drive on Windows
-        return os.fspath(path)
-    parts = Path(relative).parts
-    if sum(1 for p in parts if p == os.pardir) > _MAX_PARENT_STEPS:
-        return os.fspath(path)
-    return PurePosixPath(*parts).as_posix()
-
-
-def _resolve(folder: Path, stored: str) -> Path:
-    """Inverse of :func:`_portable`: an absolute path."""
-    path = Path(stored)
-    if not path.is_absolute():
-        path = folder / PurePosixPath(stored)
-    return Path(os.path.normpath(path))

@@ -1,0 +1,57 @@
+"""How a project names its images and stores their paths.
+
+Ids are file-safe names (the label file is ``labels/<id>.png``); source
+paths are stored relative to the project folder when the image is inside
+or beside it, so a project moved together with its images still opens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path, PurePosixPath
+
+UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+# Relative paths climbing more than this many folders are stored absolute:
+# "../images/a.png" (beside the project) survives moving both, a path up to
+# the file-system root does not.
+MAX_PARENT_STEPS = 1
+
+
+def make_id(name: str, key: str, taken: set[str]) -> str:
+    """A file-safe id from *name*, made unique with a short hash of *key* (the path)."""
+    stem = UNSAFE_ID_CHARS.sub("_", name).strip("._") or "image"
+    if stem.casefold() not in taken:
+        return stem
+    digest = hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()
+    candidate = f"{stem}-{digest[:8]}"
+    counter = 2
+    while candidate.casefold() in taken:
+        candidate = f"{stem}-{digest[:8]}-{counter}"
+        counter += 1
+    return candidate
+
+
+def same_file_key(path: Path) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
+def portable(folder: Path, path: Path) -> str:
+    """*path* relative to *folder* (POSIX separators) when inside or beside it, else absolute."""
+    try:
+        relative = os.path.relpath(path, folder)
+    except ValueError:  # another drive on Windows
+        return os.fspath(path)
+    parts = Path(relative).parts
+    if sum(1 for p in parts if p == os.pardir) > MAX_PARENT_STEPS:
+        return os.fspath(path)
+    return PurePosixPath(*parts).as_posix()
+
+
+def resolve(folder: Path, stored: str) -> Path:
+    """Inverse of :func:`portable`: an absolute path."""
+    path = Path(stored)
+    if not path.is_absolute():
+        path = folder / PurePosixPath(stored)
+    return Path(os.path.normpath(path))
