@@ -88,3 +88,41 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["  ".join(str(c).rjust(w) for c, w in zip(header, widths, strict=True))]
     lines += ["  ".join(str(c).rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(lines)
+
+
+def event_loop_gaps(start) -> list[float]:
+    """Gaps (ms) between ticks of a 1 ms QTimer on the GUI thread.
+
+    ``start(loop)`` begins the work to watch and must make ``loop.quit()``
+    run when it is over; the gaps are sampled until then.
+    """
+    from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
+
+    clock = QElapsedTimer()
+    clock.start()
+    last = [clock.nsecsElapsed()]
+    gaps: list[float] = []
+
+    def tick() -> None:
+        now = clock.nsecsElapsed()
+        gaps.append((now - last[0]) / 1e6)
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(1)
+    timer.timeout.connect(tick)
+    timer.start()
+    loop = QEventLoop()
+    start(loop)
+    loop.exec()
+    timer.stop()
+    return gaps[1:]
+
+
+def gap_row(name: str, gaps: list[float]) -> list[str]:
+    """A table row: name, ticks, gap p50 / p99 / max in ms."""
+    import numpy as np
+
+    values = np.asarray(gaps)
+    return [name, str(len(values)), f"{np.percentile(values, 50):.2f}", f"{np.percentile(values, 99):.2f}",
+            f"{values.max():.2f}"]

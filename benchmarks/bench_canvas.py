@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _measure import machine, table  # noqa: E402
+from _measure import event_loop_gaps, gap_row, machine, table  # noqa: E402
 
 
 def percentiles(samples_ms: list[float]) -> tuple[str, str]:
@@ -107,7 +107,7 @@ def bench_event_loop(size: int) -> list[list[str]]:
     import tempfile
 
     import torch
-    from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
+    from PySide6.QtCore import QTimer
 
     from segstudio.gui.runs import ModelRuns
     from segstudio.models import get_model
@@ -118,28 +118,7 @@ def bench_event_loop(size: int) -> list[list[str]]:
     checkpoint = save_checkpoint(folder / "bench.safetensors", model, make_meta(model))
     image = np.random.default_rng(1).integers(0, 255, (size, size, 3), dtype=np.uint8)
 
-    def gaps_while(run) -> list[float]:
-        clock = QElapsedTimer()
-        clock.start()
-        last = [clock.nsecsElapsed()]
-        gaps: list[float] = []
-
-        def tick():
-            now = clock.nsecsElapsed()
-            gaps.append((now - last[0]) / 1e6)
-            last[0] = now
-
-        timer = QTimer()
-        timer.setInterval(1)
-        timer.timeout.connect(tick)
-        timer.start()
-        loop = QEventLoop()
-        run(loop)
-        loop.exec()
-        timer.stop()
-        return gaps[1:]
-
-    idle = gaps_while(lambda loop: QTimer.singleShot(3000, loop.quit))
+    idle = event_loop_gaps(lambda loop: QTimer.singleShot(3000, loop.quit))
     runs = ModelRuns()
     settings = {"checkpoint": str(checkpoint), "device": "auto", "precision": "auto", "tile": 512}
 
@@ -147,13 +126,9 @@ def bench_event_loop(size: int) -> list[list[str]]:
         runs.runFinished.connect(lambda _: loop.quit())
         runs.run(settings, [(0, lambda: image)])
 
-    busy = gaps_while(start)
+    busy = event_loop_gaps(start)
     runs.shutdown()
-    rows = []
-    for name, gaps in (("idle", idle), (f"U-Net inference {size}^2 in the worker", busy)):
-        values = np.asarray(gaps)
-        rows.append([name, f"{len(values)}", f"{np.percentile(values, 50):.2f}",
-                     f"{np.percentile(values, 99):.2f}", f"{values.max():.2f}"])
+    rows = [gap_row("idle", idle), gap_row(f"U-Net inference {size}^2 in the worker", busy)]
     del torch
     return rows
 

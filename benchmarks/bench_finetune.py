@@ -48,7 +48,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _measure import machine, table  # noqa: E402
+from _measure import event_loop_gaps, gap_row, machine, table  # noqa: E402
 
 from segstudio.demo import prepare_demo  # noqa: E402
 from segstudio.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
@@ -128,10 +128,9 @@ def run_once(store, parent_id, train, val, config, threads) -> dict:
 def gui_event_loop(epochs: int) -> None:
     """Press Train in the studio on the demo project; report the gaps between
     ticks of a 1 ms QTimer on the GUI thread while the run goes, next to idle."""
-    import numpy as np
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
+    from PySide6.QtCore import QTimer
 
     from segstudio.gui.app import create_application
     from segstudio.gui.main_window import MainWindow
@@ -144,28 +143,7 @@ def gui_event_loop(epochs: int) -> None:
         window.show()
         window.open_path(project.folder)
 
-        def gaps_while(start) -> list[float]:
-            clock = QElapsedTimer()
-            clock.start()
-            last = [clock.nsecsElapsed()]
-            gaps: list[float] = []
-
-            def tick():
-                now = clock.nsecsElapsed()
-                gaps.append((now - last[0]) / 1e6)
-                last[0] = now
-
-            timer = QTimer()
-            timer.setInterval(1)
-            timer.timeout.connect(tick)
-            timer.start()
-            loop = QEventLoop()
-            start(loop)
-            loop.exec()
-            timer.stop()
-            return gaps[1:]
-
-        idle = gaps_while(lambda loop: QTimer.singleShot(3000, loop.quit))
+        idle = event_loop_gaps(lambda loop: QTimer.singleShot(3000, loop.quit))
         outcome: list[str] = []
         pressed = time.monotonic()
 
@@ -175,17 +153,13 @@ def gui_event_loop(epochs: int) -> None:
                         "device": "cpu", "auto_adopt": False}
             window.training_panel.trainRequested.emit(settings)
 
-        busy = gaps_while(press)
+        busy = event_loop_gaps(press)
         elapsed = time.monotonic() - pressed
         versions = window.training.store.list()
         new = versions[-1]
         print(f"studio: Train pressed -> {outcome[0]} in {elapsed:.1f} s ({len(versions)} versions; "
               f"new mIoU {new.mean_iou}, parent {new.parent_mean_iou})")
-        rows = []
-        for name, gaps in (("idle", idle), ("training in the child process", busy)):
-            values = np.asarray(gaps)
-            rows.append([name, str(len(values)), f"{np.percentile(values, 50):.2f}",
-                         f"{np.percentile(values, 99):.2f}", f"{values.max():.2f}"])
+        rows = [gap_row("idle", idle), gap_row("training in the child process", busy)]
         print(table(["GUI thread (1 ms timer)", "ticks", "gap p50 ms", "gap p99 ms", "gap max ms"], rows))
         window.session.close()
         window.close()

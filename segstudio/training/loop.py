@@ -41,6 +41,7 @@ from segstudio.errors import DataError, InvalidArgumentError
 from segstudio.metrics import Scores
 from segstudio.models.checkpoint import CheckpointMeta, make_meta, save_checkpoint
 from segstudio.preprocess import in_channels_of
+from segstudio.serialize import json_safe
 from segstudio.tasks import CancelToken, Progress
 from segstudio.training import distributed as dist_utils
 from segstudio.training.augment import build_augmentation
@@ -113,17 +114,6 @@ def _build_optimizer(config: TrainConfig, parameters: Sequence[nn.Parameter]) ->
             parameters, lr=config.effective_lr, momentum=0.9, weight_decay=config.effective_weight_decay
         )
     return torch.optim.AdamW(parameters, lr=config.effective_lr, weight_decay=config.effective_weight_decay)
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe copy: NaN / inf become ``None``, tuples lists."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
 
 
 def _base_meta(model: nn.Module, meta: CheckpointMeta | Mapping[str, Any] | None) -> CheckpointMeta:
@@ -345,7 +335,7 @@ def train_steps(
                     metrics={"mean_iou": scores.mean_iou, "mean_dice": scores.mean_dice,
                              "pixel_accuracy": scores.pixel_accuracy, "epoch": epoch + 1},
                 )
-            run.history.append(_clean(record))
+            run.history.append(json_safe(record))
             run.epoch = epoch + 1
             run.finished = run.epoch >= config.epochs
             improved = scores is not None and scores.mean_iou > run.best_mean_iou
@@ -356,7 +346,7 @@ def train_steps(
                 "metrics": run.history[-1], "history": run.history, "train_config": config.to_dict(),
                 "saved": datetime.now(UTC).isoformat(timespec="seconds"),
             }
-            meta_now = dataclasses.replace(base, provenance=_clean({**base.provenance, **provenance}))
+            meta_now = dataclasses.replace(base, provenance=json_safe({**base.provenance, **provenance}))
             if is_main:
                 _save_epoch(out, model, meta_now, improved or not val_samples, {
                     "format": STATE_FORMAT, "epoch": run.epoch, "step": run.step, "total_steps": total_steps,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -39,6 +38,7 @@ from typing import Any
 from segstudio.errors import CheckpointError, ExportError, InvalidArgumentError, UnreadableInputError
 from segstudio.io.masks import atomic_write_bytes
 from segstudio.models.checkpoint import read_meta
+from segstudio.serialize import json_safe
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +63,6 @@ META_KEYS = ("parent", "name", "images", "val_images", "settings", "curves", "sc
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe copy: NaN / inf become ``None``, tuples and paths plain values."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value
 
 
 @dataclass
@@ -152,7 +139,7 @@ class VersionInfo:
 
     def to_json(self) -> dict[str, Any]:
         """The content of ``meta.json``."""
-        return _clean({
+        return json_safe({
             "format": META_FORMAT_NAME,
             "version": FORMAT_VERSION,
             "id": self.id,
@@ -261,7 +248,7 @@ class VersionStore:
         return data
 
     def _write_index(self, data: dict[str, Any]) -> None:
-        text = json.dumps(_clean(data), indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(json_safe(data), indent=2, ensure_ascii=False) + "\n"
         atomic_write_bytes(self.index_path, text.encode("utf-8"))
 
     def _ids(self) -> list[str]:
@@ -576,4 +563,4 @@ def curves_from_history(
     """
     curves = _epoch_curves(history)
     curves["loss"] = [float(v) for v in step_losses]
-    return _clean(curves)
+    return json_safe(curves)

@@ -21,8 +21,8 @@ from segstudio.io.dicom import list_series, read_series
 def pydicom_file(name: str) -> Path:
     """A file bundled with pydicom; never downloads."""
     path = get_testdata_file(name, download=False)
-    if path is None:
-        pytest.skip(f"{name} is not bundled with this pydicom")
+    if path is None:  # pydicom ships these files; losing one must show, not skip
+        pytest.fail(f"{name} is no longer bundled with this pydicom; pick another of its test files")
     return Path(path)
 
 
@@ -32,7 +32,7 @@ def nibabel_dicom(name: str, tmp_path: Path) -> Path:
 
     source = Path(os.path.dirname(nibabel.__file__)) / "nicom" / "tests" / "data" / name
     if not source.exists():
-        pytest.skip(f"{name} is not bundled with this nibabel")
+        pytest.fail(f"{name} is no longer bundled with this nibabel; pick another of its test files")
     target = tmp_path / name.removesuffix(".gz")
     with gzip.open(source) as src, open(target, "wb") as dst:
         shutil.copyfileobj(src, dst)
@@ -293,15 +293,15 @@ def test_bad_files_in_a_folder_are_skipped(tmp_path, caplog):
     assert "zz_nopixels.dcm" in caplog.text
 
 
-def test_missing_decoder_names_the_package():
+def test_missing_decoder_names_the_package(monkeypatch):
     # 12-bit JPEG Extended: Pillow (installed) cannot decode it, pylibjpeg-libjpeg can.
     path = pydicom_file("JPEG-lossy.dcm")
-    try:
-        pydicom.dcmread(path).pixel_array
-    except (RuntimeError, NotImplementedError):
-        pass
-    else:
-        pytest.skip("a JPEG 12-bit decoder is installed")
+    if _decodes(path):
+        # a decoder is installed here: make pydicom fail as it does without one
+        def no_decoder(self):
+            raise RuntimeError("Unable to decode the pixel data: no plugins are available")
+
+        monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(no_decoder))
     with pytest.raises(UnreadableInputError, match="pylibjpeg-libjpeg") as info:
         read_series(path)
     assert info.value.path == str(path)
@@ -368,3 +368,11 @@ def test_read_series_steps_reports_progress_and_cancels(tmp_path):
     token.cancel()
     with pytest.raises(TaskCancelled):
         run_to_completion(task)
+
+
+def _decodes(path: Path) -> bool:
+    try:
+        pydicom.dcmread(path).pixel_array
+    except (RuntimeError, NotImplementedError):
+        return False
+    return True
