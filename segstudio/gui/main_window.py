@@ -155,10 +155,12 @@ class MainWindow(QMainWindow):
         """Open a project folder, a folder of images or image files."""
         try:
             project = project_opening.open_or_create(Path(path))
-            self.session.open_project(project)
+            problems = self.session.open_project(project)
         except SegstudioError as error:
             self.report_error("Cannot open", error)
             return False
+        if problems:
+            self.report_error(f"{len(problems)} image(s) cannot be read; the others are open", problems[0])
         self._remember_recent(Path(path))
         return True
 
@@ -187,6 +189,7 @@ class MainWindow(QMainWindow):
             self.session.select(index)
         except SegstudioError as error:
             self.report_error("Cannot open the image", error)
+            self.images_panel.set_current(self.session.index)  # the list shows what the canvas shows
 
     def step_image(self, step: int) -> None:
         project = self.session.project
@@ -447,10 +450,12 @@ class MainWindow(QMainWindow):
     def open_path_list(self, paths: list[Path]) -> bool:
         try:
             project = project_opening.create_for_files(paths)
-            self.session.open_project(project)
+            problems = self.session.open_project(project)
         except SegstudioError as error:
             self.report_error("Cannot open", error)
             return False
+        if problems:
+            self.report_error(f"{len(problems)} image(s) cannot be read; the others are open", problems[0])
         return True
 
     def current_image(self) -> np.ndarray | None:

@@ -60,13 +60,27 @@ class Session(QObject):
     def classes(self) -> ClassList:
         return self.project.classes if self.project else ClassList()
 
-    def open_project(self, project: Project) -> None:
+    def open_project(self, project: Project) -> list[SegstudioError]:
+        """Open ``project`` on its current image, or the next one that reads.
+
+        An unreadable image does not stop the others: its error is returned
+        (and the first readable image is shown) instead of raised.
+        """
         self.close()
         self.project = project
         self.predictions.clear()
         self.projectChanged.emit()
-        if project.entries:
-            self.select(min(max(project.current, 0), len(project.entries) - 1))
+        problems: list[SegstudioError] = []
+        count = len(project.entries)
+        if count:
+            start = min(max(project.current, 0), count - 1)
+            for index in [*range(start, count), *range(0, start)]:
+                try:
+                    self.select(index)
+                    break
+                except SegstudioError as error:
+                    problems.append(error)
+        return problems
 
     def select(self, index: int) -> Document | None:
         """Make image ``index`` current (saving the previous one first)."""

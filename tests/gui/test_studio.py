@@ -315,3 +315,15 @@ def test_autosave_writes_a_snapshot_in_the_background(qtbot, window, image_folde
     assert saved[0, 0] == 1
     # the second edit was saved by the second save, after the first snapshot
     assert saved[12, 12] == 1
+
+
+def test_an_unreadable_first_image_does_not_stop_the_others(qtbot, window, image_folder):
+    (image_folder / "a_broken.png").write_bytes(b"not a png")  # sorts first
+    assert window.open_path(image_folder)
+    assert window.session.document is not None
+    assert window.session.project.entries[window.session.index].source.name == "cell_0.png"
+    assert "a_broken.png" in window.last_error.text()
+    window.last_error.close()
+    window.select_image(0)  # the user clicks the broken one
+    assert window.session.project.entries[window.session.index].source.name == "cell_0.png"
+    assert window.images_panel.current_index() == window.session.index
