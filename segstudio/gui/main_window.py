@@ -74,6 +74,7 @@ class MainWindow(QMainWindow):
         self._add_dock("Layers", self.layers_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self._add_dock("Volume", self.volume_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.docks["Volume"].hide()
+        self._volume_dock_tabbed = False
         self._add_dock("Training", self.training_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.docks["Model"], self.docks["Training"])
         self.docks["Model"].raise_()
@@ -199,9 +200,16 @@ class MainWindow(QMainWindow):
     def _on_document_changed(self, index: int) -> None:
         document = self.session.document
         is_volume = document is not None and document.is_volume
+        if is_volume and not self._volume_dock_tabbed:
+            # a tab beside Classes (stacked under two docks its run buttons were
+            # out of sight); done on first use: tabifying a dock and hiding it at
+            # once left a stale tab bar painted over another dock
+            self.tabifyDockWidget(self.docks["Classes"], self.docks["Volume"])
+            self._volume_dock_tabbed = True
         self.docks["Volume"].setVisible(is_volume)
         if is_volume:
             self.volume_panel.set_axis(0)
+            self.docks["Volume"].raise_()
         self.canvas.set_document(document, self.session.classes.lut())
         self.images_panel.set_current(index)
         self._sync_layer_availability()
