@@ -422,15 +422,18 @@ class MainWindow(QMainWindow):
 
     # -- closing ----------------------------------------------------------------
     def closeEvent(self, event) -> None:  # noqa: N802
-        self.runs.shutdown()
-        self.training.shutdown()
-        if not self.session.close():
+        # save first: if that fails the user may keep the window (and the labels)
+        if not self.session.save(wait=True):
             answer = QMessageBox.question(
-                self, "Labels not saved", "The last changes could not be saved. Close anyway?"
+                self, "Labels not saved", "The last changes could not be saved. Close anyway and lose them?"
             )
             if answer != QMessageBox.StandardButton.Yes:
                 event.ignore()
                 return
+            self.session.discard()
+        self.runs.shutdown()
+        self.training.shutdown()
+        self.session.close()
         QSettings().setValue("geometry", self.saveGeometry())
         QSettings().setValue("state", self.saveState())
         event.accept()

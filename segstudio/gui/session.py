@@ -15,6 +15,8 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from segstudio.annotation.classes import ClassList
@@ -37,7 +39,6 @@ class Session(QObject):
     statusChanged = Signal(int, str)  # image index, status value
     saved = Signal(str)  # what was saved, for the status bar
     saveFailed = Signal(object)  # the exception
-    _writeFailed = Signal(object, int, object)  # exception, image index, the document that was saved
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -53,8 +54,13 @@ class Session(QObject):
         self._timer.timeout.connect(self.save)
         self._last_status: ImageStatus | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segstudio-autosave")
-        self._pending: list[Future] = []
-        self._writeFailed.connect(self._on_write_failed)
+        #: queued writes: (future, project, image index, the labels snapshot)
+        self._pending: list[tuple[Future, Project, int, np.ndarray]] = []
+        #: snapshots whose write failed, retried at the next save whatever image is open
+        self._unsaved: dict[int, np.ndarray] = {}
+        self._watch = QTimer(self)  # notices failed writes on the GUI thread
+        self._watch.setInterval(300)
+        self._watch.timeout.connect(lambda: self._collect(wait=False))
 
     @property
     def classes(self) -> ClassList:
@@ -66,7 +72,12 @@ class Session(QObject):
         An unreadable image does not stop the others: its error is returned
         (and the first readable image is shown) instead of raised.
         """
-        self.close()
+        if not self.close():
+            raise SegstudioError(
+                "the labels of the open project could not be saved (see the previous message); "
+                "free some space or fix the folder, then open the other project again",
+                path=self.project.folder if self.project else None,
+            )
         self.project = project
         self.predictions.clear()
         self.projectChanged.emit()
@@ -151,62 +162,84 @@ class Session(QObject):
     def save(self, *, wait: bool = False) -> bool:
         """Write the current labels (in the background) and the project file.
 
-        ``wait`` blocks until every label file queued so far is on disk and
-        returns False if one could not be written.
+        Snapshots whose earlier write failed are written again. ``wait``
+        blocks until every queued label file is written and returns False if
+        one could not be (its snapshot is kept for the next try).
         """
         self._timer.stop()
-        if self.project is None:
-            return self._flush() if wait else True
-        document = self.document
+        project, document = self.project, self.document
+        if project is None:
+            return self._collect(wait=True) if wait else True
+        retry, self._unsaved = self._unsaved, {}
+        for index, snapshot in retry.items():
+            if not (index == self.index and document is not None and document.dirty):
+                self._queue_write(project, index, snapshot)
         try:
             if document is not None and document.dirty:
-                self._queue_write(self.project, self.index, document)
-                self.project.entries[self.index].status = document.status
-                document.dirty = False
-            self.project.save()
+                document.dirty = False  # before queueing: a failure seen later sets the retry
+                project.entries[self.index].status = document.status
+                self._queue_write(project, self.index, document.labels.copy())  # the user paints on
+            project.save()
         except (OSError, SegstudioError) as error:  # a full disk or a vanished folder
             log.error("autosave failed: %s", error)
             self.saveFailed.emit(error)
             return False
-        ok = self._flush() if wait else True
+        ok = self._collect(wait=True) if wait else True
         if ok:
-            self.saved.emit(str(self.project.folder))
+            self.saved.emit(str(project.folder))
         return ok
 
-    def _queue_write(self, project: Project, index: int, document: Document) -> None:
-        snapshot = document.labels.copy()  # the user keeps painting on the original
+    def _queue_write(self, project: Project, index: int, snapshot: np.ndarray) -> None:
+        future = self._writer.submit(project.write_labels, index, snapshot)
+        self._pending.append((future, project, index, snapshot))
+        self._watch.start()
 
-        def write() -> None:
-            project.write_labels(index, snapshot)
-
-        future = self._writer.submit(write)
-        future.add_done_callback(
-            lambda done: done.exception() is not None and self._writeFailed.emit(done.exception(), index, document)
-        )
-        self._pending = [f for f in self._pending if not f.done()] + [future]
-
-    def _flush(self) -> bool:
-        """Wait for the queued label writes; False if one failed."""
+    def _collect(self, *, wait: bool) -> bool:
+        """Look at finished writes (all of them with ``wait``); keep the
+        snapshots of failed ones for a retry. False if one failed."""
         ok = True
-        for future in self._pending:
-            if future.exception() is not None:
-                ok = False
-        self._pending = []
+        still = []
+        for future, project, index, snapshot in self._pending:
+            if not wait and not future.done():
+                still.append((future, project, index, snapshot))
+                continue
+            error = future.exception()
+            if error is None:
+                continue
+            ok = False
+            log.error("the labels of image %d could not be saved: %s", index, error)
+            if project is self.project:
+                self._unsaved[index] = snapshot
+            self.saveFailed.emit(error)
+        self._pending = still
+        if not still:
+            self._watch.stop()
         return ok
 
-    def _on_write_failed(self, error: BaseException, index: int, document: Document) -> None:
-        log.error("autosave of image %d failed: %s", index, error)
-        if document is self.document:
-            document.dirty = True  # try again at the next save
-        self.saveFailed.emit(error)
+    @property
+    def has_unsaved(self) -> bool:
+        return bool(self._unsaved) or bool(self.document is not None and self.document.dirty)
 
     def close(self) -> bool:
-        ok = self.save(wait=True)
+        """Save and close the project; False (and nothing closed) if the
+        labels could not be saved."""
+        if not self.save(wait=True):
+            return False
         self._detach()
         self.project = None
         self.predictions.clear()
+        self._unsaved.clear()
         self.documentChanged.emit(-1)
-        return ok
+        return True
+
+    def discard(self) -> None:
+        """Close without saving (the user chose to lose unsaved labels)."""
+        self._collect(wait=True)
+        self._detach()
+        self.project = None
+        self.predictions.clear()
+        self._unsaved.clear()
+        self.documentChanged.emit(-1)
 
     def folder(self) -> Path | None:
         return self.project.folder if self.project else None

@@ -327,3 +327,45 @@ def test_an_unreadable_first_image_does_not_stop_the_others(qtbot, window, image
     window.select_image(0)  # the user clicks the broken one
     assert window.session.project.entries[window.session.index].source.name == "cell_0.png"
     assert window.images_panel.current_index() == window.session.index
+
+
+def test_a_failed_write_of_an_image_switched_away_from_is_retried(qtbot, window, image_folder, monkeypatch):
+    window.open_path(image_folder)
+    project = window.session.project
+    real_write = project.write_labels
+    disk_full = {"on": True}
+
+    def flaky(index, labels):
+        if disk_full["on"]:
+            raise OSError(28, "No space left on device")
+        real_write(index, labels)
+
+    monkeypatch.setattr(project, "write_labels", flaky)
+    window.session.document.apply((slice(0, 10), slice(0, 10)), None, 1, "image 0")
+    window.select_image(1)  # saves image 0 (fails in the background)
+    assert not window.session.save(wait=True)
+    assert window.last_error is not None and "No space left" in window.last_error.text()
+    disk_full["on"] = False
+    window.session.document.apply((slice(0, 2), slice(0, 2)), None, 1, "image 1")
+    assert window.session.save(wait=True)
+    assert (read_mask(project.entries[0].labels_path)[:10, :10] == 1).all()  # image 0's edits survived
+
+
+def test_declining_to_close_after_a_failed_save_keeps_everything(qtbot, window, image_folder, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    window.open_path(image_folder)
+    project = window.session.project
+
+    def broken(index, labels):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(project, "write_labels", broken)
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.StandardButton.No)
+    window.session.document.apply((slice(0, 10), slice(0, 10)), None, 1, "unsaved")
+    assert window.close() is False
+    assert window.session.project is project
+    assert (window.session.document.labels[:10, :10] == 1).all()
+    monkeypatch.undo()
+    assert window.session.save(wait=True)
+    assert (read_mask(project.entries[0].labels_path)[:10, :10] == 1).all()
