@@ -234,19 +234,32 @@ def adopt_model_classes(window: MainWindow, meta) -> None:
 
 def delete_class(window: MainWindow, index: int, replacement: int) -> None:
     """Remove class ``index`` everywhere; its pixels become ``replacement``
-    (another class, or 255 = unlabelled) and higher classes shift down."""
-    from segstudio.tasks import run_to_completion
+    (another class, or 255 = unlabelled) and higher classes shift down.
+
+    Every saved label map is read and renumbered in memory before anything
+    changes: one unreadable file stops the deletion with the project intact,
+    instead of leaving it half renumbered.
+    """
+    from segstudio.errors import SegstudioError as _Error
 
     project = window.session.project
     if project is None:
         return
-    window.session.save(wait=True)  # every image's labels are on disk, in the old numbering
+    if not window.session.save(wait=True):  # every image's labels on disk, in the old numbering
+        raise _Error("the labels could not be saved, so no class was deleted")
     mapping = project.classes.removal_mapping(index, None if replacement == UNLABELLED else replacement)
+    renumbered = {}
+    for i in range(len(project.entries)):
+        labels = project.read_labels(i)  # raises, naming the file, before any change
+        if labels is not None:
+            renumbered[i] = mapping[labels]
     project.classes.remove(index)
-    run_to_completion(project.remap_saved_labels(mapping))  # all files, the current one's too
+    for i, labels in renumbered.items():
+        project.write_labels(i, labels)  # the new palette
     if window.session.document is not None:
-        window.session.document.remap_labels(mapping)  # the open copy, to match its file
-    window.session.save(wait=True)
+        window.session.document.remap_labels(mapping)
+        window.session.document.dirty = False  # its file was just rewritten
+    project.save()
 
 
 def export_masks(window: MainWindow) -> None:

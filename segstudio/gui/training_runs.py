@@ -146,6 +146,9 @@ class TrainingRuns(QObject):
             self.window.report_error("Cannot start training", error)
             return
         self.process = process
+        # the run belongs to this project even if another one is opened meanwhile
+        self._run_store = self.store
+        self._run_project = self.window.session.project
         self._settings = dict(settings)
         self._losses, self._epochs, self._ious, self._dices = [], [], [], []
         self.panel.set_curves([], [], [], [])
@@ -173,6 +176,13 @@ class TrainingRuns(QObject):
             self.process.cancel()
             self.process.stop(timeout=10.0)
             self._timer.stop()
+            # a run cancelled after a good epoch reports it while stopping: keep it
+            for message in self.process.poll():
+                if message.get("type") == "finished":
+                    try:
+                        self._run_store.add(message["checkpoint"], message["version_meta"], move=True)
+                    except SegstudioError as error:
+                        log.error("the last run's version could not be stored: %s", error)
         for process in self._exiting:
             process.stop(timeout=5.0)
 
@@ -229,10 +239,15 @@ class TrainingRuns(QObject):
 
     def _on_finished(self, message: dict) -> None:
         try:
-            version = self.store.add(message["checkpoint"], message["version_meta"], move=True)
+            version = self._run_store.add(message["checkpoint"], message["version_meta"], move=True)
         except SegstudioError as error:
             self.window.report_error("The new model version could not be stored", error)
             self._end("error")
+            return
+        if self.window.session.project is not self._run_project:
+            self.panel.set_progress(1, 1, f"{version.id} stored in {self._run_store.folder} "
+                                          "(the project of the run, which is no longer open)")
+            self._end("finished")
             return
         classes = list(self.window.session.classes.names)
         self.panel.set_comparison(classes, message.get("parent_scores"), message.get("scores"))

@@ -369,3 +369,19 @@ def test_declining_to_close_after_a_failed_save_keeps_everything(qtbot, window, 
     monkeypatch.undo()
     assert window.session.save(wait=True)
     assert (read_mask(project.entries[0].labels_path)[:10, :10] == 1).all()
+
+
+def test_deleting_a_class_with_an_unreadable_label_file_changes_nothing(qtbot, window, image_folder):
+    window.open_path(image_folder)
+    project = window.session.project
+    window.classes_panel.addRequested.emit("third", (0, 0, 255))
+    for index in (0, 1, 2):
+        window.select_image(index)
+        window.session.document.apply((slice(0, 4), slice(0, 4)), None, 2, "third")
+    window.session.save(wait=True)
+    project.entries[1].labels_path.write_bytes(b"damaged")
+    window.classes_panel.deleteRequested.emit(1, 255)
+    assert "damaged" in window.last_error.text() or "cell_1" in window.last_error.text()
+    assert list(window.session.classes.names) == ["background", "foreground", "third"]
+    assert read_mask(project.entries[0].labels_path)[0, 0] == 2  # not renumbered
+    assert window.session.document.labels[0, 0] == 2

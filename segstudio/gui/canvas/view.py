@@ -444,11 +444,14 @@ class Canvas(QWidget):
             for point in points[: len(self.polygon_points)]:
                 painter.drawEllipse(point, 3, 3)
         if self._cursor is not None and self.tool in (Tool.BRUSH, Tool.ERASER, Tool.ACCEPT):
-            radius = self.brush_radius * self.zoom
+            # the brush is a disc in pixels; on a coronal or sagittal plane a
+            # pixel is drawn `aspect` times taller, and so is what it paints
+            rx = self.brush_radius * self.zoom
+            ry = rx * self.aspect
             painter.setPen(QPen(QColor(0, 0, 0, 160), 3))
-            painter.drawEllipse(self._cursor, radius, radius)
+            painter.drawEllipse(self._cursor, rx, ry)
             painter.setPen(QPen(QColor(255, 255, 255, 220), 1))
-            painter.drawEllipse(self._cursor, radius, radius)
+            painter.drawEllipse(self._cursor, rx, ry)
 
     def _panning(self, event: QMouseEvent) -> bool:
         return event.buttons() & Qt.MouseButton.MiddleButton or (
@@ -523,7 +526,7 @@ class Canvas(QWidget):
         if self.polygon_points:
             self.update()
             return
-        radius = int(self.brush_radius * self.zoom) + 4
+        radius = int(self.brush_radius * self.zoom * max(1.0, self.aspect)) + 4
         for point in (previous, self._cursor):
             if point is not None:
                 self.update(QRect(int(point.x()) - radius, int(point.y()) - radius, 2 * radius, 2 * radius))
