@@ -101,3 +101,51 @@ def _has_cuda():
     import torch
 
     return torch.cuda.is_available()
+
+
+class _FinishingLater:
+    """Stands in for a training child whose run finishes after a project switch."""
+
+    def __init__(self):
+        self.messages = []
+        self.pid = 12345
+
+    def poll(self):
+        messages, self.messages = self.messages, []
+        return messages
+
+    def is_alive(self):
+        return False
+
+    def stop(self, timeout=None):
+        return True
+
+    def close(self):
+        pass
+
+
+def test_a_run_finishing_after_a_project_switch_stays_with_its_project(qtbot, window, tmp_path):
+    from segstudio.models.checkpoint import load_checkpoint, save_checkpoint
+    from segstudio.training.versions import VersionStore
+
+    project_a = prepare_demo(tmp_path / "a")
+    project_b = prepare_demo(tmp_path / "b")
+    window.open_path(project_a.folder)
+    training = window.training
+    store_a = VersionStore(project_a.folder)
+    parent = store_a.import_checkpoint(project_a.model_settings["checkpoint"], activate=True)
+    model, meta = load_checkpoint(project_a.model_settings["checkpoint"])
+    finished_checkpoint = save_checkpoint(store_a.new_run_dir() / "best.safetensors", model, meta)
+    training.process = _FinishingLater()
+    training._run_store, training._run_project = store_a, window.session.project
+    training._settings = {"auto_adopt": True}
+    training._timer.start()
+    window.open_path(project_b.folder)  # the user moves on while A's run goes on
+    training.process.messages.append({
+        "type": "finished", "status": "finished", "checkpoint": str(finished_checkpoint),
+        "version_meta": {"parent": parent.id, "images": [], "val_images": [], "settings": {}, "curves": {},
+                         "scores": None, "parent_scores": None, "status": "finished"},
+    })
+    qtbot.waitUntil(lambda: not training.running, timeout=5000)
+    assert [v.id for v in VersionStore(project_a.folder).list()] == ["v0001", "v0002"]
+    assert VersionStore(project_b.folder).list() == []
