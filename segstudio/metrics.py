@@ -15,11 +15,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from segstudio.errors import InvalidArgumentError
+from segstudio.io.masks import UNLABELLED, UNLABELLED_16
 
 
 def confusion_matrix(
@@ -27,18 +28,22 @@ def confusion_matrix(
     target: np.ndarray,
     num_classes: int,
     *,
-    ignore_index: int | None = 255,
+    ignore_index: int | Literal["auto"] | None = "auto",
 ) -> np.ndarray:
     """Count target/prediction pairs.
 
     Parameters
     ----------
     pred, target:
-        Integer label arrays of the same shape.
+        Integer label arrays of the same shape (class indices may go beyond
+        255, e.g. in uint16 label maps).
     num_classes:
         Number of classes; labels must lie in ``0 .. num_classes - 1``.
     ignore_index:
         Target value of pixels to leave out (unlabelled); ``None`` keeps all.
+        ``"auto"`` (the default) takes the unlabelled value of the target's
+        type: 65535 for a uint16 label map (where 255 is a class), 255 for
+        uint8 and for any other integer array.
 
     Returns
     -------
@@ -63,6 +68,11 @@ def confusion_matrix(
     for name, array in (("prediction", pred), ("target", target)):
         if not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
             raise InvalidArgumentError(f"{name} labels must be integers, got {array.dtype}")
+
+    if isinstance(ignore_index, str):
+        if ignore_index != "auto":
+            raise InvalidArgumentError(f"ignore_index must be an integer, None or 'auto', got {ignore_index!r}")
+        ignore_index = UNLABELLED_16 if target.dtype == np.uint16 else UNLABELLED
 
     t = target.ravel()
     p = pred.ravel()

@@ -206,3 +206,28 @@ def test_large_input_is_fast():
     elapsed = time.perf_counter() - start
     assert cm.sum() == target.size
     assert elapsed < 2.0
+
+
+def test_uint16_target_counts_classes_above_255_and_ignores_65535_by_default():
+    # in a uint16 label map 255 is a class and 65535 is unlabelled
+    target = np.array([[0, 255, 299], [299, 65535, 255]], dtype=np.uint16)
+    pred = np.array([[0, 255, 299], [255, 7, 255]], dtype=np.uint16)
+    cm = confusion_matrix(pred, target, 300)
+    assert cm.shape == (300, 300) and cm.sum() == 5
+    assert cm[0, 0] == 1 and cm[255, 255] == 2 and cm[299, 299] == 1 and cm[299, 255] == 1
+    iou = iou_per_class(cm)
+    assert iou[255] == pytest.approx(2 / 3) and iou[299] == pytest.approx(1 / 2) and iou[0] == 1.0
+    # an explicit ignore value still wins: 255 left out, 65535 then out of range
+    with pytest.raises(InvalidArgumentError, match="65535"):
+        confusion_matrix(pred, target, 300, ignore_index=255)
+    keep = target != 65535
+    cm255 = confusion_matrix(pred[keep], target[keep], 300, ignore_index=255)
+    assert cm255.sum() == 3 and cm255[0, 0] == 1 and cm255[299, 299] == 1 and cm255[299, 255] == 1
+
+
+def test_auto_ignore_keeps_255_for_uint8_and_plain_integer_targets():
+    for dtype in (np.uint8, np.int64):
+        cm = confusion_matrix(np.array([0, 1, 1]), np.array([0, 255, 1], dtype=dtype), 2)
+        np.testing.assert_array_equal(cm, [[1, 0], [0, 1]])
+    with pytest.raises(InvalidArgumentError, match="ignore_index"):
+        confusion_matrix(np.array([0]), np.array([0]), 2, ignore_index="unlabelled")

@@ -1,12 +1,16 @@
 """The label classes of a project: names, colours and visibility.
 
-Class ``i`` is label value ``i`` in the uint8 label maps; value 255 means
-unlabelled, so at most :data:`MAX_CLASSES` classes exist.
+Class ``i`` is label value ``i`` in the label maps. Maps are uint8 (255 =
+unlabelled) while there are at most 254 classes and uint16 (65535 =
+unlabelled) beyond, up to :data:`MAX_CLASSES`; see
+:func:`segstudio.io.masks.label_dtype`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
@@ -14,12 +18,18 @@ from typing import Any, overload
 import numpy as np
 
 from segstudio.errors import InvalidArgumentError
-from segstudio.io.masks import UNLABELLED, default_palette
+from segstudio.io.masks import MAX_CLASSES, UNLABELLED_16, default_palette, label_dtype, unlabelled_for
 
 log = logging.getLogger(__name__)
 
-MAX_CLASSES = 254
-"""Most classes a uint8 label map holds (255 is unlabelled, 254 kept free)."""
+__all__ = ["MAX_CLASSES", "ClassList", "LabelClass"]
+
+_LUT_SIZE = UNLABELLED_16 + 1
+
+
+@functools.lru_cache(maxsize=1)
+def _palette() -> tuple[Color, ...]:
+    return tuple(default_palette(MAX_CLASSES))
 
 Color = tuple[int, int, int]
 
@@ -84,6 +94,10 @@ class ClassList(Sequence[LabelClass]):
 
     def __init__(self, classes: Iterable[LabelClass] = ()) -> None:
         self._classes: list[LabelClass] = []
+        # kept beside the list so that adding one of thousands of classes
+        # does not compare it with all the others
+        self._name_keys: set[str] = set()
+        self._color_counts: Counter[Color] = Counter()
         for item in classes:
             self.add(item.name, item.color)
             self._classes[-1].visible = bool(item.visible)
@@ -126,19 +140,21 @@ class ClassList(Sequence[LabelClass]):
 
     def _unique_name(self, name: Any, skip: int | None = None) -> str:
         name = _check_name(name)
-        for index, existing in enumerate(self._classes):
-            if index != skip and existing.name.casefold() == name.casefold():
-                raise InvalidArgumentError(f"a class named {existing.name!r} already exists")
+        key = name.casefold()
+        if key in self._name_keys and (skip is None or self._classes[skip].name.casefold() != key):
+            existing = next(c.name for c in self._classes if c.name.casefold() == key)
+            raise InvalidArgumentError(f"a class named {existing!r} already exists")
         return name
 
     def _free_color(self) -> Color:
         """The first default-palette colour no class uses yet."""
-        used = set(self.colors)
-        palette = default_palette(UNLABELLED)
-        for color in palette:
-            if color not in used:
-                return color
-        return palette[len(self._classes)]
+        # n classes use at most n colours, so one of the first n + 1 is free;
+        # the n-th is the usual answer
+        palette = _palette()
+        guess = palette[len(self._classes)]
+        if self._color_counts[guess] == 0:
+            return guess
+        return next(color for color in palette if self._color_counts[color] == 0)
 
     def add(self, name: str, color: Sequence[int] | None = None) -> int:
         """Append a class and return its index (= its label value).
@@ -161,16 +177,24 @@ class ClassList(Sequence[LabelClass]):
         name = self._unique_name(name)
         rgb = self._free_color() if color is None else _check_color(color)
         self._classes.append(LabelClass(name, rgb))
+        self._name_keys.add(name.casefold())
+        self._color_counts[rgb] += 1
         return len(self._classes) - 1
 
     def rename(self, i: int, name: str) -> None:
         """Give class *i* a new (unique, non-empty) name."""
         index = self._index(i)
-        self._classes[index].name = self._unique_name(name, skip=index)
+        name = self._unique_name(name, skip=index)
+        self._name_keys.discard(self._classes[index].name.casefold())
+        self._name_keys.add(name.casefold())
+        self._classes[index].name = name
 
     def recolor(self, i: int, color: Sequence[int]) -> None:
         """Give class *i* a new RGB colour."""
-        self._classes[self._index(i)].color = _check_color(color)
+        index, rgb = self._index(i), _check_color(color)
+        self._color_counts[self._classes[index].color] -= 1
+        self._color_counts[rgb] += 1
+        self._classes[index].color = rgb
 
     def set_visible(self, i: int, visible: bool) -> None:
         """Show or hide class *i* in the label layer."""
@@ -178,7 +202,20 @@ class ClassList(Sequence[LabelClass]):
 
     def remove(self, i: int) -> None:
         """Delete class *i*; the classes after it move down by one index."""
-        del self._classes[self._index(i)]
+        index = self._index(i)
+        removed = self._classes.pop(index)
+        self._name_keys.discard(removed.name.casefold())
+        self._color_counts[removed.color] -= 1
+
+    @property
+    def label_dtype(self) -> np.dtype:
+        """Type of this project's label maps: uint8 up to 254 classes, else uint16."""
+        return label_dtype(len(self._classes))
+
+    @property
+    def unlabelled(self) -> int:
+        """Value of unlabelled pixels in this project's label maps (255 or 65535)."""
+        return unlabelled_for(self.label_dtype)
 
     def removal_mapping(self, i: int, replacement: int | None = None) -> np.ndarray:
         """Lookup table that relabels a map after :meth:`remove` of class *i*.
@@ -194,30 +231,39 @@ class ClassList(Sequence[LabelClass]):
         Returns
         -------
         numpy.ndarray
-            256 uint8 entries: ``i`` goes to the replacement (shifted down if
-            it lay above ``i``) or 255, higher classes shift down by one,
-            everything else stays.
+            One entry per value of the current label type (256 for uint8,
+            65536 for uint16), of the label type after the removal (a
+            project going from 255 classes to 254 goes from uint16 to
+            uint8): ``i`` goes to the replacement (shifted down if it lay
+            above ``i``) or unlabelled, higher classes shift down by one,
+            unlabelled (and any value without a class) becomes unlabelled.
         """
         index = self._index(i)
-        mapping = np.arange(256, dtype=np.uint8)
-        mapping[index + 1 : UNLABELLED] -= 1
+        before = self.label_dtype
+        after = label_dtype(len(self._classes) - 1)
+        old_unlabelled, new_unlabelled = unlabelled_for(before), unlabelled_for(after)
+        mapping = np.arange(old_unlabelled + 1, dtype=np.int64)
+        mapping[index + 1 :] -= 1
+        mapping[len(self._classes) :] = new_unlabelled  # no class there: nothing to keep
         if replacement is None:
-            mapping[index] = UNLABELLED
+            mapping[index] = new_unlabelled
         else:
             target = self._index(replacement)
             if target == index:
                 raise InvalidArgumentError("a class cannot replace itself")
             mapping[index] = target - 1 if target > index else target
-        return mapping
+        return mapping.astype(after)
 
     def lut(self) -> np.ndarray:
-        """Colour lookup table for a label map, ``(256, 4)`` uint8 RGBA.
+        """Colour lookup table for a label map, ``(65536, 4)`` uint8 RGBA.
 
         Entry ``i`` is class ``i``'s colour, opaque when the class is visible
-        and fully transparent when hidden; entries without a class and 255
-        (unlabelled) are transparent black.
+        and fully transparent when hidden; entries without a class and the
+        unlabelled values (255 in a uint8 map, 65535 in a uint16 one) are
+        transparent black. One size serves both label types (and a model's
+        uint16 prediction); indexing it costs the same as a 256-entry table.
         """
-        table = np.zeros((256, 4), np.uint8)
+        table = np.zeros((_LUT_SIZE, 4), np.uint8)
         for index, item in enumerate(self._classes):
             table[index, :3] = item.color
             table[index, 3] = 255 if item.visible else 0

@@ -5,9 +5,11 @@ prediction and CRF mask, the review status and the undo history. Widgets
 read it, write only through its methods and subscribe to hear what changed
 (a region to repaint, or None for everything). It knows nothing of Qt.
 
-The label map is a uint8 array written in place for its whole life: the
-canvas wraps that very buffer, so replacing the array object would leave it
-showing stale memory.
+The label map is uint8 (255 = unlabelled), or uint16 (65535 = unlabelled)
+for a project of more than 254 classes. It is written in place: the canvas
+wraps that very buffer. Only a change of type (:meth:`Document.set_label_dtype`,
+or :meth:`Document.remap_labels` with a table of the other type) replaces the
+array; listeners then hear None and must fetch ``document.labels`` again.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 
 from segstudio.annotation.history import DEFAULT_HISTORY_BYTES, Edit, History
 from segstudio.errors import InvalidArgumentError
-from segstudio.io.masks import UNLABELLED
+from segstudio.io.masks import LABEL_DTYPES, convert_labels, unlabelled_for
 
 if TYPE_CHECKING:
     # Only for annotations: importing the predictor would pull in torch.
@@ -89,9 +91,9 @@ def _local(region: Region, within: Region) -> Region:
     return tuple(slice(r.start - w.start, r.stop - w.start) for r, w in zip(region, within, strict=True))
 
 
-def _check_value(value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= UNLABELLED:
-        raise InvalidArgumentError(f"a label value must be an integer in 0..{UNLABELLED}, got {value!r}")
+def _check_value(value: int, unlabelled: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= unlabelled:
+        raise InvalidArgumentError(f"a label value must be an integer in 0..{unlabelled}, got {value!r}")
     return int(value)
 
 
@@ -100,8 +102,8 @@ def _check_label_map(labels: np.ndarray, shape: tuple[int, ...], what: str) -> n
         raise InvalidArgumentError(f"{what} must be a NumPy array, got {type(labels).__name__}")
     if labels.shape != shape:
         raise InvalidArgumentError(f"{what} have shape {labels.shape}, the image is {shape}")
-    if labels.dtype != np.uint8:
-        raise InvalidArgumentError(f"{what} must be uint8, got {labels.dtype}")
+    if labels.dtype not in LABEL_DTYPES:
+        raise InvalidArgumentError(f"{what} must be uint8 or uint16, got {labels.dtype}")
     return labels
 
 
@@ -122,9 +124,12 @@ class Document:
     image:
         ``H x W`` or ``H x W x C`` pixels; kept as given.
     labels:
-        ``H x W`` uint8 label map (value = class index, 255 = unlabelled). The
-        document adopts this array (a C-contiguous one is not copied). By
-        default everything is unlabelled.
+        ``H x W`` label map, uint8 (value = class index, 255 = unlabelled) or
+        uint16 (65535 = unlabelled). The document adopts this array (a
+        C-contiguous one is not copied). By default everything is unlabelled.
+    label_dtype:
+        Type of the default label map (uint8, or uint16 for a project of more
+        than 254 classes); ignored when *labels* are given.
     source:
         The image file, if any.
     status:
@@ -136,7 +141,7 @@ class Document:
     ------
     InvalidArgumentError
         The image is not 2-D/3-D, or the labels do not match it in shape or
-        are not uint8.
+        are not uint8/uint16.
     """
 
     def __init__(
@@ -148,6 +153,7 @@ class Document:
         status: ImageStatus | str = ImageStatus.NEW,
         history_bytes: int = DEFAULT_HISTORY_BYTES,
         volume: bool = False,
+        label_dtype: np.dtype | type = np.uint8,
     ) -> None:
         image = np.asarray(image)
         spatial = 3 if volume else 2
@@ -161,7 +167,7 @@ class Document:
         self.volume: Any = None
         shape = image.shape[:spatial]
         if labels is None:
-            labels = np.full(shape, UNLABELLED, np.uint8)
+            labels = np.full(shape, unlabelled_for(label_dtype), label_dtype)
         else:
             labels = np.ascontiguousarray(_check_label_map(labels, shape, "labels"))
         self.labels: np.ndarray = labels
@@ -183,6 +189,11 @@ class Document:
     def shape(self) -> tuple[int, ...]:
         """Shape of the label map: ``(height, width)``, or ``(slices, height, width)``."""
         return self.labels.shape
+
+    @property
+    def unlabelled(self) -> int:
+        """Value of unlabelled pixels: 255 in a uint8 map, 65535 in a uint16 one."""
+        return unlabelled_for(self.labels.dtype)
 
     @property
     def history(self) -> History:
@@ -265,7 +276,7 @@ class Document:
         self._stroke = _Stroke(description)
 
     def paint(self, region: Region, mask: np.ndarray | None, value: int) -> bool:
-        """Set the pixels of *region* where *mask* is True to *value* (255 erases).
+        """Set the pixels of *region* where *mask* is True to *value* (:attr:`unlabelled` erases).
 
         Inside a stroke the change joins the stroke's undo step; outside one
         it is an undo step of its own. Listeners hear about *region*.
@@ -277,7 +288,7 @@ class Document:
         """
         if self._stroke is None:
             return self.apply(region, mask, value, "Paint")
-        value = _check_value(value)
+        value = _check_value(value, self.unlabelled)
         region, mask = self._region_and_mask(region, mask)
         view = self.labels[region]
         if view.size == 0:
@@ -331,7 +342,7 @@ class Document:
             False, and no history entry, when no pixel changed.
         """
         self.end_stroke()
-        value = _check_value(value)
+        value = _check_value(value, self.unlabelled)
         region, mask = self._region_and_mask(region, mask)
         view = self.labels[region]
         old = view.copy()
@@ -373,7 +384,7 @@ class Document:
         self._changed(None, persistent=persistent)
 
     def set_crf_labels(self, labels: np.ndarray | None) -> None:
-        """Attach the CRF-refined mask (``H x W`` uint8), or None to remove it."""
+        """Attach the CRF-refined mask (uint8, or uint16 for many classes), or None to remove it."""
         if labels is not None:
             labels = np.ascontiguousarray(_check_label_map(np.asarray(labels), self.shape, "CRF labels"))
         self.crf_labels = labels
@@ -427,15 +438,17 @@ class Document:
         incoming = labels[region]
         selection = np.ones(_region_shape(region), bool) if mask is None else mask.copy()
         if class_index is not None:
-            selection &= incoming == _check_value(class_index)
-        if incoming.dtype == np.uint8:
+            selection &= incoming == _check_value(class_index, self.unlabelled - 1)
+        if incoming.dtype in LABEL_DTYPES:
             # where the source has no answer (a volume slice not predicted yet,
             # a CRF run on one slice only) the user's labels stay
-            selection &= incoming != UNLABELLED
-        else:
-            if selection.any() and int(incoming[selection].max()) >= UNLABELLED:
-                raise InvalidArgumentError(f"the {source} holds class indices above {UNLABELLED - 1}")
-            incoming = incoming.astype(np.uint8)
+            selection &= incoming != unlabelled_for(incoming.dtype)
+        if selection.any() and int(incoming[selection].max()) >= self.unlabelled:
+            raise InvalidArgumentError(
+                f"the {source} holds class indices above {self.unlabelled - 1}, more than this "
+                f"project's {self.labels.dtype} label map holds; add classes to the project first"
+            )
+        incoming = incoming.astype(self.labels.dtype, copy=False)
         view = self.labels[region]
         old = view.copy()
         view[selection] = incoming[selection]
@@ -496,13 +509,18 @@ class Document:
         self._changed(None)
 
     def remap_labels(self, mapping: np.ndarray) -> bool:
-        """Relabel every pixel through a 256-entry lookup table, in place, as one undo step.
+        """Relabel every pixel through a lookup table, as one undo step.
 
         Used when a class is deleted (see :meth:`ClassList.removal_mapping`).
-        The CRF mask is remapped too, because it is accepted into the labels
-        in the document's class numbering. The prediction is left alone: its
-        label values index the model's output channels (and its probability
-        maps), which a change to the project's classes does not alter.
+        The table has one entry per value of the current label type (256 or
+        65536); its own type (uint8 or uint16) becomes the labels' type, so
+        one call both renumbers and, when the class count crosses 254,
+        changes the type (see :meth:`set_label_dtype` for what that does to
+        the array and the history). The CRF mask is remapped too, because it
+        is accepted into the labels in the document's class numbering. The
+        prediction is left alone: its label values index the model's output
+        channels (and its probability maps), which a change to the project's
+        classes does not alter.
 
         Returns
         -------
@@ -510,29 +528,77 @@ class Document:
             Whether any label changed.
         """
         table = np.asarray(mapping)
-        if table.shape != (256,) or not np.issubdtype(table.dtype, np.integer):
+        size = self.unlabelled + 1
+        if table.shape != (size,) or table.dtype not in LABEL_DTYPES:
             raise InvalidArgumentError(
-                f"a label mapping must be 256 integers, got {table.dtype} {table.shape}"
+                f"a label mapping for {self.labels.dtype} labels must be {size} uint8 or uint16 values, "
+                f"got {table.dtype} {table.shape}"
             )
-        if table.min() < 0 or table.max() > UNLABELLED:
-            raise InvalidArgumentError(f"a label mapping's values must lie in 0..{UNLABELLED}")
-        table = table.astype(np.uint8)
         self.end_stroke()
         old = self.labels.copy()
-        _remap_in_place(self.labels, table)
-        if self.crf_labels is not None:
-            _remap_in_place(self.crf_labels, table)
+        changed_type = table.dtype != self.labels.dtype
+        if changed_type:
+            # the undo history speaks the new type, like the labels
+            old = convert_labels(old, table.dtype)
+            self._convert_history(table.dtype)
+            self.labels = _remapped_copy(self.labels, table)
+            if self.crf_labels is not None:
+                self.crf_labels = _remapped_copy(self.crf_labels, table)
+        else:
+            _remap_in_place(self.labels, table)
+            if self.crf_labels is not None:
+                _remap_in_place(self.crf_labels, table)
         recorded = self._record(_full_region(self.shape), old, "Relabel classes")
-        if recorded or self.crf_labels is not None:
+        if recorded or self.crf_labels is not None or changed_type:
             self._changed(None, persistent=recorded)
         return recorded
 
+    def set_label_dtype(self, dtype: np.dtype | type) -> bool:
+        """Change the label map's type (uint8 <-> uint16), keeping every label.
+
+        For a project whose class count crosses 254. Unlabelled stays
+        unlabelled; the undo history and the CRF mask are converted with the
+        labels, so undo keeps working. The array is replaced (the canvas must
+        fetch it again: listeners hear None), and the document is marked
+        dirty so that its file is written in the new depth.
+
+        Returns
+        -------
+        bool
+            Whether the type changed.
+
+        Raises
+        ------
+        InvalidArgumentError
+            Not uint8/uint16, or (to uint8) a class index above 254 in the
+            labels or the history.
+        """
+        target = np.dtype(dtype)
+        unlabelled_for(target)  # raises for other types
+        if target == self.labels.dtype:
+            return False
+        self.end_stroke()
+        labels = convert_labels(self.labels, target)
+        crf = None if self.crf_labels is None else convert_labels(self.crf_labels, target)
+        self._convert_history(target)
+        self.labels, self.crf_labels = np.ascontiguousarray(labels), crf
+        self._changed(None)
+        return True
+
+    def _convert_history(self, target: np.dtype) -> None:
+        """Express every undo step's values in *target* (raises before changing anything)."""
+        self._history.convert(lambda values: convert_labels(values, target))
+
     def label_counts(self) -> np.ndarray:
-        """Pixels per label value, 256 entries (index 255 = unlabelled).
+        """Pixels per label value: 256 entries for a uint8 map (index 255 =
+        unlabelled), 65536 for a uint16 one (index 65535 = unlabelled).
 
         One pass over the whole map: fine for a status bar, too slow per brush dab.
         """
         import cv2
+
+        if self.labels.dtype != np.uint8:
+            return np.bincount(self.labels.ravel(), minlength=self.unlabelled + 1).astype(np.int64)
 
         # OpenCV's histogram is ~15x faster than np.bincount on uint8, but
         # counts in float32, exact only up to 2**24: hence bands of rows.
@@ -554,3 +620,12 @@ def _remap_in_place(labels: np.ndarray, table: np.ndarray) -> None:
     for top in range(0, labels.shape[0], band):
         rows = labels[top : top + band]
         rows[...] = table[rows]
+
+
+def _remapped_copy(labels: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``table[labels]`` in bands, into a new array of the table's type."""
+    out = np.empty(labels.shape, table.dtype)
+    band = max(1, _REMAP_BAND_PIXELS // max(1, int(np.prod(labels.shape[1:]))))
+    for top in range(0, labels.shape[0], band):
+        out[top : top + band] = table[labels[top : top + band]]
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,6 +125,24 @@ class History:
 
     def __len__(self) -> int:
         return len(self._undo) + len(self._redo)
+
+    def convert(self, values: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Replace every edit's old and new values by ``values(array)``.
+
+        Used when the label map changes type (uint8 <-> uint16). All edits are
+        converted before any is replaced, so an error leaves the history as it
+        was. The oldest edits are dropped if the bound is now exceeded.
+        """
+        undo = [self._converted(edit, values) for edit in self._undo]
+        redo = [self._converted(edit, values) for edit in self._redo]
+        self._undo, self._redo = deque(undo), redo
+        self._nbytes = sum(edit.nbytes for edit in undo) + sum(edit.nbytes for edit in redo)
+        while self._nbytes > self.max_bytes and len(self._undo) > 1:
+            self._nbytes -= self._undo.popleft().nbytes
+
+    @staticmethod
+    def _converted(edit: Edit, values: Callable[[np.ndarray], np.ndarray]) -> Edit:
+        return Edit(edit.region, values(edit.old), values(edit.new), edit.description)
 
     def clear(self) -> None:
         """Forget every edit."""

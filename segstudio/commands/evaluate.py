@@ -25,10 +25,33 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("pred_dir", type=Path, metavar="PRED_DIR")
     parser.add_argument("gt_dir", type=Path, metavar="GT_DIR")
-    parser.add_argument("--ignore", type=int, default=255, help="ground-truth value to ignore (default 255)")
+    parser.add_argument(
+        "--ignore", type=_ignore_value, default="auto", metavar="VALUE",
+        help="ground-truth value to ignore (default auto: the unlabelled value of each ground-truth file, "
+        "255 for 8-bit masks, 65535 for 16-bit ones)",
+    )
     parser.add_argument("--num-classes", type=int, help="number of classes (default: from the masks)")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     parser.set_defaults(run=run)
+
+
+def _ignore_value(text: str) -> int | str:
+    """``--ignore``: ``auto`` or an integer."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
+
+
+def _ignore_for(mask: np.ndarray, ignore: int | str) -> int:
+    """The value to ignore in *mask*: the explicit one, or the unlabelled value of its type."""
+    if ignore != "auto":
+        return int(ignore)
+    from segstudio.io.masks import unlabelled_for
+
+    return unlabelled_for(mask.dtype)  # read_mask gives uint8 or uint16
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     num_classes = args.num_classes or (len(classes["names"]) if classes else _count_classes(pairs, args.ignore))
     cm = np.zeros((num_classes, num_classes), np.int64)
     for prediction, truth in pairs:
-        cm += confusion_matrix(prediction, truth, num_classes, ignore_index=args.ignore)
+        cm += confusion_matrix(prediction, truth, num_classes, ignore_index=_ignore_for(truth, args.ignore))
     scores = Scores.from_confusion(cm)
     names = classes["names"] if classes and len(classes["names"]) == num_classes else None
     if args.json:
@@ -78,11 +101,11 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _count_classes(pairs, ignore: int) -> int:
+def _count_classes(pairs, ignore: int | str) -> int:
     highest = 0
     for prediction, truth in pairs:
         for mask in (prediction, truth):
-            values = mask[mask != ignore]
+            values = mask[mask != _ignore_for(mask, ignore)]
             if values.size:
                 highest = max(highest, int(values.max()))
     return highest + 1

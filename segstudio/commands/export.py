@@ -16,10 +16,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "export",
         help="write a project's labels as masks, overlays, binary masks, NIfTI or DICOM SEG",
-        description="Export every labelled image of a project folder. Formats: png (indexed mask "
-        "<stem>.png with the class palette; for a volume a folder <id>/ of slice_0000.png ...), "
+        description="Export every labelled image of a project folder. Formats: png (<stem>.png of class "
+        "indices: an indexed PNG with the class palette, 255 = unlabelled, for projects of up to 254 classes; "
+        "a 16-bit greyscale PNG, 65535 = unlabelled, for larger ones; for a volume a folder <id>/ of "
+        "slice_0000.png ...), "
         "overlay (<stem>_overlay.png, image with the labels blended in), binary (<stem>_<class>.png, "
-        "0/255, one per class present), nifti (<id>.nii.gz label map on the volume's grid), "
+        "0/255, one per class present), nifti (<id>.nii.gz label map on the volume's grid, uint8 or uint16, "
+        "unlabelled = 0), "
         "dicom-seg (<id>.seg.dcm referencing the source DICOM series). overlay and binary apply to "
         "2-D images, nifti and dicom-seg to volumes (dicom-seg to DICOM volumes); other entries and "
         "those without labels are skipped with a log line.",

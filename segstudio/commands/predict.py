@@ -24,7 +24,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "predict",
         help="segment images or medical volumes with a trained model",
-        description="Write one indexed-palette PNG mask per 2-D image (same stem and size as the source). "
+        description="Write one PNG mask per 2-D image (same stem and size as the source): indexed with the "
+        "class palette for models of up to 254 classes, 16-bit greyscale class indices (65535 = unlabelled) "
+        "for larger ones. "
         "DICOM files and series folders and NIfTI files (.nii, .nii.gz) are segmented slice by slice "
         "and written as a NIfTI label map on the source's grid (default), a DICOM SEG (DICOM sources) "
         "or a folder of PNG slices. A folder holding several series, or a 4-D NIfTI file, gives one "
@@ -37,7 +39,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for the masks")
     parser.add_argument("--format", dest="fmt", choices=VOLUME_FORMATS,
                         help="output for volumes: nifti (<stem>.nii.gz, default), dicom-seg (<stem>.seg.dcm, "
-                        "DICOM sources only) or png (<stem>/slice_0000.png ...); 2-D images are always PNG")
+                        "DICOM sources only) or png (<stem>/slice_0000.png ..., 16-bit for models of more than "
+                        "254 classes); 2-D images are always PNG")
     window = parser.add_mutually_exclusive_group()
     window.add_argument("--window", metavar="CENTER,WIDTH",
                         help="window for the model's input of volumes, in the data's units (CT: HU), e.g. "
@@ -202,9 +205,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label_map(labels: np.ndarray, meta) -> np.ndarray:
+    """*labels* in the label type of a project with the model's classes: uint8 up to
+    254 classes, uint16 beyond (the predictor and the CRF switch at 255)."""
+    from segstudio.io.masks import convert_labels, label_dtype
+
+    return convert_labels(labels, label_dtype(len(meta.class_names)))
+
+
 def _predict_image(predictor, meta, job: _Job, args: argparse.Namespace, bar) -> None:
     from segstudio.io.images import read_image
-    from segstudio.io.masks import write_indexed_png
+    from segstudio.io.masks import write_label_png
     from segstudio.tasks import run_to_completion
 
     image = read_image(job.source)
@@ -212,7 +223,7 @@ def _predict_image(predictor, meta, job: _Job, args: argparse.Namespace, bar) ->
     labels = result.labels
     if args.crf:
         labels = _refine(image, result.probabilities_float()).labels
-    write_indexed_png(args.out / f"{job.stem}.png", labels, meta.class_colors)
+    write_label_png(args.out / f"{job.stem}.png", _label_map(labels, meta), meta.class_colors)
     if args.save_probs:
         _save_probabilities(args.out / f"{job.stem}.probs.npz", result, meta.class_names)
 
@@ -240,6 +251,7 @@ def _predict_volume(predictor, meta, job: _Job, args: argparse.Namespace, window
             _refine(normalise(k), result.probabilities[:, k].astype(np.float32)).labels
             for k in range(volume.num_slices)
         ])
+    labels = _label_map(labels, meta)
     if fmt == "nifti":
         write_nifti_labels(args.out / f"{job.stem}.nii.gz", labels, volume)
     elif fmt == "dicom-seg":

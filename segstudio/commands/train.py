@@ -22,8 +22,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "train",
         help="fine-tune a model on images and masks",
         description=(
-            "Train on DATA/images and DATA/masks (mask = image stem + .png, pixel value = class index, "
-            "255 = unlabelled). DATA/classes.json, if present, names the classes and may fix the "
+            "Train on DATA/images and DATA/masks (mask = image stem + .png, pixel value = class index; "
+            "an 8-bit mask marks unlabelled pixels 255, a 16-bit mask, for more than 254 classes, 65535). "
+            "DATA/classes.json, if present, names the classes and may fix the "
             "train/val split. Writes OUT/last.safetensors, OUT/best.safetensors and OUT/history.json. "
             "Runs data-parallel under torchrun (e.g. torchrun --nproc_per_node=4 -m segstudio train ...): "
             "NCCL on GPUs, gloo on CPUs, --batch-size per process, rank 0 writes the files."
@@ -106,10 +107,12 @@ def _split(stems: list[str], classes: dict[str, Any] | None, val_fraction: float
 def _num_classes_from_masks(samples: list[tuple[Any, Any]]) -> int:
     import numpy as np
 
+    from segstudio.training.losses import unlabelled_value
+
     highest = 0
     for _, labels in samples:
         present = np.unique(labels)
-        present = present[present != 255]
+        present = present[present != unlabelled_value(labels)]
         if present.size:
             highest = max(highest, int(present.max()))
     return max(highest + 1, 2)

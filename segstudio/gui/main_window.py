@@ -259,21 +259,33 @@ class MainWindow(QMainWindow):
         self._edit_classes(lambda classes: classes.set_visible(index, visible))
 
     def _on_class_deleted(self, index: int, replacement: int) -> None:
+        depth = self.session.classes.label_dtype
         try:
             studio_actions.delete_class(self, index, replacement)
         except SegstudioError as error:
             self.report_error("Cannot delete the class", error)
         self._sync_classes()
+        self._report_label_depth(depth)
 
     def _edit_classes(self, change) -> None:
         if self.session.project is None:
             return
+        depth = self.session.classes.label_dtype
         try:
             change(self.session.classes)
+            self.session.match_label_type()  # the 255th class makes the labels uint16
         except SegstudioError as error:
             self.report_error("Classes", error)
         self.session.project.save()
         self._sync_classes()
+        self._report_label_depth(depth)
+
+    def _report_label_depth(self, before) -> None:
+        """Say so when the class count crossed 254 and the label maps changed depth."""
+        classes = self.session.classes
+        if classes.label_dtype != before:
+            bits = 8 * classes.label_dtype.itemsize
+            self.statusBar().showMessage(f"{len(classes)} classes: labels are now saved as {bits}-bit PNGs", 8000)
 
     # -- model and CRF ----------------------------------------------------------
     def run_model(self, all_images: bool = False) -> None:

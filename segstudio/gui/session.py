@@ -23,6 +23,7 @@ from segstudio.annotation.classes import ClassList
 from segstudio.annotation.document import Document, ImageStatus
 from segstudio.errors import SegstudioError
 from segstudio.inference.predictor import PredictionResult
+from segstudio.io.masks import convert_labels
 from segstudio.io.project import Project
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,13 @@ class Session(QObject):
         if not 0 <= index < len(self.project.entries):
             return self.document
         self.save()
+        self._settle(index)
         document = self.project.load_document(index)  # raises UnreadableInputError
+        unsaved = self._unsaved.pop(index, None)
+        if unsaved is not None and unsaved.shape == document.shape:
+            # its last write failed: the snapshot, not the file, holds the user's labels
+            document.labels[...] = convert_labels(unsaved, document.labels.dtype)
+            document.dirty = True
         self._detach()
         self.document = document
         self.index = index
@@ -134,6 +141,12 @@ class Session(QObject):
             self.statusChanged.emit(self.index, document.status.value)
         if document.dirty:
             self._timer.start()
+
+    def match_label_type(self) -> None:
+        """Give the open image's labels the project's type after the class
+        count crossed 254 (uint8 <-> uint16); labels and undo are kept."""
+        if self.project is not None and self.document is not None:
+            self.document.set_label_dtype(self.project.classes.label_dtype)
 
     def set_status(self, index: int, status: ImageStatus) -> None:
         if self.project is None:
@@ -188,6 +201,15 @@ class Session(QObject):
         if ok:
             self.saved.emit(str(project.folder))
         return ok
+
+    def _settle(self, index: int) -> None:
+        """Wait until the queued writes of image ``index`` are done, so that
+        reading its file gives what the user painted (switching back to an
+        image right away used to read the file before its write landed)."""
+        for future, project, pending_index, _snapshot in list(self._pending):
+            if pending_index == index and project is self.project:
+                future.exception()  # blocks until it is done; errors are handled by _collect
+        self._collect(wait=False)
 
     def _queue_write(self, project: Project, index: int, snapshot: np.ndarray) -> None:
         future = self._writer.submit(project.write_labels, index, snapshot)

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from segstudio.errors import SegstudioError
 from segstudio.gui.canvas import Tool
-from segstudio.io.masks import UNLABELLED
+from segstudio.io.masks import unlabelled_for
 
 if TYPE_CHECKING:
     from segstudio.gui.main_window import MainWindow
@@ -213,7 +213,7 @@ def adopt_model_classes(window: MainWindow, meta) -> None:
         return
     labelled = any(project.has_labels(i) for i in range(len(project.entries)))
     document = window.session.document
-    if document is not None and (document.labels != UNLABELLED).any():
+    if document is not None and (document.labels != document.unlabelled).any():
         labelled = True
     if not labelled:
         from segstudio.annotation.classes import ClassList, LabelClass
@@ -223,6 +223,7 @@ def adopt_model_classes(window: MainWindow, meta) -> None:
                                                                               strict=True)]
         )
         project.save()
+        window.session.match_label_type()
         window._sync_classes()
         window.statusBar().showMessage(f"classes taken from the model: {', '.join(meta.class_names)}", 5000)
     elif len(classes) != meta.num_classes:
@@ -234,7 +235,8 @@ def adopt_model_classes(window: MainWindow, meta) -> None:
 
 def delete_class(window: MainWindow, index: int, replacement: int) -> None:
     """Remove class ``index`` everywhere; its pixels become ``replacement``
-    (another class, or 255 = unlabelled) and higher classes shift down.
+    (another class, or -1 = unlabelled) and higher classes shift down. Going
+    from 255 classes to 254 also narrows every label map from uint16 to uint8.
 
     Every saved label map is read and renumbered in memory before anything
     changes: one unreadable file stops the deletion with the project intact,
@@ -247,7 +249,7 @@ def delete_class(window: MainWindow, index: int, replacement: int) -> None:
         return
     if not window.session.save(wait=True):  # every image's labels on disk, in the old numbering
         raise _Error("the labels could not be saved, so no class was deleted")
-    mapping = project.classes.removal_mapping(index, None if replacement == UNLABELLED else replacement)
+    mapping = project.classes.removal_mapping(index, None if replacement < 0 else replacement)
     renumbered = {}
     for i in range(len(project.entries)):
         labels = project.read_labels(i)  # raises, naming the file, before any change
@@ -299,7 +301,7 @@ def describe_pixel(window: MainWindow, x: int, y: int) -> str:
     value = document.image[voxel]
     intensity = ", ".join(f"{v:g}" for v in np.atleast_1d(value))
     label = int(document.labels[voxel])
-    label_name = "unlabelled" if label == UNLABELLED else (classes[label].name if label < len(classes) else str(label))
+    label_name = "unlabelled" if label == document.unlabelled else (classes[label].name if label < len(classes) else str(label))
     text = f"{where}   value {intensity}   label: {label_name}"
     if document.prediction is not None:
         probabilities = document.prediction.probabilities[(slice(None), *voxel)].astype(np.float32)
@@ -339,7 +341,8 @@ def describe_slice(window: MainWindow) -> str:
 
 def merge_volume_prediction(window: MainWindow, index: int, result):
     """A run on some slices of a volume updates those slices of the prediction
-    already shown, instead of replacing it (unrun slices are labelled 255)."""
+    already shown, instead of replacing it (unrun slices are unlabelled: 255, or
+    65535 for a model of more than 254 classes)."""
     document = window.session.document
     if document is None or index != window.session.index or not document.is_volume:
         return result
@@ -348,7 +351,7 @@ def merge_volume_prediction(window: MainWindow, index: int, result):
         return result
     if old.probabilities.dtype != result.probabilities.dtype:
         return result
-    done = (result.labels != UNLABELLED).any(axis=(1, 2))
+    done = (result.labels != unlabelled_for(result.labels.dtype)).any(axis=(1, 2))
     old.probabilities[:, done] = result.probabilities[:, done]
     old.labels[done] = result.labels[done]
     return old
@@ -364,7 +367,7 @@ def preview_crf_on_slice(window: MainWindow, params) -> None:
         return
     k = slicer.index
     labels = document.prediction.labels[k]
-    if (labels == UNLABELLED).all():
+    if (labels == unlabelled_for(labels.dtype)).all():
         return  # this slice has no prediction yet
     image = display_plane(document.image[k], slicer.window)
     plane = PredictionResult(np.ascontiguousarray(document.prediction.probabilities[:, k]), labels, 0)
@@ -381,7 +384,10 @@ def crf_slice_into_volume(window: MainWindow, refined):
     k = getattr(window, "crf_slice", None)
     if document is None or k is None:
         return None
-    volume_labels = (document.crf_labels.copy() if document.crf_labels is not None
-                     else np.full(document.shape, UNLABELLED, np.uint8))
+    dtype = refined.labels.dtype
+    if document.crf_labels is not None and document.crf_labels.dtype == dtype:
+        volume_labels = document.crf_labels.copy()
+    else:
+        volume_labels = np.full(document.shape, unlabelled_for(dtype), dtype)
     volume_labels[k] = refined.labels
     return SimpleNamespace(labels=volume_labels)

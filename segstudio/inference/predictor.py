@@ -25,6 +25,7 @@ from torch import nn
 from segstudio.errors import InferenceError, InvalidArgumentError
 from segstudio.inference.device import Precision, is_out_of_memory, resolve_device, resolve_precision
 from segstudio.inference.tiling import Tile, blend_window, plan_tiles
+from segstudio.io.masks import MAX_CLASSES_8BIT
 from segstudio.models.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint
 from segstudio.preprocess import image_to_tensor
 from segstudio.tasks import CancelToken, Progress, Task, run_to_completion
@@ -163,7 +164,8 @@ class Predictor:
             if probabilities is None:
                 channels = band.shape[0]
                 probabilities = np.empty((channels, height, width), self.probability_dtype)
-                labels = np.empty((height, width), np.uint8 if channels <= 255 else np.uint16)
+                # the project's rule: uint8 up to 254 classes, so 255 stays free for unlabelled
+                labels = np.empty((height, width), np.uint8 if channels <= MAX_CLASSES_8BIT else np.uint16)
             final_bottom = rows[row_index + 1][0].y0 if row_index + 1 < len(rows) else row_bottom
             self._finalise(band, band_weight, band_top, final_bottom, probabilities, labels)
         return PredictionResult(probabilities, labels, self.tile_size)

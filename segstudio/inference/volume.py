@@ -25,6 +25,7 @@ import numpy as np
 
 from segstudio.errors import InvalidArgumentError
 from segstudio.inference.predictor import PredictionResult, Predictor
+from segstudio.io.masks import unlabelled_for
 from segstudio.tasks import CancelToken, Progress, Task
 from segstudio.windowing import apply_window
 
@@ -131,7 +132,8 @@ def predict_volume_steps(
         ``Z x H x W`` or ``Z x H x W x 3``, any numeric type (HU for CT).
     slices:
         Which slices to predict (all by default). The others keep
-        probability 0 and label 255 (unlabelled).
+        probability 0 and the unlabelled value of the label type (255 in a
+        uint8 map, 65535 in a uint16 map).
     window:
         ``(center, width)``: the input normalisation for CT (see the module
         docstring); without it, robust percentiles of the whole volume.
@@ -142,7 +144,8 @@ def predict_volume_steps(
     -------
     PredictionResult
         ``probabilities`` C x Z x H x W in the predictor's probability type
-        (float16 by default), ``labels`` Z x H x W.
+        (float16 by default), ``labels`` Z x H x W in the predictor's label
+        type (uint8, or uint16 for models with many classes).
 
     Raises
     ------
@@ -171,7 +174,7 @@ def predict_volume_steps(
             # Allocated once, at the first slice, when the class count is known.
             channels = result.probabilities.shape[0]
             probabilities = np.zeros((channels, count, *array.shape[1:3]), result.probabilities.dtype)
-            labels = np.full((count, *array.shape[1:3]), 255, result.labels.dtype)
+            labels = np.full((count, *array.shape[1:3]), unlabelled_for(result.labels.dtype), result.labels.dtype)
         probabilities[:, k] = result.probabilities
         labels[k] = result.labels
         del result

@@ -1,10 +1,16 @@
 """Exporting a project's label maps for use outside segstudio.
 
+Label maps come as the project keeps them: ``uint8`` (at most 254 classes,
+255 = unlabelled) or ``uint16`` (more classes, 65535 = unlabelled; 255 is an
+ordinary class there). See :func:`segstudio.io.masks.label_dtype`.
+
 For 2-D images, three formats, all PNG at the source image's size:
 
 ``png``
-    ``<stem>.png``: indexed PNG, pixel = class index, with the class palette
-    (255 = unlabelled, shown white).
+    ``<stem>.png``, pixel = class index: for a uint8 map an indexed PNG with
+    the class palette (255 = unlabelled, shown white); for a uint16 map a
+    16-bit greyscale PNG (65535 = unlabelled; a PNG palette holds only 256
+    colours, so there is none).
 ``overlay``
     ``<stem>_overlay.png``: the image in colour with each labelled pixel
     blended half and half with its class colour; unlabelled pixels show the
@@ -16,11 +22,12 @@ For 2-D images, three formats, all PNG at the source image's size:
 For medical volumes (project entries of kind ``"volume"``), named by entry id:
 
 ``png``
-    A folder ``<id>/`` of indexed PNGs, ``slice_0000.png`` ... in slice order.
+    A folder ``<id>/`` of PNGs, ``slice_0000.png`` ... in slice order, each
+    written like the 2-D ``png`` format (indexed or 16-bit).
 ``nifti``
-    ``<id>.nii.gz``: a uint8 label map on the source's voxel grid and
-    orientation (unlabelled voxels become 0, background, as medical viewers
-    expect).
+    ``<id>.nii.gz``: a label map on the source's voxel grid and orientation,
+    uint8 when every class index fits, else uint16 (unlabelled voxels become
+    0, background, as medical viewers expect).
 ``dicom-seg``
     ``<id>.seg.dcm``: a DICOM Segmentation referencing the source series,
     one segment per class present (DICOM sources only).
@@ -42,7 +49,7 @@ import numpy as np
 
 from segstudio.errors import ExportError, InvalidArgumentError, SegstudioError
 from segstudio.io.images import read_image, to_uint8_display
-from segstudio.io.masks import UNLABELLED, atomic_write_bytes, write_indexed_png
+from segstudio.io.masks import atomic_write_bytes, unlabelled_for, write_label_png
 from segstudio.io.project import ImageEntry, Project
 from segstudio.io.volume import is_nifti_path, looks_like_dicom
 from segstudio.tasks import CancelToken, Progress, Task
@@ -112,8 +119,9 @@ def overlay_image(image: np.ndarray, labels: np.ndarray, colors: list[tuple[int,
         ``H x W`` or ``H x W x 3`` of any supported dtype (scaled to uint8
         for display).
     labels:
-        ``H x W`` class indices; 255 and indices without a colour leave the
-        image unchanged.
+        ``H x W`` uint8 or uint16 class indices; the unlabelled value of the
+        type (255 or 65535) and indices without a colour leave the image
+        unchanged.
     colors:
         RGB per class.
     alpha:
@@ -129,11 +137,12 @@ def overlay_image(image: np.ndarray, labels: np.ndarray, colors: list[tuple[int,
         rgb = np.repeat(rgb[:, :, None], 3, axis=2)
     if rgb.shape[:2] != labels.shape:
         raise InvalidArgumentError(f"labels {labels.shape} do not match the image {rgb.shape[:2]}")
-    table = np.zeros((256, 3), np.float32)
-    shown = np.zeros(256, bool)
-    for index, color in enumerate(colors[:UNLABELLED]):
-        table[index] = color
-        shown[index] = True
+    unlabelled = unlabelled_for(labels)
+    count = min(len(colors), unlabelled)
+    table = np.zeros((unlabelled + 1, 3), np.float32)
+    table[:count] = np.asarray(colors[:count], np.float32).reshape(count, 3)
+    shown = np.zeros(unlabelled + 1, bool)
+    shown[:count] = True
     where = shown[labels]
     out = rgb.copy()
     blended = rgb[where].astype(np.float32) * (1.0 - alpha) + table[labels[where]] * alpha
@@ -146,7 +155,7 @@ def _export_one(project: Project, index: int, labels: np.ndarray, target: Path, 
     entry = project.entries[index]
     colors = project.classes.colors
     if fmt == "png":
-        return [write_indexed_png(target / f"{stem}.png", labels, colors)]
+        return [write_label_png(target / f"{stem}.png", labels, colors)]
     if fmt == "overlay":
         image = read_image(entry.source)
         if image.shape[:2] != labels.shape:
@@ -158,8 +167,9 @@ def _export_one(project: Project, index: int, labels: np.ndarray, target: Path, 
         pixels = overlay_image(image, labels, colors)
         return [atomic_write_bytes(target / f"{stem}_overlay.png", _encode_png(pixels))]
     written = []
-    counts = np.bincount(labels.ravel(), minlength=256)
-    for class_index in np.flatnonzero(counts[:UNLABELLED]):
+    unlabelled = unlabelled_for(labels)
+    counts = np.bincount(labels.ravel(), minlength=unlabelled + 1)
+    for class_index in np.flatnonzero(counts[:unlabelled]):
         if class_index >= len(class_files):
             log.warning("%s: label value %d has no class; not exported", entry.labels_path, class_index)
             continue
@@ -203,9 +213,9 @@ def _export_volume(project: Project, entry: ImageEntry, labels: np.ndarray, targ
             path=entry.labels_path,
         )
     if fmt == "nifti":
-        medical = np.where(labels == UNLABELLED, np.uint8(0), labels)
-        return [write_nifti_labels(target / f"{entry.id}.nii.gz", medical, volume)]
-    if not ((labels != 0) & (labels != UNLABELLED)).any():
+        # write_nifti_labels makes unlabelled voxels background, as medical viewers expect.
+        return [write_nifti_labels(target / f"{entry.id}.nii.gz", labels, volume)]
+    if not ((labels != 0) & (labels != unlabelled_for(labels))).any():
         log.info("skipping %s: only background is labelled, DICOM SEG would hold no segment",
                  entry.display_name)
         return []
@@ -274,7 +284,7 @@ def export_project(
             if reason:
                 log.info("skipping %s: %s", entry.display_name, reason)
                 skipped += 1
-            elif labels is None or not (labels != UNLABELLED).any():
+            elif labels is None or not (labels != unlabelled_for(labels)).any():
                 log.info("skipping %s: no labels", entry.display_name)
                 skipped += 1
             elif entry.is_volume:

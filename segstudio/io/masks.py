@@ -1,9 +1,18 @@
-"""Label masks on disk: indexed PNGs whose pixel value is the class index.
+"""Label maps and their files: pixel value = class index.
 
-Masks are written as palette ("P" mode) PNGs so that any viewer shows them in
-colour while every pixel still holds its class index. Value
-:data:`UNLABELLED` (255) marks pixels nobody has labelled; it is shown white
-and ignored by training and metrics.
+A label map is ``uint8`` while a project has at most
+:data:`MAX_CLASSES_8BIT` (254) classes and ``uint16`` beyond that
+(:func:`label_dtype`). The largest value of the type marks pixels nobody has
+labelled: :data:`UNLABELLED` (255) in a uint8 map, :data:`UNLABELLED_16`
+(65535) in a uint16 map (:func:`unlabelled_for`); it is shown white and
+ignored by training and metrics. :func:`convert_labels` moves a map between
+the two types, keeping unlabelled pixels unlabelled.
+
+uint8 maps are written as palette ("P" mode) PNGs so that any viewer shows
+them in colour while every pixel still holds its class index; uint16 maps as
+16-bit greyscale PNGs (a PNG palette holds 256 colours at most). Either kind
+reads back with its own type (:func:`read_mask`), so a file says by itself
+which value is unlabelled.
 
 Files are written atomically (:func:`atomic_write_bytes`): a crash or a full
 disk never leaves a half-written mask in place of a good one.
@@ -31,7 +40,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 UNLABELLED = 255
-"""Mask value of pixels without a label."""
+"""Value of pixels without a label in a uint8 label map."""
+
+UNLABELLED_16 = 65535
+"""Value of pixels without a label in a uint16 label map."""
+
+MAX_CLASSES_8BIT = 254
+"""Most classes a uint8 label map serves (255 is unlabelled, 254 kept free)."""
+
+MAX_CLASSES = 65534
+"""Most classes a project holds: a uint16 map, 65535 unlabelled, 65534 kept free."""
+
+LABEL_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 
 _UNLABELLED_COLOUR = (255, 255, 255)
 _MAX_PALETTE = 256
@@ -46,25 +66,95 @@ def default_palette(n: int) -> list[tuple[int, int, int]]:
     channels (bit 0 to red, bit 1 to green, bit 2 to blue, then the next three
     bits one step lower, and so on), the scheme PASCAL VOC masks use. Class 0
     is black, the first classes get strong, well-separated colours, and every
-    index up to 254 gets its own colour, none of them white.
+    index up to :data:`MAX_CLASSES` gets its own colour, none of them white.
 
     Raises
     ------
     InvalidArgumentError
-        *n* is negative or above 255 (an indexed PNG keeps 255 for unlabelled).
+        *n* is negative or above :data:`MAX_CLASSES`.
     """
-    if not 0 <= n <= UNLABELLED:
-        raise InvalidArgumentError(f"palette size must be between 0 and {UNLABELLED}, got {n}")
-    colours = []
-    for index in range(n):
-        rgb = [0, 0, 0]
-        value = index
-        for shift in range(7, -1, -1):
-            for channel in range(3):
-                rgb[channel] |= ((value >> channel) & 1) << shift
-            value >>= 3
-        colours.append((rgb[0], rgb[1], rgb[2]))
-    return colours
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= MAX_CLASSES:
+        raise InvalidArgumentError(f"palette size must be between 0 and {MAX_CLASSES}, got {n!r}")
+    value = np.arange(int(n), dtype=np.int64)
+    rgb = np.zeros((int(n), 3), np.int64)
+    for shift in range(7, -1, -1):
+        for channel in range(3):
+            rgb[:, channel] |= ((value >> channel) & 1) << shift
+        value >>= 3
+    return [(int(r), int(g), int(b)) for r, g, b in rgb]
+
+
+def label_dtype(num_classes: int) -> np.dtype:
+    """The label-map type for a project of *num_classes* classes: uint8 up to
+    :data:`MAX_CLASSES_8BIT`, uint16 beyond.
+
+    Raises
+    ------
+    InvalidArgumentError
+        *num_classes* is negative or above :data:`MAX_CLASSES`.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
+            or not 0 <= num_classes <= MAX_CLASSES:
+        raise InvalidArgumentError(f"a project holds 0 to {MAX_CLASSES} classes, got {num_classes!r}")
+    return LABEL_DTYPES[0] if num_classes <= MAX_CLASSES_8BIT else LABEL_DTYPES[1]
+
+
+def unlabelled_for(dtype: np.dtype | type | np.ndarray) -> int:
+    """The unlabelled value of a label map type (or of an array's type): 255 or 65535.
+
+    Raises
+    ------
+    InvalidArgumentError
+        Not uint8 or uint16.
+    """
+    dtype = np.asarray(dtype).dtype if isinstance(dtype, np.ndarray) else np.dtype(dtype)
+    if dtype not in LABEL_DTYPES:
+        raise InvalidArgumentError(f"label maps are uint8 or uint16, got {dtype}")
+    return int(np.iinfo(dtype).max)
+
+
+def conversion_table(source: np.dtype | type, target: np.dtype | type) -> np.ndarray:
+    """Lookup table taking a *source*-typed label map to *target*: class indices
+    stay, unlabelled becomes the target's unlabelled value.
+
+    Entries whose class index does not fit the target (uint16 values from 255
+    up) hold the target's unlabelled value; :func:`convert_labels` refuses
+    maps that use them instead of losing labels silently.
+    """
+    source_max, target_max = unlabelled_for(source), unlabelled_for(target)
+    table = np.arange(source_max + 1, dtype=np.int64)
+    table[table >= target_max] = target_max
+    table[source_max] = target_max
+    return table.astype(np.dtype(target))
+
+
+def convert_labels(labels: np.ndarray, dtype: np.dtype | type, *, path: str | os.PathLike[str] | None = None) -> np.ndarray:
+    """*labels* (uint8 or uint16) as a label map of *dtype*, unlabelled kept unlabelled.
+
+    Returns *labels* itself when it already has that type.
+
+    Raises
+    ------
+    InvalidArgumentError
+        A class index does not fit the target type (e.g. class 300 in a
+        uint8 map); the message names *path* when given.
+    """
+    labels = np.asarray(labels)
+    target = np.dtype(dtype)
+    source_unlabelled = unlabelled_for(labels.dtype)
+    target_unlabelled = unlabelled_for(target)
+    if labels.dtype == target:
+        return labels
+    if source_unlabelled > target_unlabelled and labels.size:
+        counts = np.bincount(labels.ravel(), minlength=source_unlabelled + 1)
+        bad = np.flatnonzero(counts[target_unlabelled:source_unlabelled])
+        if bad.size:
+            where = f" in {os.fspath(path)}" if path is not None else ""
+            raise InvalidArgumentError(
+                f"labels{where} hold class indices {(bad[:10] + target_unlabelled).tolist()}, "
+                f"more than a {target} label map holds (at most {target_unlabelled - 1})"
+            )
+    return conversion_table(labels.dtype, target)[labels]
 
 
 def permissions_for(path: Path) -> int:
@@ -240,6 +330,47 @@ def write_indexed_png(
     return written
 
 
+def write_label_png(
+    path: str | os.PathLike[str],
+    labels: np.ndarray,
+    palette: Sequence[tuple[int, int, int]],
+) -> Path:
+    """Write a label map as a PNG, atomically, in the depth of its type.
+
+    A uint8 map becomes an indexed PNG with *palette* (:func:`write_indexed_png`);
+    a uint16 map a 16-bit greyscale PNG holding the class indices, 65535 for
+    unlabelled (no palette: a PNG palette has 256 entries at most).
+
+    Raises
+    ------
+    InvalidArgumentError
+        Not a 2-D uint8/uint16 map, or class indices without a colour in *palette*.
+    ExportError
+        The file cannot be written.
+    """
+    from PIL import Image
+
+    labels = np.asarray(labels)
+    if labels.dtype == np.uint8:
+        return write_indexed_png(path, labels, palette)
+    if labels.dtype != np.uint16:
+        raise InvalidArgumentError(f"label maps are uint8 or uint16, got {labels.dtype}")
+    if labels.ndim != 2 or labels.size == 0:
+        raise InvalidArgumentError(f"a mask must be 2-D (H x W) and not empty, got shape {labels.shape}")
+    counts = np.bincount(labels.ravel(), minlength=UNLABELLED_16 + 1)
+    bad = np.flatnonzero(counts[len(palette):UNLABELLED_16]) + len(palette)
+    if bad.size:
+        raise InvalidArgumentError(
+            f"mask holds class indices {bad[:10].tolist()} but there are only {len(palette)} classes"
+        )
+    image = Image.fromarray(np.ascontiguousarray(labels))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    written = atomic_write_bytes(path, buffer.getvalue())
+    log.debug("wrote 16-bit mask %s (%d x %d)", written, labels.shape[1], labels.shape[0])
+    return written
+
+
 def _open_png_like(path: Path) -> PILImage.Image:
     """Open and fully decode an image with Pillow, mapping every failure to our errors."""
     from PIL import Image
@@ -268,18 +399,22 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     Parameters
     ----------
     path:
-        An indexed ("P") or greyscale ("L") image, normally a PNG, whose pixel
-        values are class indices. The palette is not applied.
+        An indexed ("P") or 8-bit greyscale ("L") image, normally a PNG,
+        whose pixel values are class indices (255 = unlabelled); or a 16-bit
+        greyscale image (65535 = unlabelled). The palette is not applied.
 
     Returns
     -------
     numpy.ndarray
-        ``uint8`` array of shape ``H x W``.
+        ``H x W``: ``uint8`` for an 8-bit file, ``uint16`` for a 16-bit one.
+        A 32-bit integer image (TIFF) gives uint8 when its values fit 0..255,
+        else uint16.
 
     Raises
     ------
     UnreadableInputError
-        Missing, empty, truncated or non-image file, or a colour mask.
+        Missing, empty, truncated or non-image file, a colour mask, or values
+        beyond 65535.
     """
     path = Path(path)
     image = _open_png_like(path)
@@ -287,18 +422,19 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     if mode in ("LA", "PA"):
         image = image.getchannel(0)
         mode = image.mode
-    if mode in ("P", "L"):
+    if mode in ("P", "L", "1"):
         return np.array(image, dtype=np.uint8)
-    if mode == "1":
-        return np.array(image, dtype=np.uint8)
-    if mode.startswith("I"):
+    if mode.startswith("I;16"):
+        return np.array(image).astype(np.uint16)
+    if mode == "I":
         values = np.array(image)
-        if values.size and (values.min() < 0 or values.max() > UNLABELLED):
+        if values.size and (values.min() < 0 or values.max() > UNLABELLED_16):
             raise UnreadableInputError(
-                f"mask values must lie in 0..{UNLABELLED}, found {values.min()}..{values.max()}",
+                f"mask values must lie in 0..{UNLABELLED_16}, found {values.min()}..{values.max()}",
                 path=path,
             )
-        return values.astype(np.uint8)
+        fits_8bit = not values.size or values.max() <= UNLABELLED
+        return values.astype(np.uint8 if fits_8bit else np.uint16)
     raise UnreadableInputError(
         f"mask is a colour image (mode {mode}); masks must be indexed or greyscale "
         "with pixel value = class index",

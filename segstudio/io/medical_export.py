@@ -1,16 +1,21 @@
 """Writing label volumes for medical viewers: NIfTI label maps, DICOM SEG, PNG slices.
 
-A label volume is ``Z x Y x X`` ``uint8`` in the voxel grid of a
+A label volume is ``Z x Y x X`` in the voxel grid of a
 :class:`~segstudio.io.volume.Volume` (``labels[k, j, i]`` labels voxel
-``(i, j, k)``), 0 is background and :data:`~segstudio.io.masks.UNLABELLED`
-(255) counts as background in the medical formats.
+``(i, j, k)``): ``uint8`` for projects of up to 254 classes, ``uint16``
+beyond (:func:`~segstudio.io.masks.label_dtype`). 0 is background, and the
+unlabelled value of the type (255 in a uint8 map, 65535 in a uint16 map, see
+:func:`~segstudio.io.masks.unlabelled_for`) counts as background in the
+medical formats; in a uint16 map 255 is an ordinary class.
 
 * NIfTI: same grid and orientation as the source, so 3D Slicer and ITK-SNAP
   show it on top of the source image. A NIfTI source keeps its own header
   (qform, sform and their codes); a DICOM source's LPS affine becomes RAS.
+  The data are uint8 when every class index fits, else uint16.
 * DICOM SEG (highdicom): references the source series instance by instance,
-  one segment per class present.
-* PNG: one indexed PNG per slice.
+  one segment per class present (segment numbers run 1..n, at most 65535).
+* PNG: one PNG per slice, indexed for a uint8 map, 16-bit greyscale for a
+  uint16 map (:func:`~segstudio.io.masks.write_label_png`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from segstudio.errors import ExportError, InvalidArgumentError
-from segstudio.io.masks import UNLABELLED, atomic_write_bytes, write_indexed_png
+from segstudio.io.masks import (
+    UNLABELLED,
+    UNLABELLED_16,
+    atomic_write_bytes,
+    unlabelled_for,
+    write_indexed_png,
+    write_label_png,
+)
 from segstudio.io.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -39,6 +51,12 @@ _ORIGIN_TOLERANCE_REL = 0.05
 
 
 def _check_labels(labels_zyx: np.ndarray, volume: Volume) -> np.ndarray:
+    """*labels_zyx* as a uint8 or uint16 label map of the volume's shape.
+
+    uint8 and uint16 maps pass as they are; booleans become uint8; other
+    integer types become uint8 when every value fits 0..255 and uint16 when
+    they fit 0..65535 (the unlabelled value is then that type's maximum).
+    """
     labels = np.asarray(labels_zyx)
     if labels.shape != volume.shape_zyx:
         raise InvalidArgumentError(
@@ -48,10 +66,13 @@ def _check_labels(labels_zyx: np.ndarray, volume: Volume) -> np.ndarray:
         labels = labels.astype(np.uint8)
     if not np.issubdtype(labels.dtype, np.integer):
         raise InvalidArgumentError(f"labels must be integers, got {labels.dtype}")
-    if labels.dtype != np.uint8:
-        if labels.size and (labels.min() < 0 or labels.max() > 255):
-            raise InvalidArgumentError(f"labels must lie in 0..255, got {labels.min()}..{labels.max()}")
-        labels = labels.astype(np.uint8)
+    if labels.dtype not in (np.uint8, np.uint16):
+        lo, hi = (int(labels.min()), int(labels.max())) if labels.size else (0, 0)
+        if lo < 0 or hi > UNLABELLED_16:
+            raise InvalidArgumentError(
+                f"labels of type {labels.dtype} must lie in 0..{UNLABELLED_16}, got {lo}..{hi}"
+            )
+        labels = labels.astype(np.uint8 if hi <= UNLABELLED else np.uint16)
     return labels
 
 
@@ -90,7 +111,10 @@ def write_nifti_labels(
     path:
         Destination, normally ``*.nii.gz`` (``.nii`` writes uncompressed).
     labels_zyx:
-        ``Z x Y x X`` class indices matching ``volume.shape_zyx``.
+        ``Z x Y x X`` class indices matching ``volume.shape_zyx``, uint8 or
+        uint16. Unlabelled voxels (255 in a uint8 map, 65535 in a uint16
+        map) are written as 0, background. The file holds uint8 when every
+        value then fits, else uint16.
     volume:
         The volume the labels belong to.
     allow_uneven_spacing:
@@ -114,7 +138,14 @@ def write_nifti_labels(
     path = Path(path)
     labels = _check_labels(labels_zyx, volume)
     _check_regular_grid(volume, allow_uneven_spacing)
-    data = np.asfortranarray(labels.transpose(2, 1, 0))  # back to nibabel's (i, j, k)
+    unlabelled = labels == unlabelled_for(labels)
+    if unlabelled.any():
+        labels = np.where(unlabelled, labels.dtype.type(0), labels)
+    del unlabelled
+    top = int(labels.max()) if labels.size else 0
+    data_dtype = np.dtype(np.uint8 if top <= UNLABELLED else np.uint16)
+    # back to nibabel's (i, j, k)
+    data = np.asfortranarray(labels.transpose(2, 1, 0).astype(data_dtype, copy=False))
     source_header = volume.nifti_header if volume.kind == "nifti" else None
     if isinstance(source_header, nib.Nifti1Header):
         # Same format as the source (NIfTI-2 keeps a float64 affine), and the
@@ -134,13 +165,13 @@ def write_nifti_labels(
         image.set_sform(affine, code="scanner")
         image.set_qform(affine, code="scanner")
         image.header.set_xyzt_units("mm")
-    image.set_data_dtype(np.uint8)
+    image.set_data_dtype(data_dtype)
     image.header["scl_slope"] = 1.0
     image.header["scl_inter"] = 0.0
     image.header.set_intent("label")
     image.header["descrip"] = f"{SOFTWARE_NAME} labels".encode()
     image.header["cal_min"] = 0
-    image.header["cal_max"] = float(labels.max()) if labels.size else 0.0
+    image.header["cal_max"] = float(top)
 
     # Encoded in memory so that the file can be replaced in one atomic rename.
     try:
@@ -158,7 +189,9 @@ def write_nifti_labels(
 
 def _segment_plan(labels: np.ndarray, class_names: Sequence[str]) -> list[int]:
     """Class indices to export as segments, in order (background and unlabelled left out)."""
-    present = [int(v) for v in np.unique(labels) if v not in (0, UNLABELLED)]
+    unlabelled = unlabelled_for(labels)
+    counts = np.bincount(labels.ravel(), minlength=unlabelled + 1)
+    present = [int(v) for v in np.flatnonzero(counts[1:unlabelled]) + 1]
     missing = [v for v in present if v >= len(class_names)]
     if missing:
         raise InvalidArgumentError(
@@ -226,12 +259,15 @@ def write_dicom_seg(
     path:
         Destination ``.dcm`` file.
     labels_zyx:
-        ``Z x Y x X`` class indices for ``volume``.
+        ``Z x Y x X`` class indices for ``volume``, uint8 or uint16.
     volume:
         A volume read from DICOM (``volume.dicom_datasets`` set).
     class_names, class_colors:
         Name and RGB display colour of every class index. Class 0 is
-        background and never a segment; 255 (unlabelled) is background too.
+        background and never a segment; unlabelled (255 in a uint8 map,
+        65535 in a uint16 map) is background too. Each class present becomes
+        one segment, numbered 1..n in class order (DICOM allows up to 65535),
+        labelled with the class name.
     algorithm_type:
         ``"SEMIAUTOMATIC"`` (model proposal corrected by a person, the
         default), ``"AUTOMATIC"`` or ``"MANUAL"``.
@@ -268,10 +304,10 @@ def write_dicom_seg(
     if len(class_colors) < max(present) + 1:
         raise InvalidArgumentError(f"{len(class_colors)} class colours given, class {max(present)} needs one")
 
-    # Segment numbers must run 1..n: class c becomes segment n_c.
-    table = np.zeros(256, dtype=np.uint8)
-    for number, class_index in enumerate(present, start=1):
-        table[class_index] = number
+    # Segment numbers must run 1..n: class c becomes segment n_c. highdicom
+    # takes a uint8 or uint16 map of segment numbers (0 = no segment).
+    table = np.zeros(unlabelled_for(labels) + 1, dtype=np.uint8 if len(present) <= UNLABELLED else np.uint16)
+    table[present] = np.arange(1, len(present) + 1)
     segment_map = table[labels]
     if volume.source_frames is not None:
         # A multi-frame source: frames go back into the file's frame order.
@@ -334,10 +370,13 @@ def write_png_slices(
     labels_zyx: np.ndarray,
     palette: Sequence[tuple[int, int, int]],
 ) -> list[Path]:
-    """Write one indexed PNG per slice, ``slice_0000.png``, ``slice_0001.png``, ...
+    """Write one PNG per slice, ``slice_0000.png``, ``slice_0001.png``, ...
 
     Slice ``k`` of the file names is slice ``k`` of the volume (sorted by
-    position for DICOM). Each file is written atomically.
+    position for DICOM). Each file is written atomically, as
+    :func:`~segstudio.io.masks.write_label_png` writes it: a uint8 map gives
+    indexed PNGs with *palette* (255 = unlabelled), a uint16 map 16-bit
+    greyscale PNGs of class indices (65535 = unlabelled).
 
     Returns
     -------
@@ -347,7 +386,7 @@ def write_png_slices(
     Raises
     ------
     InvalidArgumentError
-        Labels not ``Z x Y x X`` or holding indices outside the palette.
+        Labels not ``Z x Y x X``, or holding indices outside the palette.
     ExportError
         A file cannot be written.
     """
@@ -356,9 +395,8 @@ def write_png_slices(
         raise InvalidArgumentError(f"labels must be Z x Y x X, got shape {labels.shape}")
     folder = Path(folder)
     digits = max(4, len(str(labels.shape[0] - 1)))
-    written = [
-        write_indexed_png(folder / f"slice_{k:0{digits}d}.png", labels[k], palette)
-        for k in range(labels.shape[0])
-    ]
+    # Other integer types whose values fit 0..255 keep going to the indexed writer, as before.
+    write = write_label_png if labels.dtype == np.uint16 else write_indexed_png
+    written = [write(folder / f"slice_{k:0{digits}d}.png", labels[k], palette) for k in range(labels.shape[0])]
     log.info("wrote %d PNG slice(s) to %s", len(written), folder)
     return written

@@ -42,14 +42,13 @@ from segstudio.errors import (
 )
 from segstudio.io.images import list_image_files, read_image
 from segstudio.io.project_paths import UNSAFE_ID_CHARS, make_id, portable, resolve, same_file_key
-from segstudio.io.masks import atomic_write_bytes, read_mask, write_indexed_png
+from segstudio.io.masks import LABEL_DTYPES, atomic_write_bytes, convert_labels, read_mask, write_label_png
 from segstudio.io.project_volumes import (
     LABEL_VOLUME_SUFFIX,
     VolumeCandidate,
     find_volumes,
     load_volume_document,
     read_label_volume,
-    remap_label_volume,
     selector_key,
     volume_fields_from_json,
     volume_fields_to_json,
@@ -438,11 +437,31 @@ class Project:
 
     def read_labels(self, index: int) -> np.ndarray | None:
         """The saved label map of entry *index* (``H x W``, or ``Z x H x W`` for a
-        volume) or None, unchecked against the source; raises UnreadableInputError."""
+        volume) or None, unchecked against the source.
+
+        The map comes in the project's label type (``classes.label_dtype``),
+        whatever depth the file was written in: a file from before the
+        project passed 254 classes is 8-bit and reads as uint16 here.
+
+        Raises
+        ------
+        UnreadableInputError
+            The file cannot be read, or holds class indices the project's
+            label type cannot (the message names the file).
+        """
         entry = self.entries[self._check_index(index)]
         if not entry.labels_path.is_file():
             return None
-        return read_label_volume(entry.labels_path) if entry.is_volume else read_mask(entry.labels_path)
+        labels = read_label_volume(entry.labels_path) if entry.is_volume else read_mask(entry.labels_path)
+        return self._in_project_type(labels, entry.labels_path)
+
+    def _in_project_type(self, labels: np.ndarray, path: Path) -> np.ndarray:
+        try:
+            return convert_labels(labels, self.classes.label_dtype, path=path)
+        except InvalidArgumentError as error:
+            raise UnreadableInputError(
+                f"{error.problem}; the project has {len(self.classes)} classes", path=path
+            ) from None
 
     def load_document(self, index: int) -> Document:
         """Read image *index* and its saved labels (if any) into a :class:`Document`.
@@ -458,19 +477,21 @@ class Project:
             The saved labels do not match the image's size.
         """
         entry = self.entries[self._check_index(index)]
+        dtype = self.classes.label_dtype
         if entry.is_volume:
-            return load_volume_document(entry.source, entry.selector, entry.labels_path, entry.status)
+            return load_volume_document(entry.source, entry.selector, entry.labels_path, entry.status,
+                                        label_dtype=dtype)
         image = read_image(entry.source)
         labels = None
         if entry.labels_path.is_file():
-            labels = read_mask(entry.labels_path)
+            labels = self._in_project_type(read_mask(entry.labels_path), entry.labels_path)
             if labels.shape != image.shape[:2]:
                 raise DataError(
                     f"labels are {labels.shape[1]} x {labels.shape[0]} but the image {entry.source.name} "
                     f"is {image.shape[1]} x {image.shape[0]}",
                     path=entry.labels_path,
                 )
-        return Document(image, labels=labels, source=entry.source, status=entry.status)
+        return Document(image, labels=labels, source=entry.source, status=entry.status, label_dtype=dtype)
 
     def save_document(self, index: int, doc: Document) -> None:
         """Write the document's labels and status (and the project file); clears ``doc.dirty``.
@@ -488,50 +509,60 @@ class Project:
         doc.dirty = False
 
     def write_labels(self, index: int, labels: np.ndarray) -> None:
-        """Write one image's label map (an indexed PNG, or an npz for a volume).
+        """Write one image's label map (an indexed PNG, a 16-bit PNG when the
+        project has more than 254 classes, or an npz for a volume).
 
         Touches nothing but that file, so the studio can call it from a
-        background thread with a snapshot of the labels.
+        background thread with a snapshot of the labels. A map of the other
+        label type (a snapshot taken before the class count crossed 254) is
+        converted to the project's.
         """
         entry = self.entries[self._check_index(index)]
+        labels = convert_labels(labels, self.classes.label_dtype, path=entry.labels_path)
         if entry.is_volume:
             write_label_volume(entry.labels_path, labels, len(self.classes))
         else:
-            write_indexed_png(entry.labels_path, labels, self.classes.colors)
+            write_label_png(entry.labels_path, labels, self.classes.colors)
 
     def remap_saved_labels(self, mapping: np.ndarray, *, cancel: CancelToken | None = None) -> Task[int]:
-        """Rewrite every saved label file through a 256-entry lookup table.
+        """Rewrite every saved label file through a lookup table.
 
         When a class is deleted, the label files of all images (not only the
         open one, which :meth:`Document.remap_labels` handles in memory) must
-        be renumbered. Call this after :meth:`ClassList.remove`, so that the
-        files get the new palette. A generator: yields :class:`Progress` per
-        image and returns the number of files rewritten.
+        be renumbered. Call this after :meth:`ClassList.remove` with the table
+        of :meth:`ClassList.removal_mapping`: 256 or 65536 entries (the label
+        type before the removal), whose own type (uint8 or uint16) is the
+        label type after it. A generator: yields :class:`Progress` per image
+        and returns the number of files rewritten.
 
         Raises
         ------
         InvalidArgumentError
-            *mapping* is not 256 values in 0..255.
+            *mapping* is not such a table.
         UnreadableInputError, ExportError
             A label file cannot be read or written.
         """
         table = np.asarray(mapping)
-        if table.shape != (256,) or not np.issubdtype(table.dtype, np.integer) \
-                or table.min() < 0 or table.max() > 255:
-            raise InvalidArgumentError("a label mapping must be 256 integers in 0..255")
-        table = table.astype(np.uint8)
+        if table.dtype not in LABEL_DTYPES or table.shape not in ((256,), (65536,)):
+            raise InvalidArgumentError(
+                f"a label mapping must be 256 or 65536 uint8/uint16 values, got {table.dtype} {table.shape}"
+            )
+        source_type = LABEL_DTYPES[0] if table.shape == (256,) else LABEL_DTYPES[1]
         total = len(self.entries)
         rewritten = 0
         for index, entry in enumerate(self.entries):
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            if entry.labels_path.is_file() and entry.is_volume:
-                rewritten += remap_label_volume(entry.labels_path, table, len(self.classes))
-            elif entry.labels_path.is_file():
-                labels = read_mask(entry.labels_path)
+            if entry.labels_path.is_file():
+                path = entry.labels_path
+                labels = read_label_volume(path) if entry.is_volume else read_mask(path)
+                labels = convert_labels(labels, source_type, path=path)
                 remapped = table[labels]
-                if not np.array_equal(remapped, labels):
-                    write_indexed_png(entry.labels_path, remapped, self.classes.colors)
+                if remapped.dtype != labels.dtype or not np.array_equal(remapped, labels):
+                    if entry.is_volume:
+                        write_label_volume(path, remapped, len(self.classes))
+                    else:
+                        write_label_png(path, remapped, self.classes.colors)
                     rewritten += 1
             yield Progress(index + 1, total, message=entry.display_name, stage="relabel")
         return rewritten

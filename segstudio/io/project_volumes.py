@@ -7,7 +7,8 @@ DICOM folder, ``{"volume_index": n}`` for one volume of a 4-D NIfTI file.
 The selector is passed to :func:`~segstudio.io.volume.read_volume` as
 keyword arguments.
 
-A volume's labels are one ``Z x Y x X`` uint8 map (255 = unlabelled) kept
+A volume's labels are one ``Z x Y x X`` uint8 map (255 = unlabelled; uint16
+with 65535 for a project of more than 254 classes) kept
 in ``labels/<id>.npz``: compressed, exact, and one file per volume instead
 of thousands of slice PNGs.
 
@@ -31,7 +32,7 @@ import numpy as np
 from segstudio.annotation.document import Document, ImageStatus
 from segstudio.errors import DataError, InvalidArgumentError, SegstudioError, UnreadableInputError
 from segstudio.io.images import IMAGE_SUFFIXES
-from segstudio.io.masks import UNLABELLED, atomic_write_bytes
+from segstudio.io.masks import LABEL_DTYPES, atomic_write_bytes, convert_labels, unlabelled_for
 from segstudio.io.volume import NIFTI_SUFFIXES, is_nifti_path, looks_like_dicom, read_volume
 
 log = logging.getLogger(__name__)
@@ -303,7 +304,7 @@ def find_volumes(path: str | os.PathLike[str]) -> list[VolumeCandidate]:
 
 
 def read_label_volume(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a ``Z x Y x X`` uint8 label map written by :func:`write_label_volume`.
+    """Read a ``Z x Y x X`` label map (uint8, or uint16) written by :func:`write_label_volume`.
 
     Raises
     ------
@@ -320,27 +321,33 @@ def read_label_volume(path: str | os.PathLike[str]) -> np.ndarray:
         raise UnreadableInputError("no such label file", path=path) from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise UnreadableInputError(f"the label volume is damaged ({exc})", path=path) from None
-    if labels.ndim != 3 or labels.dtype != np.uint8:
+    if labels.ndim != 3 or labels.dtype not in LABEL_DTYPES:
         raise UnreadableInputError(
-            f"not a label volume: expected Z x Y x X uint8, found {labels.dtype} {labels.shape}", path=path
+            f"not a label volume: expected Z x Y x X uint8 or uint16, found {labels.dtype} {labels.shape}",
+            path=path,
         )
     return np.ascontiguousarray(labels)
 
 
 def write_label_volume(path: str | os.PathLike[str], labels: np.ndarray, num_classes: int) -> Path:
-    """Write a ``Z x Y x X`` uint8 label map, compressed and atomically.
+    """Write a ``Z x Y x X`` label map (uint8, or uint16 for more than 254
+    classes), compressed and atomically.
 
     Raises
     ------
     InvalidArgumentError
-        Not a 3-D uint8 map, or a class index without a class (other than 255).
+        Not a 3-D uint8/uint16 map, or a class index without a class (other
+        than the unlabelled value).
     ExportError
         The file cannot be written.
     """
     labels = np.asarray(labels)
-    if labels.ndim != 3 or labels.dtype != np.uint8:
-        raise InvalidArgumentError(f"a label volume must be Z x Y x X uint8, got {labels.dtype} {labels.shape}")
-    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=256)[:UNLABELLED])
+    if labels.ndim != 3 or labels.dtype not in LABEL_DTYPES:
+        raise InvalidArgumentError(
+            f"a label volume must be Z x Y x X uint8 or uint16, got {labels.dtype} {labels.shape}"
+        )
+    unlabelled = unlabelled_for(labels.dtype)
+    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=unlabelled + 1)[:unlabelled])
     bad = present[present >= num_classes]
     if bad.size:
         raise InvalidArgumentError(
@@ -353,21 +360,13 @@ def write_label_volume(path: str | os.PathLike[str], labels: np.ndarray, num_cla
     return written
 
 
-def remap_label_volume(path: Path, table: np.ndarray, num_classes: int) -> bool:
-    """Rewrite a label volume through a 256-entry table; returns whether it changed."""
-    labels = read_label_volume(path)
-    remapped = table[labels]
-    if np.array_equal(remapped, labels):
-        return False
-    write_label_volume(path, remapped, num_classes)
-    return True
-
-
 def load_volume_document(
     source: Path,
     selector: dict[str, Any] | None,
     labels_path: Path,
     status: ImageStatus,
+    *,
+    label_dtype: np.dtype | type = np.uint8,
 ) -> Document:
     """Read a volume and its saved labels (if any) into a volume :class:`Document`.
 
@@ -377,7 +376,9 @@ def load_volume_document(
     Raises
     ------
     UnreadableInputError
-        The volume or the label file cannot be read.
+        The volume or the label file cannot be read, or the file holds class
+        indices *label_dtype* cannot (saved labels of the other type are
+        converted to *label_dtype*).
     DataError
         The saved labels' shape differs from the volume's.
     """
@@ -385,13 +386,17 @@ def load_volume_document(
     labels = None
     if labels_path.is_file():
         labels = read_label_volume(labels_path)
+        try:
+            labels = convert_labels(labels, label_dtype, path=labels_path)
+        except InvalidArgumentError as error:
+            raise UnreadableInputError(error.problem, path=labels_path) from None
         if labels.shape != volume.shape_zyx:
             raise DataError(
                 f"labels are {_zyx(labels.shape)} (slices x rows x columns) but the volume "
                 f"{source.name} is {_zyx(volume.shape_zyx)}",
                 path=labels_path,
             )
-    doc = Document(volume.array, labels=labels, volume=True, source=source, status=status)
+    doc = Document(volume.array, labels=labels, volume=True, source=source, status=status, label_dtype=label_dtype)
     doc.volume = volume
     return doc
 

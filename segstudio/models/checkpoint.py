@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from segstudio.errors import CheckpointError, CheckpointMismatchError
-from segstudio.io.masks import UNLABELLED, default_palette, permissions_for
+from segstudio.io.masks import MAX_CLASSES, default_palette, permissions_for
 from segstudio.models.registry import get_model, get_spec
 
 FORMAT_VERSION = 1
@@ -103,9 +103,9 @@ def default_class_names(num_classes: int) -> list[str]:
 
 
 def default_class_colors(num_classes: int) -> list[tuple[int, int, int]]:
-    """Distinct colours, background black (the PASCAL VOC scheme), cycling
-    beyond the 255 colours an indexed PNG can hold."""
-    palette = default_palette(min(num_classes, UNLABELLED))
+    """Distinct colours, background black (the PASCAL VOC scheme), one per
+    class up to the most classes a project holds (cycling beyond)."""
+    palette = default_palette(max(1, min(num_classes, MAX_CLASSES)))
     return [palette[i % len(palette)] for i in range(num_classes)]
 
 

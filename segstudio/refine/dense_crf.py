@@ -23,6 +23,7 @@ import numpy as np
 
 from segstudio.errors import InvalidArgumentError
 from segstudio.io.images import to_uint8_display
+from segstudio.io.masks import MAX_CLASSES_8BIT
 from segstudio.tasks import CancelToken, Progress, Task, run_to_completion
 
 logger = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ class RefineResult:
     probabilities:
         float32 array ``C x H x W``; each pixel sums to 1.
     labels:
-        ``H x W`` argmax of ``probabilities``; uint8, or uint16 when C > 255.
+        ``H x W`` argmax of ``probabilities``; uint8, or uint16 when C > 254 (as label maps).
     """
 
     probabilities: np.ndarray
@@ -233,7 +234,7 @@ def refine_steps(
     # A view on the Eigen matrix's buffer (it stays alive through the view),
     # not a copy; Q is already a per-pixel softmax.
     marginals = np.asarray(q, dtype=np.float32).reshape(n_classes, height, width)
-    label_dtype = np.uint8 if n_classes <= 255 else np.uint16
+    label_dtype = np.uint8 if n_classes <= MAX_CLASSES_8BIT else np.uint16  # as label maps
     labels = np.argmax(marginals, axis=0).astype(label_dtype, copy=False)
     logger.debug("dense CRF finished in %.3f s", time.perf_counter() - started)
     return RefineResult(probabilities=marginals, labels=labels)

@@ -6,9 +6,12 @@ Every transform takes a dict of ``torchvision.tv_tensors``: ``"image"``
 optionally ``"weights"`` (a float :class:`~torchvision.tv_tensors.Mask` of
 per-pixel loss weights). Geometric transforms move all of them together;
 masks are resampled with nearest-neighbour interpolation so they keep exact
-class values, and pixels that a crop takes from outside the image become
-unlabelled (255) in the mask and weight 0 in the weight map. Photometric
-jitter touches the image only.
+class values (any integer type: the dataset passes ``int32`` masks whose
+unlabelled pixels are already :data:`~segstudio.training.losses.IGNORE_INDEX`,
+so classes above 255 come through), and pixels that a crop takes from
+outside the image become unlabelled in the mask (:data:`IGNORE_INDEX` in a
+signed mask, 255 in a uint8 one) and weight 0 in the weight map.
+Photometric jitter touches the image only.
 
 Randomness comes from torch's global generator, which the training loop
 seeds per epoch, so a run (and a resumed run) is reproducible.
@@ -27,6 +30,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from segstudio.errors import InvalidArgumentError
 from segstudio.io.masks import UNLABELLED
+from segstudio.training.losses import IGNORE_INDEX
 
 
 def _randint(low: int, high: int) -> int:
@@ -41,7 +45,11 @@ def _uniform(low: float, high: float) -> float:
 def _fill_for(inpt: torch.Tensor) -> float:
     if isinstance(inpt, tv_tensors.Mask):
         # float masks are loss weight maps: padding carries no weight
-        return 0.0 if inpt.dtype.is_floating_point else float(UNLABELLED)
+        if inpt.dtype.is_floating_point:
+            return 0.0
+        # a uint8 mask is a label map as stored (255 = unlabelled); a signed
+        # one is a training target, whose unlabelled value is never a class
+        return float(UNLABELLED) if inpt.dtype == torch.uint8 else float(IGNORE_INDEX)
     return 0.0
 
 

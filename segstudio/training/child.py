@@ -248,7 +248,8 @@ def score_versions(
     parent_checkpoint, new_checkpoint:
         The two checkpoints.
     val_samples:
-        ``(image, labels)`` pairs (255 = unlabelled, left out).
+        ``(image, labels)`` pairs (unlabelled pixels, 255 in a uint8 map and
+        65535 in a uint16 one, are left out).
     device:
         A torch device or its name.
 

@@ -2,7 +2,11 @@
 
 The headless commands read a folder ``DATA`` with ``images/`` and ``masks/``:
 a mask has its image's file stem and the extension ``.png``, and its pixel
-values are class indices (255 = unlabelled). The studio builds the same
+values are class indices: an 8-bit mask (up to 254 classes) marks unlabelled
+pixels with 255, a 16-bit mask (more classes) with 65535, so each file says
+by itself which value is unlabelled and one data set may mix both. The
+dataset turns every label map into an int64 target whose unlabelled pixels
+are :data:`~segstudio.training.losses.IGNORE_INDEX`. The studio builds the same
 in-memory samples from corrected documents, so everything past
 :func:`load_samples` works on arrays only.
 """
@@ -22,14 +26,16 @@ from torch.utils.data import Dataset
 
 from segstudio.errors import DataError, InvalidArgumentError, SegstudioError, UnreadableInputError
 from segstudio.io.images import IMAGE_SUFFIXES, read_image
-from segstudio.io.masks import UNLABELLED, read_mask
+from segstudio.io.masks import read_mask
 from segstudio.models.checkpoint import Preprocessing
 from segstudio.preprocess import in_channels_of, normalize, to_unit_range
+from segstudio.training.losses import labels_to_target, unlabelled_value
 
 log = logging.getLogger(__name__)
 
 #: One training example: the image as read (H x W or H x W x 3, any pixel
-#: type) and its label map (uint8 H x W, 255 = unlabelled).
+#: type) and its label map (uint8 H x W with 255 = unlabelled, or uint16
+#: H x W with 65535 = unlabelled).
 Sample = tuple[np.ndarray, np.ndarray]
 
 T = TypeVar("T")
@@ -201,17 +207,21 @@ def split_train_val(items: Sequence[T], val_fraction: float, seed: int) -> tuple
 def check_labels(samples: Sequence[Sample], num_classes: int, sources: Sequence[str | os.PathLike[str]] | None = None) -> None:
     """Raise :class:`DataError` when a label map holds a class the model lacks.
 
+    Each map's unlabelled value is that of its own type (255 for uint8,
+    65535 for uint16), so the samples may mix both.
+
     ``sources`` (one file per sample) lets the error name the mask's file.
     """
     for index, (_, labels) in enumerate(samples):
+        unlabelled = unlabelled_value(labels)
         present = np.unique(labels)
-        bad = present[(present >= num_classes) & (present != UNLABELLED)]
+        bad = present[(present >= num_classes) & (present != unlabelled)]
         if bad.size:
             path = None if sources is None else sources[index]
             what = "this mask" if path is not None else f"label map {index}"
             raise DataError(
                 f"{what} holds class(es) {bad[:10].tolist()} but the model has "
-                f"{num_classes} classes (0..{num_classes - 1}; 255 = unlabelled)",
+                f"{num_classes} classes (0..{num_classes - 1}; {unlabelled} = unlabelled)",
                 path=path,
             )
 
@@ -220,18 +230,22 @@ class SegmentationDataset(Dataset):
     """Training examples as tensors, augmented on the fly.
 
     Each item is a dict: ``"image"`` (float32 ``C x H x W``, normalised),
-    ``"target"`` (int64 ``H x W``, 255 = unlabelled) and, when weight maps
+    ``"target"`` (int64 ``H x W``, unlabelled =
+    :data:`~segstudio.training.losses.IGNORE_INDEX`) and, when weight maps
     are given, ``"weights"`` (float32 ``H x W``).
 
     Parameters
     ----------
     samples:
-        (image, labels) pairs in memory.
+        (image, labels) pairs in memory; labels uint8 (255 = unlabelled) or
+        uint16 (65535 = unlabelled), each map by its own type.
     preprocessing:
         The model's input preprocessing.
     augment:
         Called with a dict of ``tv_tensors`` (``"image"`` in 0..1 before
-        normalisation, ``"mask"``, optionally ``"weights"``) and returning
+        normalisation, ``"mask"``: ``int32`` class indices with unlabelled
+        pixels already :data:`~segstudio.training.losses.IGNORE_INDEX`,
+        optionally ``"weights"``) and returning
         the same keys; see :mod:`segstudio.training.augment`.
     weight_maps:
         Optional per-pixel loss weights, one ``H x W`` float array per sample
@@ -272,7 +286,7 @@ class SegmentationDataset(Dataset):
         planes = to_unit_range(image, self.in_channels, channel_order=self.preprocessing.channel_order)
         item: dict[str, Any] = {
             "image": tv_tensors.Image(torch.from_numpy(planes)),
-            "mask": tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(labels, dtype=np.uint8))),
+            "mask": tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(labels_to_target(labels)))),
         }
         if self.weight_maps is not None:
             weights = np.ascontiguousarray(self.weight_maps[index], dtype=np.float32)

@@ -13,6 +13,7 @@ from segstudio.models.checkpoint import CheckpointMeta
 from segstudio.preprocess import image_to_tensor
 from segstudio.tasks import CancelToken
 from segstudio.training.data import Sample
+from segstudio.training.losses import unlabelled_value
 
 
 @torch.inference_mode()
@@ -31,7 +32,9 @@ def evaluate(
     Each image goes through the model whole (validation images are small
     enough; the tiled predictor is for the large ones), the argmax is taken
     per pixel, and one confusion matrix is summed over all samples, so large
-    images weigh more than small ones. Unlabelled (255) pixels are left out.
+    images weigh more than small ones. Unlabelled pixels (each label map's
+    own unlabelled value: 255 in a uint8 map, 65535 in a uint16 one) are left
+    out; in a uint16 map, 255 is a class like any other.
     The model is left in eval mode.
 
     Parameters
@@ -39,7 +42,7 @@ def evaluate(
     model:
         Returns logits ``N x C x H x W``.
     samples:
-        ``(image, labels)`` pairs.
+        ``(image, labels)`` pairs; labels uint8 or uint16.
     meta:
         Gives the preprocessing and the number of classes.
     device:
@@ -62,5 +65,5 @@ def evaluate(
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             logits = model(batch)
         prediction = logits.argmax(dim=1)[0].cpu().numpy()
-        total += confusion_matrix(prediction, labels, meta.num_classes)
+        total += confusion_matrix(prediction, labels, meta.num_classes, ignore_index=unlabelled_value(labels))
     return Scores.from_confusion(total)

@@ -148,8 +148,12 @@ def train_steps(
         place; it ends on the training device, in eval mode).
     train_samples, val_samples:
         ``(image, labels)`` pairs; labels are ``uint8`` class indices with
-        255 = unlabelled. ``val_samples`` may be empty: then nothing is
-        validated and ``best.safetensors`` follows the last epoch.
+        255 = unlabelled, or ``uint16`` with 65535 = unlabelled (projects of
+        more than 254 classes; the two may be mixed). The loss sees targets
+        whose unlabelled pixels are
+        :data:`~segstudio.training.losses.IGNORE_INDEX`. ``val_samples``
+        may be empty: then nothing is validated and ``best.safetensors``
+        follows the last epoch.
     config:
         The :class:`TrainConfig`.
     out_dir:

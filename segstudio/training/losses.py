@@ -1,6 +1,11 @@
 """Segmentation losses that ignore unlabelled pixels.
 
-A target pixel of 255 (:data:`~segstudio.io.masks.UNLABELLED`) contributes
+Training targets are ``int64`` class indices in which unlabelled pixels hold
+:data:`IGNORE_INDEX` (-1), a value that is never a class. A label map marks
+them with the largest value of its type (255 in a uint8 map, 65535 in a
+uint16 map, :func:`~segstudio.io.masks.unlabelled_for`), and in a uint16 map
+255 is an ordinary class, so :func:`labels_to_target` maps each map's own
+unlabelled value to :data:`IGNORE_INDEX`. An ignored pixel contributes
 nothing: not to the loss, not to its normaliser, not to the gradient. That
 matters here more than usual, because corrected documents are often labelled
 only in part.
@@ -10,6 +15,10 @@ only in part.
 * :class:`DiceCE`: soft Dice over the classes plus cross-entropy;
 * :func:`border_weight_map`: the U-Net paper's weight map that stresses the
   thin background gaps between touching objects.
+
+The functions taking numpy label maps (:func:`border_weight_map`,
+:func:`class_balance_weights`) read the unlabelled value from the map's type
+(:func:`unlabelled_value`).
 """
 
 from __future__ import annotations
@@ -23,13 +32,39 @@ from scipy import ndimage
 from torch import nn
 
 from segstudio.errors import InvalidArgumentError
-from segstudio.io.masks import UNLABELLED
+from segstudio.io.masks import LABEL_DTYPES, UNLABELLED, unlabelled_for
 
 LOSSES = ("ce", "dice_ce")
 
+IGNORE_INDEX = -1
+"""Value of unlabelled pixels in a training target; never a class index."""
+
+
+def unlabelled_value(labels: np.ndarray) -> int:
+    """The unlabelled value of a numpy label map: 255 for uint8, 65535 for uint16.
+
+    Other integer arrays (label maps built by hand) keep the historical
+    convention, 255.
+    """
+    dtype = np.asarray(labels).dtype
+    return unlabelled_for(dtype) if dtype in LABEL_DTYPES else UNLABELLED
+
+
+def labels_to_target(labels: np.ndarray) -> np.ndarray:
+    """A label map (uint8 or uint16) as a training target: ``int32`` class
+    indices with the map's unlabelled value replaced by :data:`IGNORE_INDEX`.
+
+    ``int32`` holds every class of a uint16 map at half the memory of int64;
+    the dataset widens the (augmented, usually much smaller) crop to int64.
+    """
+    labels = np.asarray(labels)
+    target = labels.astype(np.int32)
+    target[labels == unlabelled_value(labels)] = IGNORE_INDEX
+    return target
+
 
 def _valid(target: torch.Tensor) -> torch.Tensor:
-    return target != UNLABELLED
+    return target != IGNORE_INDEX
 
 
 class CrossEntropy(nn.Module):
@@ -42,7 +77,8 @@ class CrossEntropy(nn.Module):
         ``weight``); the loss is the weighted mean over labelled pixels.
 
     ``forward(logits, target, pixel_weights=None)``: ``logits`` is
-    ``N x C x H x W``, ``target`` ``N x H x W`` (int, 255 = unlabelled) and
+    ``N x C x H x W``, ``target`` ``N x H x W`` (int64, :data:`IGNORE_INDEX` =
+    unlabelled) and
     ``pixel_weights`` an optional ``N x H x W`` weight map; with it, the loss
     is ``sum(w * ce) / sum(w)`` over labelled pixels (class weights, if any,
     multiply in).
@@ -65,12 +101,12 @@ class CrossEntropy(nn.Module):
             )
         valid = _valid(target)
         per_pixel = F.cross_entropy(
-            logits, target, weight=self.class_weights, ignore_index=UNLABELLED, reduction="none"
+            logits, target, weight=self.class_weights, ignore_index=IGNORE_INDEX, reduction="none"
         )
         # the normaliser is the total weight of labelled pixels, as in CrossEntropyLoss(weight=...)
         weight = valid.to(per_pixel.dtype)
         if self.class_weights is not None:
-            weight = weight * self.class_weights[target.clamp(max=logits.shape[1] - 1)]
+            weight = weight * self.class_weights[target.clamp(0, logits.shape[1] - 1)]
         if pixel_weights is not None:
             pixel_weights = pixel_weights.to(per_pixel.dtype) * valid
             per_pixel = per_pixel * pixel_weights
@@ -145,8 +181,10 @@ def build_loss(name: str, class_weights: Sequence[float] | None = None) -> nn.Mo
 
 def class_balance_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Per-class weights ``total / (classes present * count)`` of one label
-    map (so labelled pixels average 1); 0 for absent classes."""
-    labelled = labels[labels != UNLABELLED]
+    map (so labelled pixels average 1); 0 for absent classes. The map's
+    unlabelled value (:func:`unlabelled_value`) is left out."""
+    labels = np.asarray(labels)
+    labelled = labels[labels != unlabelled_value(labels)]
     counts = np.bincount(labelled.ravel(), minlength=num_classes)[:num_classes].astype(np.float64)
     present = counts > 0
     weights = np.zeros(num_classes, dtype=np.float64)
@@ -175,7 +213,8 @@ def border_weight_map(
     Parameters
     ----------
     labels:
-        ``H x W`` class indices, 255 = unlabelled.
+        ``H x W`` class indices; the largest value of its type (255 for
+        uint8, 65535 for uint16) is unlabelled.
     num_classes:
         Number of classes.
     w0, sigma:
@@ -195,7 +234,7 @@ def border_weight_map(
         raise InvalidArgumentError(f"a label map must be H x W, got shape {labels.shape}")
     if sigma <= 0:
         raise InvalidArgumentError(f"sigma must be positive, got {sigma}")
-    valid = labels != UNLABELLED
+    valid = labels != unlabelled_value(labels)
     if balance:
         per_class = class_balance_weights(labels, num_classes)
         weights = np.where(valid, per_class[np.where(valid, labels, 0).clip(max=num_classes - 1)], 0.0)

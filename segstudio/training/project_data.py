@@ -7,8 +7,10 @@ labels)`` samples of :mod:`segstudio.training`, and into
 process (which then loads the pixels itself with :func:`load_sources`, so the
 window's process never pickles large arrays).
 
-Labels use 255 for unlabelled pixels, which the loss ignores; an image whose
-labels are all 255 teaches nothing and is skipped. A file that cannot be read
+Labels mark unlabelled pixels with the largest value of their type (255 in
+a uint8 map, 65535 in the uint16 maps of projects with more than 254
+classes), which the loss ignores; an image whose labels are all unlabelled
+teaches nothing and is skipped. A file that cannot be read
 is skipped too, with an error naming it, so one bad file never stops a run.
 """
 
@@ -26,9 +28,10 @@ import numpy as np
 from segstudio.annotation.document import ImageStatus
 from segstudio.errors import DataError, InvalidArgumentError, SegstudioError, UnreadableInputError
 from segstudio.io.images import read_image
-from segstudio.io.masks import UNLABELLED, read_mask
+from segstudio.io.masks import read_mask
 from segstudio.io.project import Project
 from segstudio.training.data import Sample, split_train_val
+from segstudio.training.losses import unlabelled_value
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,8 @@ class SampleSource:
     image:
         The image file.
     labels:
-        The label PNG (class index per pixel, 255 = unlabelled).
+        The label PNG (class index per pixel; 255 = unlabelled in an 8-bit
+        file, 65535 in a 16-bit one).
     """
 
     stem: str
@@ -113,7 +117,7 @@ def _annotated_slices(entry) -> list[SampleSource]:
         return []
     labels = read_label_volume(entry.labels_path)
     selector = tuple(sorted((entry.selector or {}).items())) or None
-    labelled = np.flatnonzero((labels != UNLABELLED).any(axis=(1, 2)))
+    labelled = np.flatnonzero((labels != unlabelled_value(labels)).any(axis=(1, 2)))
     return [SampleSource(f"{entry.id}#z{k}", entry.source, entry.labels_path, int(k), selector) for k in labelled]
 
 
@@ -142,7 +146,7 @@ def load_source(
         The files.
     num_classes:
         When given, labels holding a class index of ``num_classes`` or more
-        (other than 255) are refused.
+        (other than the labels' unlabelled value) are refused.
 
     Raises
     ------
@@ -170,14 +174,16 @@ def load_source(
             f"{image.shape[1]} x {image.shape[0]}",
             path=source.labels,
         )
-    if not (labels != UNLABELLED).any():
+    unlabelled = unlabelled_value(labels)
+    if not (labels != unlabelled).any():
         raise DataError("every pixel is unlabelled; there is nothing to learn from", path=source.labels)
     if num_classes is not None:
         present = np.unique(labels)
-        bad = present[(present >= num_classes) & (present != UNLABELLED)]
+        bad = present[(present >= num_classes) & (present != unlabelled)]
         if bad.size:
             raise DataError(
-                f"labels hold class(es) {bad[:10].tolist()} but there are only {num_classes} classes",
+                f"labels hold class(es) {bad[:10].tolist()} but there are only {num_classes} classes "
+                f"(0..{num_classes - 1}; {unlabelled} = unlabelled)",
                 path=source.labels,
             )
     return image, labels

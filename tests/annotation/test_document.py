@@ -212,3 +212,100 @@ def test_annotation_and_project_modules_do_not_load_torch():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def _many_class_doc():
+    return Document(np.zeros((30, 40), np.uint8), label_dtype=np.uint16)
+
+
+def test_uint16_document_paints_classes_above_255_and_erases_to_65535():
+    doc = _many_class_doc()
+    assert doc.labels.dtype == np.uint16 and (doc.labels == 65535).all() and doc.unlabelled == 65535
+    region, mask = disk(10, 10, 3, doc.shape)
+    doc.begin_stroke("Brush")
+    assert doc.paint(region, mask, 300)
+    assert doc.paint(*disk(10, 14, 3, doc.shape), 255)  # 255 is a class here, not "erase"
+    doc.end_stroke()
+    assert doc.labels[10, 10] == 300 and doc.labels[10, 15] == 255 and doc.labels[0, 0] == 65535
+    assert doc.paint(*disk(10, 10, 1, doc.shape), doc.unlabelled)
+    assert doc.labels[10, 10] == 65535
+    counts = doc.label_counts()
+    assert counts.shape == (65536,) and counts[255] > 0 and counts.sum() == 30 * 40
+    doc.undo()
+    doc.undo()
+    assert (doc.labels == 65535).all()
+    with pytest.raises(InvalidArgumentError):
+        doc.paint(region, mask, 65536)
+
+
+def test_uint16_document_accepts_a_uint16_prediction_and_refuses_too_deep_ones():
+    doc = _many_class_doc()
+    predicted = np.full(doc.shape, 299, np.uint16)
+    predicted[:, :10] = 256
+    predicted[0, :] = 65535  # no answer there: the labels stay
+    probabilities = np.zeros((1, *doc.shape), np.float16)
+    doc.set_prediction(PredictionResult(probabilities, predicted, tile_size=64))
+    doc.paint((slice(0, 1), slice(0, 40)), None, 7)
+    assert doc.accept(class_index=256)
+    assert (doc.labels[1:, :10] == 256).all() and (doc.labels[0] == 7).all() and doc.labels[5, 20] == 65535
+    assert doc.accept()
+    assert (doc.labels[1:, 10:] == 299).all()
+    small = Document(np.zeros((30, 40), np.uint8))
+    small.set_prediction(PredictionResult(probabilities, predicted, tile_size=64))
+    with pytest.raises(InvalidArgumentError, match="add classes"):
+        small.accept()
+    assert (small.labels == 255).all()
+
+
+def test_changing_the_label_type_keeps_labels_crf_and_undo():
+    doc = Document(np.zeros((30, 40), np.uint8))
+    doc.paint(*disk(5, 5, 2, doc.shape), 3)
+    doc.apply((slice(10, 20), slice(0, 40)), None, 254, "Fill")
+    doc.set_crf_labels(np.full(doc.shape, 2, np.uint8))
+    heard = []
+    doc.subscribe(heard.append)
+    before = doc.labels.copy()
+    assert doc.set_label_dtype(np.uint16)
+    assert doc.labels.dtype == np.uint16 and doc.crf_labels.dtype == np.uint16 and heard[-1] is None
+    assert np.array_equal(doc.labels, masks_convert(before, np.uint16))
+    assert doc.dirty and not doc.set_label_dtype(np.uint16)
+    doc.apply((slice(0, 2), slice(0, 2)), None, 400, "Fill")
+    doc.undo()
+    doc.undo()  # the uint8-era fill, replayed into the uint16 map
+    assert doc.labels[15, 0] == 65535 and doc.labels[5, 5] == 3
+    doc.redo()
+    assert doc.labels[15, 0] == 254
+    doc.redo()
+    with pytest.raises(InvalidArgumentError, match="400"):
+        doc.set_label_dtype(np.uint8)  # class 400 does not fit: nothing changes
+    assert doc.labels.dtype == np.uint16 and doc.labels[0, 0] == 400
+    doc.undo()
+    with pytest.raises(InvalidArgumentError, match="400"):
+        doc.set_label_dtype(np.uint8)  # the redo step still holds class 400
+    doc.paint(*disk(25, 30, 1, doc.shape), 1)  # a new edit drops that redo step
+    assert doc.set_label_dtype(np.uint8)
+    doc.undo()
+    doc.undo()
+    assert doc.labels.dtype == np.uint8 and doc.labels[15, 0] == 255 and doc.labels[5, 5] == 3
+
+
+def masks_convert(labels, dtype):
+    from segstudio.io.masks import convert_labels
+
+    return convert_labels(labels, dtype)
+
+
+def test_deleting_the_255th_class_narrows_the_labels_in_one_undo_step():
+    classes = ClassList.from_names([f"c{i}" for i in range(255)])
+    doc = Document(np.zeros((20, 20), np.uint8), label_dtype=classes.label_dtype)
+    doc.apply((slice(0, 5), slice(0, 20)), None, 254, "Fill")
+    doc.apply((slice(5, 10), slice(0, 20)), None, 100, "Fill")
+    heard = []
+    doc.subscribe(heard.append)
+    assert doc.remap_labels(classes.removal_mapping(100))  # class 100 goes: 254 -> 253
+    assert doc.labels.dtype == np.uint8 and heard[-1] is None
+    assert (doc.labels[:5] == 253).all() and (doc.labels[5:10] == 255).all() and (doc.labels[10:] == 255).all()
+    doc.undo()
+    assert doc.labels.dtype == np.uint8 and (doc.labels[:5] == 254).all() and (doc.labels[5:10] == 100).all()
+    with pytest.raises(InvalidArgumentError, match="256"):
+        doc.remap_labels(np.arange(65536, dtype=np.uint16))  # a table for the other type

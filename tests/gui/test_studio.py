@@ -203,7 +203,7 @@ def test_class_rename_recolor_and_delete(qtbot, window, image_folder):
     document.apply((slice(10, 15), slice(0, 5)), np.ones((5, 5), bool), 2, "test")
     assert tuple(window.canvas.layer_buffer("labels")[0, 0, :3]) == (10, 200, 30)
     # delete "cell": its pixels become unlabelled, "nucleus" shifts down to 1
-    window.classes_panel.deleteRequested.emit(1, 255)
+    window.classes_panel.deleteRequested.emit(1, -1)
     assert list(window.session.classes.names) == ["background", "nucleus"]
     assert (document.labels[0:5, 0:5] == 255).all() and (document.labels[10:15, 0:5] == 1).all()
 
@@ -329,8 +329,8 @@ def test_an_unreadable_first_image_does_not_stop_the_others(qtbot, window, image
     assert window.images_panel.current_index() == window.session.index
 
 
-def test_a_failed_write_of_an_image_switched_away_from_is_retried(qtbot, window, image_folder, monkeypatch):
-    window.open_path(image_folder)
+def _make_the_disk_full(window, monkeypatch):
+    """Label writes fail as on a full disk until the returned switch's "on" is False."""
     project = window.session.project
     real_write = project.write_labels
     disk_full = {"on": True}
@@ -341,9 +341,20 @@ def test_a_failed_write_of_an_image_switched_away_from_is_retried(qtbot, window,
         real_write(index, labels)
 
     monkeypatch.setattr(project, "write_labels", flaky)
+    return disk_full
+
+
+def _edit_image_0_and_fail_to_save_it(window):
     window.session.document.apply((slice(0, 10), slice(0, 10)), None, 1, "image 0")
     window.select_image(1)  # saves image 0 (fails in the background)
     assert not window.session.save(wait=True)
+
+
+def test_a_failed_write_of_an_image_switched_away_from_is_retried(qtbot, window, image_folder, monkeypatch):
+    window.open_path(image_folder)
+    project = window.session.project
+    disk_full = _make_the_disk_full(window, monkeypatch)
+    _edit_image_0_and_fail_to_save_it(window)
     assert window.last_error is not None and "No space left" in window.last_error.text()
     disk_full["on"] = False
     window.session.document.apply((slice(0, 2), slice(0, 2)), None, 1, "image 1")
@@ -380,8 +391,133 @@ def test_deleting_a_class_with_an_unreadable_label_file_changes_nothing(qtbot, w
         window.session.document.apply((slice(0, 4), slice(0, 4)), None, 2, "third")
     window.session.save(wait=True)
     project.entries[1].labels_path.write_bytes(b"damaged")
-    window.classes_panel.deleteRequested.emit(1, 255)
+    window.classes_panel.deleteRequested.emit(1, -1)
     assert "damaged" in window.last_error.text() or "cell_1" in window.last_error.text()
     assert list(window.session.classes.names) == ["background", "foreground", "third"]
     assert read_mask(project.entries[0].labels_path)[0, 0] == 2  # not renumbered
     assert window.session.document.labels[0, 0] == 2
+
+
+def _paint_at(window, row, column):
+    QTest.mouseClick(window.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     _point(window.canvas, row, column))
+
+
+def test_the_255th_class_switches_labels_to_uint16_keeping_paint_and_undo(qtbot, window, image_folder):
+    from segstudio.gui.main_window import MainWindow
+
+    window.open_path(image_folder)
+    document = window.session.document
+    window.set_tool(Tool.BRUSH)
+    window.canvas.set_brush_radius(0)
+    window.set_active_class(1)
+    _paint_at(window, 20, 20)
+    classes = window.session.classes
+    for i in range(len(classes), 254):
+        classes.add(f"extra {i}")
+    window._sync_classes()
+    assert window.session.document.labels.dtype == np.uint8
+    window.classes_panel.addRequested.emit("class 254", (1, 2, 3))  # the 255th class, through the panel
+    assert len(classes) == 255
+    assert window.statusBar().currentMessage() == "255 classes: labels are now saved as 16-bit PNGs"
+    labels = window.session.document.labels
+    assert labels.dtype == np.uint16 and labels[20, 20] == 1 and labels[0, 0] == 65535
+    for i in range(255, 301):
+        classes.add(f"extra {i}")
+    window._sync_classes()
+    window.set_active_class(300)
+    _paint_at(window, 40, 40)
+    window.set_active_class(255)  # an ordinary class in a uint16 map
+    _paint_at(window, 40, 60)
+    assert document.labels[40, 40] == 300 and document.labels[40, 60] == 255
+    shown = window.canvas.layer_buffer("labels")
+    assert tuple(shown[40, 40, :3]) == classes[300].color and shown[40, 40, 3] == 255
+    assert tuple(shown[40, 60, :3]) == classes[255].color and shown[0, 0, 3] == 0
+    window.set_tool(Tool.ERASER)
+    _paint_at(window, 40, 40)
+    assert document.labels[40, 40] == 65535 and window.canvas.layer_buffer("labels")[40, 40, 3] == 0
+    window.undo()
+    assert document.labels[40, 40] == 300
+    for _ in range(3):
+        window.undo()
+    assert document.labels[20, 20] == 65535  # the uint8-era stroke undone: unlabelled
+    window.redo()
+    assert document.labels[20, 20] == 1
+    folder = window.session.project.folder
+    expected = document.labels.copy()
+    window.close()
+    again = MainWindow()
+    qtbot.addWidget(again)
+    assert again.open_path(folder)
+    assert len(again.session.classes) == 301
+    assert again.session.document.labels.dtype == np.uint16
+    assert np.array_equal(again.session.document.labels, expected)
+    assert read_mask(again.session.project.entries[0].labels_path).dtype == np.uint16
+    again.close()
+
+
+def test_deleting_the_255th_class_narrows_labels_back_to_uint8(qtbot, window, image_folder):
+    window.open_path(image_folder)
+    classes = window.session.classes
+    for i in range(len(classes), 255):
+        classes.add(f"extra {i}")
+    window.session.match_label_type()
+    window._sync_classes()
+    document = window.session.document
+    assert document.labels.dtype == np.uint16
+    document.apply((slice(0, 5), slice(0, 5)), None, 254, "test")
+    document.apply((slice(10, 15), slice(0, 5)), None, 3, "test")
+    window.select_image(1)
+    window.session.document.apply((slice(0, 2), slice(0, 2)), None, 200, "test")
+    window.select_image(0)
+    document = window.session.document
+    window.classes_panel.deleteRequested.emit(3, -1)
+    assert len(classes) == 254
+    assert window.statusBar().currentMessage() == "254 classes: labels are now saved as 8-bit PNGs"
+    assert document.labels.dtype == np.uint8 and window.session.document is document
+    assert (document.labels[0:5, 0:5] == 253).all() and (document.labels[10:15, 0:5] == 255).all()
+    assert tuple(window.canvas.layer_buffer("labels")[0, 0, :3]) == classes[253].color
+    other = read_mask(window.session.project.entries[1].labels_path)
+    assert other.dtype == np.uint8 and (other[0:2, 0:2] == 199).all()
+
+
+def test_switching_back_at_once_shows_the_labels_still_being_written(qtbot, window, image_folder, monkeypatch):
+    """Going back to an image whose write is still queued used to read the
+    old file: the edits vanished from view, and the next save wrote the old
+    labels back over them."""
+    import threading
+
+    window.open_path(image_folder)
+    project = window.session.project
+    real_write = project.write_labels
+    release = threading.Event()
+
+    def slow_write(index, labels):
+        if index == 0:
+            release.wait(0.5)  # a big image on a slow disk
+        real_write(index, labels)
+
+    monkeypatch.setattr(project, "write_labels", slow_write)
+    window.session.document.apply((slice(0, 6), slice(0, 6)), None, 1, "image 0")
+    window.select_image(1)  # queues image 0's write
+    window.select_image(0)  # back before it has landed
+    assert (window.session.document.labels[:6, :6] == 1).all()
+    release.set()
+    assert window.session.save(wait=True)
+    assert (read_mask(project.entries[0].labels_path)[:6, :6] == 1).all()
+
+
+def test_going_back_to_an_image_whose_write_failed_shows_the_unsaved_labels(qtbot, window, image_folder,
+                                                                              monkeypatch):
+    window.open_path(image_folder)
+    project = window.session.project
+    disk_full = _make_the_disk_full(window, monkeypatch)
+    _edit_image_0_and_fail_to_save_it(window)
+    window.select_image(0)  # its file never got the edit; the snapshot did
+    document = window.session.document
+    assert (document.labels[:10, :10] == 1).all() and document.dirty
+    disk_full["on"] = False
+    document.apply((slice(20, 22), slice(20, 22)), None, 1, "more")
+    assert window.session.save(wait=True)
+    saved = read_mask(project.entries[0].labels_path)
+    assert (saved[:10, :10] == 1).all() and (saved[20:22, 20:22] == 1).all()

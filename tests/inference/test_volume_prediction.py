@@ -124,3 +124,16 @@ def test_uint8_volumes_pass_and_bad_requests_are_refused():
         slice_normaliser(grey, window=(40, 0))
     with pytest.raises(InvalidArgumentError, match="Z x H x W"):
         slice_normaliser(np.zeros((4, 5), np.uint8))
+
+
+def test_slices_not_run_are_unlabelled_in_a_uint16_map(ct_volume):
+    # More than 255 channels: the predictor gives uint16 labels, where 255 is a class and 65535 unlabelled.
+    torch.manual_seed(0)
+    model = get_model("unet", num_classes=300, in_channels=1, base_width=4, depth=2, padding="same")
+    predictor = Predictor(model, preprocessing=GREY, device="cpu", precision="fp32", tile_size=128)
+    result = run_to_completion(predict_volume_steps(predictor, ct_volume, slices=[1]))
+    assert result.labels.dtype == np.uint16 and result.labels.shape == (3, 128, 128)
+    assert (result.labels[[0, 2]] == 65535).all()
+    alone = predictor.predict(to_uint8_display(ct_volume)[1])
+    np.testing.assert_array_equal(result.labels[1], alone.labels)
+    assert result.labels[1].max() < 300

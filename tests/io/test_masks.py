@@ -54,7 +54,7 @@ def test_default_palette_is_distinct_and_deterministic():
     assert all(isinstance(c, int) and 0 <= c <= 255 for colour in big for c in colour)
     assert default_palette(0) == []
     with pytest.raises(InvalidArgumentError):
-        default_palette(256)
+        default_palette(65535)
     with pytest.raises(InvalidArgumentError):
         default_palette(-1)
 
@@ -225,3 +225,62 @@ def test_unwritable_destination_raises_export_error(tmp_path):
     with pytest.raises(ExportError) as info:
         write_indexed_png(blocker / "mask.png", np.zeros((2, 2), np.uint8), default_palette(1))
     assert "mask.png" in str(info.value)
+
+
+# --------------------------------------------------------------------------
+# uint16 label maps (projects of more than 254 classes)
+# --------------------------------------------------------------------------
+
+
+def test_label_type_and_unlabelled_value_by_class_count():
+    assert masks.label_dtype(0) == np.uint8 and masks.label_dtype(254) == np.uint8
+    assert masks.label_dtype(255) == np.uint16 and masks.label_dtype(masks.MAX_CLASSES) == np.uint16
+    assert masks.unlabelled_for(np.uint8) == 255 and masks.unlabelled_for(np.zeros(2, np.uint16)) == 65535
+    for bad in (-1, masks.MAX_CLASSES + 1, True):
+        with pytest.raises(InvalidArgumentError):
+            masks.label_dtype(bad)
+    with pytest.raises(InvalidArgumentError, match="uint8 or uint16"):
+        masks.unlabelled_for(np.int32)
+
+
+def test_convert_labels_keeps_classes_and_unlabelled():
+    small = np.array([[0, 7, 254, 255]], np.uint8)
+    wide = masks.convert_labels(small, np.uint16)
+    assert wide.dtype == np.uint16 and wide.tolist() == [[0, 7, 254, 65535]]
+    back = masks.convert_labels(wide, np.uint8)
+    assert back.dtype == np.uint8 and np.array_equal(back, small)
+    assert masks.convert_labels(small, np.uint8) is small
+    with pytest.raises(InvalidArgumentError, match=r"m\.png.*\[255, 300\]"):
+        masks.convert_labels(np.array([[255, 300, 65535]], np.uint16), np.uint8, path="m.png")
+
+
+def test_16_bit_label_png_round_trip(tmp_path):
+    labels = np.full((20, 30), 65535, np.uint16)
+    labels[2:5, 3:9] = 255  # an ordinary class in a uint16 map
+    labels[10:12, :] = 300
+    labels[15, 29] = 0
+    path = masks.write_label_png(tmp_path / "deep.png", labels, default_palette(301))
+    with Image.open(path) as image:
+        assert image.mode.startswith("I;16")
+    back = read_mask(path)
+    assert back.dtype == np.uint16 and np.array_equal(back, labels)
+    with pytest.raises(InvalidArgumentError, match=r"\[300\].*300 classes"):
+        masks.write_label_png(tmp_path / "bad.png", labels, default_palette(300))
+    # uint8 maps still become indexed PNGs with the palette
+    small = _labels(1)
+    masks.write_label_png(tmp_path / "small.png", small, default_palette(5))
+    assert read_palette(tmp_path / "small.png")[:2] == default_palette(2)
+    assert np.array_equal(read_mask(tmp_path / "small.png"), small)
+
+
+def test_32_bit_integer_masks_read_as_the_narrowest_label_type(tmp_path):
+    narrow = np.array([[0, 3], [255, 1]], np.int32)
+    Image.fromarray(narrow, mode="I").save(tmp_path / "narrow.tif")
+    assert read_mask(tmp_path / "narrow.tif").dtype == np.uint8
+    wide = np.array([[0, 300], [65535, 1]], np.int32)
+    Image.fromarray(wide, mode="I").save(tmp_path / "wide.tif")
+    read = read_mask(tmp_path / "wide.tif")
+    assert read.dtype == np.uint16 and read.tolist() == [[0, 300], [65535, 1]]
+    Image.fromarray(np.array([[70000]], np.int32), mode="I").save(tmp_path / "huge.tif")
+    with pytest.raises(UnreadableInputError, match="huge.tif"):
+        read_mask(tmp_path / "huge.tif")

@@ -9,10 +9,11 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from PIL import Image
 
 from segstudio.errors import ExportError, InvalidArgumentError
 from segstudio.io.dicom import read_series
-from segstudio.io.masks import read_mask, read_palette
+from segstudio.io.masks import UNLABELLED_16, default_palette, read_mask, read_palette
 from segstudio.io.medical_export import write_dicom_seg, write_nifti_labels, write_png_slices
 from segstudio.io.nifti import read_nifti
 from tests.io.test_dicom import make_ct_series, nibabel_dicom
@@ -204,3 +205,114 @@ def test_png_slices(tmp_path):
     assert read_palette(files[0])[1] == COLOURS[1]
     with pytest.raises(InvalidArgumentError, match="Z x Y x X"):
         write_png_slices(tmp_path / "png", labels[0], COLOURS)
+
+
+# ------------------------------------------------------------------ uint16 label maps (> 254 classes)
+
+WIDE_NAMES = [f"c{i}" for i in range(301)]
+WIDE_COLOURS = default_palette(301)
+
+
+def _wide_volume_labels(shape):
+    """Classes 0, 255 (ordinary in uint16), 300, and 65535 (unlabelled) on different slices."""
+    labels = np.zeros(shape, np.uint16)
+    labels[0, :3, :3] = UNLABELLED_16
+    labels[1, 10:20, 30:40] = 300
+    labels[1, 0, 0] = UNLABELLED_16
+    labels[2, 5:7, 5:9] = 255
+    return labels
+
+
+def test_nifti_uint16_keeps_classes_above_255_and_unlabelled_is_background(tmp_path):
+    make_ct_series(tmp_path / "s", z_offsets=(0.0, 5.0, 10.0))
+    volume = read_series(tmp_path / "s")
+    labels = _wide_volume_labels(volume.shape_zyx)
+    written = nib.load(write_nifti_labels(tmp_path / "wide.nii.gz", labels, volume))
+    assert written.get_data_dtype() == np.uint16
+    assert float(written.header["cal_max"]) == 300.0
+    data = np.asanyarray(written.dataobj)
+    assert data.dtype == np.uint16
+    zyx = data.transpose(2, 1, 0)
+    np.testing.assert_array_equal(zyx, np.where(labels == UNLABELLED_16, 0, labels))
+    assert zyx[1, 15, 35] == 300 and zyx[2, 6, 6] == 255 and zyx[0, 0, 0] == 0 and zyx[1, 0, 0] == 0
+
+
+def test_nifti_is_uint8_when_every_value_fits(tmp_path):
+    make_ct_series(tmp_path / "s", z_offsets=(0.0, 5.0))
+    volume = read_series(tmp_path / "s")
+    wide = np.zeros(volume.shape_zyx, np.uint16)
+    wide[0, 1, 2] = 255  # an ordinary class in a uint16 map: fits a uint8 file
+    wide[1, :2, :2] = UNLABELLED_16
+    data = np.asanyarray(nib.load(write_nifti_labels(tmp_path / "a.nii", wide, volume)).dataobj)
+    assert data.dtype == np.uint8 and data[2, 1, 0] == 255 and int(data.sum()) == 255
+    eight = np.zeros(volume.shape_zyx, np.uint8)
+    eight[0, 1, 2] = 7
+    eight[1, :2, :2] = 255  # unlabelled in a uint8 map: background
+    data = np.asanyarray(nib.load(write_nifti_labels(tmp_path / "b.nii", eight, volume)).dataobj)
+    assert data.dtype == np.uint8 and data[2, 1, 0] == 7 and int(data.sum()) == 7
+
+
+def test_label_range_check_follows_the_type(tmp_path):
+    make_ct_series(tmp_path / "s", z_offsets=(0.0, 5.0))
+    volume = read_series(tmp_path / "s")
+    wide = np.zeros(volume.shape_zyx, np.int32)
+    wide[0, 0, 0] = 300  # another integer type: taken as uint16
+    data = np.asanyarray(nib.load(write_nifti_labels(tmp_path / "a.nii", wide, volume)).dataobj)
+    assert data.dtype == np.uint16 and data[0, 0, 0] == 300
+    wide[0, 0, 0] = 70000
+    with pytest.raises(InvalidArgumentError, match="0..65535, got 0..70000"):
+        write_nifti_labels(tmp_path / "b.nii", wide, volume)
+
+
+def test_dicom_seg_from_uint16_labels_has_a_segment_for_class_300(tmp_path):
+    import highdicom as hd
+
+    uids = make_ct_series(tmp_path / "s", z_offsets=(0.0, 5.0, 10.0))
+    volume = read_series(tmp_path / "s")
+    labels = _wide_volume_labels(volume.shape_zyx)
+    out = write_dicom_seg(tmp_path / "seg.dcm", labels, volume, WIDE_NAMES, WIDE_COLOURS)
+    ds = pydicom.dcmread(out)
+    # 0 and 65535 are background; 255 is a class of its own in a uint16 map.
+    assert [s.SegmentLabel for s in ds.SegmentSequence] == ["c255", "c300"]
+    assert [int(s.SegmentNumber) for s in ds.SegmentSequence] == [1, 2]
+    colour = hd.color.CIELabColor.from_dicom_value(tuple(ds.SegmentSequence[1].RecommendedDisplayCIELabValue))
+    assert np.allclose(colour.to_rgb(), WIDE_COLOURS[300], atol=2)
+    assert int(ds.NumberOfFrames) == 2
+    pixels = ds.pixel_array
+    for index, frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        segment = int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        k = uids.index(frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
+        class_index = {1: 255, 2: 300}[segment]
+        assert k == {255: 2, 300: 1}[class_index]
+        np.testing.assert_array_equal(pixels[index], labels[k] == class_index)
+
+
+def test_dicom_seg_with_more_than_255_segments(tmp_path):
+    uids = make_ct_series(tmp_path / "s", z_offsets=(0.0, 5.0))
+    volume = read_series(tmp_path / "s")
+    labels = np.zeros(volume.shape_zyx, np.uint16)
+    labels[1, :100, :3] = np.arange(1, 301, dtype=np.uint16).reshape(100, 3)  # classes 1..300, one voxel each
+    out = write_dicom_seg(tmp_path / "seg.dcm", labels, volume, WIDE_NAMES, WIDE_COLOURS)
+    ds = pydicom.dcmread(out)
+    assert len(ds.SegmentSequence) == 300 and int(ds.NumberOfFrames) == 300
+    assert ds.SegmentSequence[299].SegmentLabel == "c300" and int(ds.SegmentSequence[299].SegmentNumber) == 300
+    pixels = ds.pixel_array
+    for index, frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        segment = int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        source = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        assert uids.index(source) == 1
+        np.testing.assert_array_equal(pixels[index], labels[1] == segment)  # segment n is class n here
+
+
+def test_png_slices_of_a_uint16_map_are_16_bit(tmp_path):
+    labels = np.zeros((2, 4, 5), np.uint16)
+    labels[0, 1, 2] = 300
+    labels[0, 0, 0] = 255
+    labels[1, 3, 4] = UNLABELLED_16
+    files = write_png_slices(tmp_path / "png", labels, WIDE_COLOURS)
+    for k, file in enumerate(files):
+        read = read_mask(file)
+        assert read.dtype == np.uint16
+        np.testing.assert_array_equal(read, labels[k])
+    with Image.open(files[0]) as png:
+        assert png.mode.startswith("I;16")

@@ -178,3 +178,76 @@ def test_deleting_a_class_renumbers_every_saved_label_file(tmp_path, images):
         assert np.array_equal(labels, expected)
         with Image.open(project.entries[index].labels_path) as png:
             assert png.getpalette()[:6] == [0, 0, 0, 0, 0, 255]
+
+
+def _many_classes(n=300):
+    return ClassList.from_names([f"class {i}" for i in range(n)])
+
+
+def test_project_of_300_classes_saves_16_bit_labels_and_reads_them_back(tmp_path, images):
+    folder, sizes = images
+    project = Project.create(tmp_path / "project", [folder], _many_classes())
+    doc = project.load_document(0)
+    assert doc.labels.dtype == np.uint16 and (doc.labels == 65535).all()
+    doc.paint(*disk(5, 5, 3, doc.shape), 299)
+    doc.paint(*disk(15, 20, 3, doc.shape), 255)
+    project.save_document(0, doc)
+    with Image.open(project.entries[0].labels_path) as png:
+        assert png.mode.startswith("I;16")
+    again = Project.open(project.folder)
+    assert len(again.classes) == 300
+    reread = again.load_document(0)
+    assert reread.labels.dtype == np.uint16 and np.array_equal(reread.labels, doc.labels)
+    assert np.array_equal(again.read_labels(0), doc.labels)
+
+
+def test_8_bit_files_read_in_the_project_type_after_the_class_count_grows(tmp_path, images):
+    folder, _ = images
+    project = Project.create(tmp_path / "project", [folder], _many_classes(254))
+    doc = project.load_document(0)
+    doc.paint(*disk(5, 5, 3, doc.shape), 253)
+    project.save_document(0, doc)
+    project.classes.add("one more")
+    assert project.classes.label_dtype == np.uint16
+    labels = project.read_labels(0)
+    assert labels.dtype == np.uint16 and labels[5, 5] == 253 and labels[0, 39] == 65535
+    assert np.array_equal(project.load_document(0).labels, labels)
+    # a snapshot taken before the change is written in the new depth
+    project.write_labels(0, doc.labels)
+    with Image.open(project.entries[0].labels_path) as png:
+        assert png.mode.startswith("I;16")
+
+
+def test_16_bit_file_with_classes_beyond_an_8_bit_project_names_the_file(tmp_path, images):
+    from segstudio.io.masks import write_label_png
+
+    folder, _ = images
+    project = Project.create(tmp_path / "project", [folder], _classes())
+    deep = np.full((30, 40), 65535, np.uint16)
+    deep[0, 0] = 300
+    write_label_png(project.entries[0].labels_path, deep, _many_classes(301).colors)
+    with pytest.raises(UnreadableInputError, match=r"a\.png.*300.*3 classes"):
+        project.load_document(0)
+
+
+def test_deleting_a_class_of_255_narrows_every_saved_file_to_8_bit(tmp_path, images):
+    from segstudio.tasks import run_to_completion
+
+    folder, _ = images
+    project = Project.create(tmp_path / "project", [folder], _many_classes(255))
+    for index in range(2):
+        doc = project.load_document(index)
+        doc.labels[:4, :] = 254
+        doc.labels[4:8, :] = 7
+        project.save_document(index, doc)
+    mapping = project.classes.removal_mapping(7, replacement=0)
+    project.classes.remove(7)
+    assert run_to_completion(project.remap_saved_labels(mapping)) == 2
+    for index in range(2):
+        with Image.open(project.entries[index].labels_path) as png:
+            assert png.mode == "P"
+        labels = project.read_labels(index)
+        assert labels.dtype == np.uint8
+        assert (labels[:4] == 253).all() and (labels[4:8] == 0).all() and (labels[8:] == 255).all()
+    with pytest.raises(InvalidArgumentError):
+        run_to_completion(project.remap_saved_labels(np.arange(256)))

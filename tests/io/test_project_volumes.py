@@ -304,3 +304,26 @@ def test_overlay_export_skips_volumes(tmp_path, labelled_project, caplog):
     written = run_to_completion(export_project(labelled_project, tmp_path / "out", fmt="overlay"))
     assert [p.name for p in written] == ["photo_overlay.png"]
     assert "overlay export is for 2-D images" in caplog.text
+
+
+def test_a_volume_in_a_project_of_300_classes_keeps_uint16_labels(ct_folder, tmp_path):
+    classes = ClassList.from_names([f"c{i}" for i in range(300)])
+    project = Project.create(tmp_path / "p", [], classes, volume_paths=[ct_folder])
+    doc = project.load_document(0)
+    assert doc.labels.dtype == np.uint16 and (doc.labels == 65535).all()
+    doc.labels[0] = 299
+    doc.labels[1, :5] = 255
+    project.save_document(0, doc)
+    stored = read_label_volume(project.entries[0].labels_path)
+    assert stored.dtype == np.uint16 and np.array_equal(stored, doc.labels)
+    assert np.array_equal(Project.open(project.folder).load_document(0).labels, doc.labels)
+    # deleting classes until 254 remain narrows the file to uint8
+    while len(project.classes) > 254:
+        mapping = project.classes.removal_mapping(10)
+        project.classes.remove(10)
+        run_to_completion(project.remap_saved_labels(mapping))
+    narrowed = read_label_volume(project.entries[0].labels_path)
+    assert narrowed.dtype == np.uint8
+    assert (narrowed[0] == 253).all() and (narrowed[1, :5] == 209).all() and narrowed[2, 0, 0] == 255
+    with pytest.raises(InvalidArgumentError, match="uint8 or uint16"):
+        write_label_volume(project.entries[0].labels_path, narrowed.astype(np.int32), 254)

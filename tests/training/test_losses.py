@@ -8,6 +8,7 @@ from scipy import ndimage
 
 from segstudio.errors import InvalidArgumentError
 from segstudio.training.losses import (
+    IGNORE_INDEX,
     CrossEntropy,
     DiceCE,
     border_weight_map,
@@ -22,8 +23,8 @@ NUM_CLASSES = 3
 def _target(seed=0):
     rng = np.random.default_rng(seed)
     target = rng.integers(0, NUM_CLASSES, size=(2, 12, 14))
-    target[0, 3:8, 2:9] = 255
-    target[1, :, 10:] = 255
+    target[0, 3:8, 2:9] = IGNORE_INDEX
+    target[1, :, 10:] = IGNORE_INDEX
     return torch.from_numpy(target).long()
 
 
@@ -35,7 +36,9 @@ def _loss_and_grad(loss_fn, logits, target, weights=None):
 
 
 def _border_weights(target):
-    return torch.stack([torch.from_numpy(border_weight_map(t.numpy(), NUM_CLASSES)) for t in target])
+    # border_weight_map takes label maps as stored: uint8 with 255 = unlabelled
+    maps = [np.where(t.numpy() == IGNORE_INDEX, 255, t.numpy()).astype(np.uint8) for t in target]
+    return torch.stack([torch.from_numpy(border_weight_map(m, NUM_CLASSES)) for m in maps])
 
 
 LOSSES = {
@@ -50,7 +53,7 @@ LOSSES = {
 def test_unlabelled_pixels_change_neither_loss_nor_gradient(name):
     torch.manual_seed(1)
     target = _target()
-    unlabelled = (target == 255).unsqueeze(1).expand(-1, NUM_CLASSES, -1, -1)
+    unlabelled = (target == IGNORE_INDEX).unsqueeze(1).expand(-1, NUM_CLASSES, -1, -1)
     assert unlabelled.any() and (~unlabelled).any()
     logits = torch.randn(2, NUM_CLASSES, 12, 14)
     # whatever the network says where nothing is labelled must not matter
@@ -60,7 +63,7 @@ def test_unlabelled_pixels_change_neither_loss_nor_gradient(name):
         loss_fn = CrossEntropy() if name == "ce_border" else DiceCE()
         weights = _border_weights(target)
         # the weight map's values at unlabelled pixels must not matter either
-        other_weights = torch.where(target == 255, torch.rand_like(weights) * 50, weights)
+        other_weights = torch.where(target == IGNORE_INDEX, torch.rand_like(weights) * 50, weights)
     else:
         loss_fn = LOSSES[name]()
         other_weights = None
@@ -77,34 +80,34 @@ def test_cross_entropy_matches_torch_on_labelled_pixels():
     torch.manual_seed(2)
     target = _target(3)
     logits = torch.randn(2, NUM_CLASSES, 12, 14)
-    expected = F.cross_entropy(logits, target, ignore_index=255)
+    expected = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
     torch.testing.assert_close(CrossEntropy()(logits, target), expected)
     weights = torch.tensor([0.2, 1.0, 3.0])
-    expected_weighted = F.cross_entropy(logits, target, weight=weights, ignore_index=255)
+    expected_weighted = F.cross_entropy(logits, target, weight=weights, ignore_index=IGNORE_INDEX)
     torch.testing.assert_close(CrossEntropy(weights)(logits, target), expected_weighted)
 
 
 def test_pixel_weights_give_a_weighted_mean():
     torch.manual_seed(3)
     target = torch.zeros(1, 2, 2, dtype=torch.long)
-    target[0, 1, 1] = 255
+    target[0, 1, 1] = IGNORE_INDEX
     logits = torch.randn(1, NUM_CLASSES, 2, 2)
-    per_pixel = F.cross_entropy(logits, target, ignore_index=255, reduction="none")[0]
+    per_pixel = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="none")[0]
     weights = torch.tensor([[[1.0, 3.0], [0.5, 100.0]]])
     expected = (per_pixel[0, 0] * 1 + per_pixel[0, 1] * 3 + per_pixel[1, 0] * 0.5) / 4.5
     torch.testing.assert_close(CrossEntropy()(logits, target, weights), expected)
 
 
 def test_dice_is_zero_for_a_perfect_prediction_and_one_for_a_wrong_one():
-    target = torch.tensor([[[0, 1], [2, 255]]])
-    perfect = F.one_hot(target.clamp(max=2), NUM_CLASSES).permute(0, 3, 1, 2).float() * 100
+    target = torch.tensor([[[0, 1], [2, IGNORE_INDEX]]])
+    perfect = F.one_hot(target.clamp(0, 2), NUM_CLASSES).permute(0, 3, 1, 2).float() * 100
     assert soft_dice_loss(perfect, target, smooth=0.0).item() == pytest.approx(0.0, abs=1e-6)
     wrong = torch.roll(perfect, 1, dims=1)
     assert soft_dice_loss(wrong, target, smooth=0.0).item() == pytest.approx(1.0, abs=1e-6)
 
 
 def test_all_unlabelled_gives_a_zero_loss_that_still_backpropagates():
-    target = torch.full((1, 4, 4), 255, dtype=torch.long)
+    target = torch.full((1, 4, 4), IGNORE_INDEX, dtype=torch.long)
     for loss_fn in (CrossEntropy(), DiceCE()):
         logits = torch.randn(1, NUM_CLASSES, 4, 4, requires_grad=True)
         loss = loss_fn(logits, target)

@@ -5,11 +5,12 @@ import json
 import logging
 
 import cv2
+import numpy as np
 import pytest
 
 from segstudio import cli
 from segstudio.commands import train as train_command
-from segstudio.io.masks import write_indexed_png
+from segstudio.io.masks import default_palette, read_mask, write_indexed_png, write_label_png
 from segstudio.models.checkpoint import load_checkpoint, read_meta
 from segstudio.synthetic import CLASS_COLORS, generate_sample
 
@@ -120,3 +121,43 @@ def test_input_window_is_recorded_in_the_checkpoint(tmp_path):
     meta = make_meta(get_model("unet", base_width=4, depth=2))
     meta = _with_input_window(meta, argparse.Namespace(input_window="-600,1500"))
     assert meta.preprocessing.input_window == (-600.0, 1500.0)
+
+
+@pytest.fixture
+def data16(tmp_path):
+    """Five images: four with 16-bit masks of classes 0, 255 and 299 (65535 = unlabelled) and one
+    with an ordinary 8-bit mask (255 = unlabelled)."""
+    folder = tmp_path / "data16"
+    (folder / "images").mkdir(parents=True)
+    for i in range(5):
+        image, mask = generate_sample(i, 40, 40)
+        cv2.imwrite(str(folder / "images" / f"img{i}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        if i == 4:
+            mask = mask.copy()
+            mask[:, :4] = 255
+            write_indexed_png(folder / "masks" / f"img{i}.png", mask, CLASS_COLORS)
+            continue
+        labels = np.array([0, 255, 299], np.uint16)[mask]
+        labels[:4] = 65535
+        write_label_png(folder / "masks" / f"img{i}.png", labels, default_palette(300))
+        assert read_mask(folder / "masks" / f"img{i}.png").dtype == np.uint16
+    return folder
+
+
+def test_train_command_on_16_bit_masks_trains_a_300_class_model(data16, tmp_path, capsys):
+    out = tmp_path / "run16"
+    assert cli.main(_args(data16, out, *SMALL_UNET, "--epochs", "1", "--crop", "32")) == 0
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["train_images"]) + len(history["val_images"]) == 5 and not history["skipped"]
+    assert history["epochs"][0]["train_loss"] > 0 and history["epochs"][0]["val_mean_iou"] is not None
+    meta = read_meta(out / "last.safetensors")
+    # classes from the masks: the highest is 299 (65535 and the 8-bit mask's 255 are unlabelled)
+    assert meta.num_classes == 300 and len(meta.class_names) == 300
+
+    # a classes.json with fewer classes: the error names the mask and its own unlabelled value
+    classes = {"classes": [{"name": n, "color": list(c)} for n, c in zip(["bg", "a", "b"], CLASS_COLORS)]}
+    (data16 / "classes.json").write_text(json.dumps(classes))
+    capsys.readouterr()
+    assert cli.main(_args(data16, tmp_path / "bad", *SMALL_UNET, "--epochs", "1", "--crop", "32")) == 1
+    err = capsys.readouterr().err
+    assert "img0.png" in err and "[255, 299]" in err and "(0..2; 65535 = unlabelled)" in err

@@ -30,7 +30,6 @@ from segstudio.gui.canvas.layers import (
     entropy_map,
     wrap_rgba,
 )
-from segstudio.io.masks import UNLABELLED
 
 MIN_ZOOM, MAX_ZOOM = 1 / 64, 64.0
 
@@ -74,8 +73,9 @@ class Canvas(QWidget):
         self._image_buffer: np.ndarray | None = None
         self._image_qimage: QImage | None = None
         self._masks: dict[str, MaskLayer] = {}
+        self._labels_shown: np.ndarray | None = None  # the document array the label layer wraps
         self._heatmap: HeatmapLayer | None = None
-        self._lut = np.zeros((256, 4), np.uint8)
+        self._lut = np.zeros((65536, 4), np.uint8)
         self._colormap = np.stack([np.arange(256, dtype=np.uint8)] * 3, axis=1)
         self.heatmap_index = 1
         self.zoom = 1.0
@@ -136,6 +136,7 @@ class Canvas(QWidget):
         else:
             self._image_buffer = display_rgba(display_plane(self._plane(document.image), self.slicer.window))
         self._image_qimage = wrap_rgba(self._image_buffer)
+        self._labels_shown = document.labels
         self._masks["labels"] = MaskLayer(self._plane(document.labels), self._lut, self.states["labels"].outline)
         self.refresh_prediction()
 
@@ -265,7 +266,11 @@ class Canvas(QWidget):
         if labels is None:
             return
         if region is None:
-            labels.recolor(None)
+            if self._labels_shown is not self.document.labels:
+                # the label type changed (a class count crossing 254): a new array
+                self._build_plane_layers()
+            else:
+                labels.recolor(None)
             self.update()
             return
         if self.slicer is not None:
@@ -363,7 +368,7 @@ class Canvas(QWidget):
         if self.tool is Tool.ACCEPT:
             self._accept_dabs.append((region, mask))
             return
-        value = UNLABELLED if self.tool is Tool.ERASER else self.active_class
+        value = self.document.unlabelled if self.tool is Tool.ERASER else self.active_class
         document.paint(*self._to_document(region, mask), value)
 
     def _finish_accept(self) -> None:

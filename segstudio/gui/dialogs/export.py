@@ -23,8 +23,9 @@ from segstudio.errors import InvalidArgumentError
 
 EXPORT_FORMATS: dict[str, tuple[str, str]] = {
     "png": (
-        "Indexed PNG with the class palette",
-        "One file per image; pixel values are class indices, 255 = unlabelled",
+        "Label PNG (pixel = class index)",
+        "One file per image; pixel values are class indices. Up to 254 classes: an indexed PNG with the "
+        "class palette, 255 = unlabelled. More classes: a 16-bit greyscale PNG, 65535 = unlabelled",
     ),
     "overlay": ("Colour overlay PNG", "The image with the class colours blended on top, for reports"),
     "binary": ("One binary mask per class", "A black-and-white PNG per image and class"),

@@ -26,7 +26,8 @@ from PySide6.QtWidgets import (
 from segstudio.errors import InvalidArgumentError
 from segstudio.gui.panels._util import blocked
 
-UNLABELLED = 255
+#: the "Unlabelled" choice when a class is deleted (255 is a class in a uint16 project)
+UNLABELLED_CHOICE = -1
 SWATCH_SIZE = 16
 KEY_COLUMN, NAME_COLUMN, VISIBLE_COLUMN = 0, 1, 2
 # Distinct, colour-blind-friendly first picks (Okabe-Ito, then Tableau-like).
@@ -89,7 +90,7 @@ class ClassesPanel(QWidget):
     visibilityChanged(int, bool)
         Show or hide a class's pixels.
     deleteRequested(int, int)
-        Delete a class; its pixels become the second index (255 = unlabelled).
+        Delete a class; its pixels become the second index (-1 = unlabelled).
     """
 
     activeChanged = Signal(int)
@@ -188,7 +189,7 @@ class ClassesPanel(QWidget):
         return (color.red(), color.green(), color.blue()) if color.isValid() else None
 
     def _ask_replacement(self, index: int) -> int | None:
-        choices = [("Unlabelled", UNLABELLED)]
+        choices = [("Unlabelled", UNLABELLED_CHOICE)]
         choices += [(name, i) for i, (name, _c, _v) in enumerate(self._classes) if i != index]
         dialog = _ReplacementDialog(self, self._classes[index][0], choices)
         if dialog.exec() != QDialog.DialogCode.Accepted:
