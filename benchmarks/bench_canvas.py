@@ -6,8 +6,10 @@ rectangle), the dirty-rect recolour alone next to a full-frame recolour in
 the same run, and a pan frame (full repaint after a 10 px pan); p50 and
 p99. Then the gaps between ticks of a 1 ms QTimer on the GUI thread while a
 model runs in the worker, next to the same timer idle: p50 / p99 / max.
+Each size runs with 3 classes (uint8 labels) and with 300 classes (uint16
+labels, painting classes above 255), so the two label types sit side by side.
 
-    QT_QPA_PLATFORM=offscreen python benchmarks/bench_canvas.py [--sizes 4096 8192] [--dabs 200]
+    QT_QPA_PLATFORM=offscreen python benchmarks/bench_canvas.py [--sizes 4096 8192] [--dabs 200] [--classes 3 300]
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def percentiles(samples_ms: list[float]) -> tuple[str, str]:
     return f"{np.percentile(values, 50):.2f}", f"{np.percentile(values, 99):.2f}"
 
 
-def bench_size(size: int, dabs: int) -> list[list[str]]:
+def bench_size(size: int, dabs: int, n_classes: int = 3) -> list[list[str]]:
     from PySide6.QtCore import QPointF
 
     from segstudio.annotation import tools
@@ -42,10 +44,9 @@ def bench_size(size: int, dabs: int) -> list[list[str]]:
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
-    document = Document(image)
-    classes = ClassList()
-    for name in ("background", "a", "b"):
-        classes.add(name)
+    classes = ClassList.from_names([f"class {i}" for i in range(n_classes)])
+    document = Document(image, label_dtype=classes.label_dtype)
+    paint_classes = np.arange(max(0, n_classes - 3), n_classes)  # the highest three
     from PySide6.QtWidgets import QApplication
 
     canvas = Canvas()
@@ -66,7 +67,7 @@ def bench_size(size: int, dabs: int) -> list[list[str]]:
         row, column = canvas.to_image(QPointF(rng.uniform(100, 1500), rng.uniform(100, 900)))
         start = time.perf_counter()
         region, mask = tools.disk(row, column, 12, document.labels.shape)
-        document.paint(region, mask, int(rng.integers(0, 3)))  # canvas recolours and schedules the rect
+        document.paint(region, mask, int(rng.choice(paint_classes)))  # canvas recolours and schedules the rect
         canvas.repaint(canvas._widget_rect(*region))
         dab_ms.append((time.perf_counter() - start) * 1000)
         start = time.perf_counter()
@@ -93,12 +94,13 @@ def bench_size(size: int, dabs: int) -> list[list[str]]:
     canvas.close()
     if not canvas.frames_painted:
         raise RuntimeError("the canvas never painted: the timings would be meaningless")
+    kind = f"{n_classes} ({document.labels.dtype})"
     return [
-        [f"{size}", "brush dab -> frame", *percentiles(dab_ms)],
-        [f"{size}", "dirty-rect recolour", *percentiles(recolor_ms)],
-        [f"{size}", "full-frame recolour", *percentiles(full_ms)],
-        [f"{size}", "pan frame (4x zoom)", *percentiles(pan_ms)],
-        [f"{size}", "pan frame (whole image fit)", *percentiles(fit_ms)],
+        [f"{size}", kind, "brush dab -> frame", *percentiles(dab_ms)],
+        [f"{size}", kind, "dirty-rect recolour", *percentiles(recolor_ms)],
+        [f"{size}", kind, "full-frame recolour", *percentiles(full_ms)],
+        [f"{size}", kind, "pan frame (4x zoom)", *percentiles(pan_ms)],
+        [f"{size}", kind, "pan frame (whole image fit)", *percentiles(fit_ms)],
     ]
 
 
@@ -137,6 +139,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", type=int, default=[4096, 8192])
     parser.add_argument("--dabs", type=int, default=200)
+    parser.add_argument("--classes", nargs="+", type=int, default=[3, 300],
+                        help="class counts to run (above 254: uint16 labels)")
     parser.add_argument("--loop-size", type=int, default=2048, help="image size for the event-loop test")
     args = parser.parse_args()
     from segstudio.gui.app import create_application
@@ -146,8 +150,9 @@ def main() -> None:
     print(f"Qt platform: {app.platformName()}\n")
     rows = []
     for size in args.sizes:
-        rows += bench_size(size, args.dabs)
-    print(table(["image", "operation", "p50 ms", "p99 ms"], rows))
+        for n_classes in args.classes:
+            rows += bench_size(size, args.dabs, n_classes)
+    print(table(["image", "classes (labels)", "operation", "p50 ms", "p99 ms"], rows))
     print()
     print(table(["GUI thread", "ticks", "gap p50 ms", "gap p99 ms", "gap max ms"], bench_event_loop(args.loop_size)))
 
