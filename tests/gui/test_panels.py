@@ -192,7 +192,7 @@ def test_classes_dialog_actions_emit_requested_values(qtbot, monkeypatch):
     panel.set_active(1)
     monkeypatch.setattr(panel, "_ask_name", lambda title, current: "lesion")
     monkeypatch.setattr(panel, "_ask_color", lambda current: (1, 2, 3))
-    monkeypatch.setattr(panel, "_ask_replacement", lambda index: 255)
+    monkeypatch.setattr(panel, "_ask_replacement", lambda index: -1)
     with qtbot.waitSignal(panel.renameRequested, timeout=1000) as blocker:
         panel._rename_button.click()
     assert blocker.args == [1, "lesion"]
@@ -201,7 +201,7 @@ def test_classes_dialog_actions_emit_requested_values(qtbot, monkeypatch):
     assert blocker.args == [1, (1, 2, 3)]
     with qtbot.waitSignal(panel.deleteRequested, timeout=1000) as blocker:
         panel._delete_button.click()
-    assert blocker.args == [1, 255]
+    assert blocker.args == [1, -1]
     with qtbot.waitSignal(panel.addRequested, timeout=1000) as blocker:
         panel._add_button.click()
     name, color = blocker.args
@@ -232,6 +232,32 @@ def test_classes_replacement_dialog_offers_unlabelled_and_other_classes(qtbot, m
     monkeypatch.setattr(classes_module._ReplacementDialog, "exec", fake_exec)
     assert panel._ask_replacement(0) == 2
     assert seen["labels"] == ["Unlabelled", "tumour", "vessel"]
+
+    def pick_unlabelled(dialog):
+        dialog.combo.setCurrentIndex(0)
+        return QDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(classes_module._ReplacementDialog, "exec", pick_unlabelled)
+    assert panel._ask_replacement(0) == -1  # not 255: that is a class in a project of 256+ classes
+
+
+def test_classes_filter_finds_a_class_among_hundreds(qtbot):
+    panel = _shown(qtbot, ClassesPanel())
+    panel.set_classes(CLASSES)
+    assert not panel._filter.isVisible()  # keys 1-9 cover three classes
+    many = [(f"structure {i}", (i % 256, 0, 0), True) for i in range(300)]
+    panel.set_classes(many)
+    assert panel._filter.isVisible()
+    qtbot.keyClicks(panel._filter, "Structure 29")
+    assert panel.visible_rows() == [29, *range(290, 300)]
+    with qtbot.waitSignal(panel.activeChanged, timeout=1000) as blocker:
+        qtbot.keyClick(panel._filter, Qt.Key.Key_Return)
+    assert blocker.args == [29] and panel.active_index() == 29
+    panel.set_classes(many)  # a rebuild (e.g. after a rename) keeps the filter
+    assert panel.visible_rows() == [29, *range(290, 300)]
+    panel._filter.clear()
+    assert len(panel.visible_rows()) == 300
+    assert "label value 299" in panel._table.item(299, 1).toolTip()
 
 
 # -- model -----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The class list: colour, name, visibility and the 1-9 shortcut keys."""
+"""The class list: colour, name, visibility, the 1-9 shortcut keys, and a
+filter box for projects with more classes than keys."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QInputDialog,
     QLabel,
+    QLineEdit,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -116,6 +118,13 @@ class ClassesPanel(QWidget):
         self._table.currentCellChanged.connect(self._on_current_cell_changed)
         self._table.itemChanged.connect(self._on_item_changed)
         self._table.cellDoubleClicked.connect(self._on_cell_double_clicked)
+        # with more classes than keys, typing part of a name is the quick way to one
+        self._filter = QLineEdit()
+        self._filter.setPlaceholderText("Find a class (Enter picks the first match)")
+        self._filter.setClearButtonEnabled(True)
+        self._filter.textChanged.connect(self._apply_filter)
+        self._filter.returnPressed.connect(self._pick_first_match)
+        self._filter.setVisible(False)
 
         self._add_button = QPushButton("Add…")
         self._rename_button = QPushButton("Rename…")
@@ -133,6 +142,7 @@ class ClassesPanel(QWidget):
         buttons.addWidget(self._delete_button, 1, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self._filter)
         layout.addWidget(self._table, 1)
         layout.addLayout(buttons)
         self._update_buttons()
@@ -149,7 +159,9 @@ class ClassesPanel(QWidget):
                 key.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                 key.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
                 label = QTableWidgetItem(_swatch(color), name)
-                label.setToolTip(f"{name}  (RGB {color[0]}, {color[1]}, {color[2]}); double-click to rename")
+                label.setToolTip(
+                    f"{name}  (label value {row}, RGB {color[0]}, {color[1]}, {color[2]}); double-click to rename"
+                )
                 label.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
                 check = QTableWidgetItem()
                 check.setFlags(
@@ -160,7 +172,26 @@ class ClassesPanel(QWidget):
                 self._table.setItem(row, NAME_COLUMN, label)
                 self._table.setItem(row, VISIBLE_COLUMN, check)
             self._table.setCurrentCell(min(active, len(self._classes) - 1) if active >= 0 else -1, NAME_COLUMN)
+        self._filter.setVisible(len(self._classes) > 9)
+        self._apply_filter(self._filter.text())
         self._update_buttons()
+
+    # -- finding a class ---------------------------------------------------------
+    def _apply_filter(self, text: str) -> None:
+        """Hide the rows whose name does not contain ``text`` (any case)."""
+        needle = text.strip().casefold()
+        for row, (name, _color, _visible) in enumerate(self._classes):
+            self._table.setRowHidden(row, bool(needle) and needle not in name.casefold())
+
+    def visible_rows(self) -> list[int]:
+        """Rows the filter leaves shown."""
+        return [row for row in range(len(self._classes)) if not self._table.isRowHidden(row)]
+
+    def _pick_first_match(self) -> None:
+        shown = self.visible_rows()
+        if shown:
+            self._table.setCurrentCell(shown[0], NAME_COLUMN)  # emits activeChanged
+            self._table.scrollToItem(self._table.item(shown[0], NAME_COLUMN))
 
     def set_active(self, index: int) -> None:
         """Highlight class ``index`` (-1 for none) without emitting ``activeChanged``."""
