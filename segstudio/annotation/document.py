@@ -23,6 +23,16 @@ from typing import Any, TYPE_CHECKING
 import numpy as np
 
 from segstudio.annotation.history import DEFAULT_HISTORY_BYTES, Edit, History
+from segstudio.annotation.regions import (
+    Region,
+    full_region,
+    local,
+    normalise_region,
+    region_shape,
+    remap_in_place,
+    remapped_copy,
+    union,
+)
 from segstudio.errors import InvalidArgumentError
 from segstudio.io.masks import LABEL_DTYPES, convert_labels, unlabelled_for
 
@@ -32,12 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Region = tuple[slice, slice]
 Listener = Callable[[Region | None], None]
 
-# remap_labels works through the map in bands of rows so that its temporary
-# copy stays small on very large images.
-_REMAP_BAND_PIXELS = 1 << 22
 _HISTOGRAM_BAND_PIXELS = 1 << 23
 
 
@@ -48,47 +54,6 @@ class ImageStatus(str, Enum):
     PREDICTED = "predicted"
     CORRECTED = "corrected"
     REVIEWED = "reviewed"
-
-
-# Regions are tuples of plain slices, one per axis of the label map: (rows,
-# columns) for an image, (slices, rows, columns) for a volume, so one history
-# covers every slice of a volume.
-
-
-def _full_region(shape: tuple[int, ...]) -> Region:
-    return tuple(slice(0, n) for n in shape)
-
-
-def _normalise_region(region: Region, shape: tuple[int, ...]) -> Region:
-    """Turn a region into plain ``slice(start, stop)`` items within the labels."""
-    if (
-        not isinstance(region, tuple)
-        or len(region) != len(shape)
-        or not all(isinstance(s, slice) for s in region)
-    ):
-        raise InvalidArgumentError(f"a region must be a tuple of {len(shape)} slices, got {region!r}")
-    parts = []
-    for axis, item in enumerate(region):
-        start, stop, step = item.indices(shape[axis])
-        if step != 1:
-            raise InvalidArgumentError(f"a region's slices must have step 1, got {item!r}")
-        parts.append(slice(start, max(start, stop)))
-    return tuple(parts)
-
-
-def _region_shape(region: Region) -> tuple[int, ...]:
-    return tuple(s.stop - s.start for s in region)
-
-
-def _union(a: Region | None, b: Region) -> Region:
-    if a is None:
-        return b
-    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b, strict=True))
-
-
-def _local(region: Region, within: Region) -> Region:
-    """``region`` in the coordinates of the box ``within``."""
-    return tuple(slice(r.start - w.start, r.stop - w.start) for r, w in zip(region, within, strict=True))
 
 
 def _check_value(value: int, unlabelled: int) -> int:
@@ -238,14 +203,14 @@ class Document:
             self._changed(None)
 
     def _region_and_mask(self, region: Region, mask: np.ndarray | None) -> tuple[Region, np.ndarray | None]:
-        region = _normalise_region(region, self.labels.shape)
+        region = normalise_region(region, self.labels.shape)
         if mask is not None:
             mask = np.asarray(mask)
             if mask.dtype != np.bool_:
                 raise InvalidArgumentError(f"a tool mask must be boolean, got {mask.dtype}")
-            if mask.shape != _region_shape(region):
+            if mask.shape != region_shape(region):
                 raise InvalidArgumentError(
-                    f"mask shape {mask.shape} does not match the region {_region_shape(region)}"
+                    f"mask shape {mask.shape} does not match the region {region_shape(region)}"
                 )
         return region, mask
 
@@ -303,7 +268,7 @@ class Document:
                 return False
             self._stroke.saved.append((region, view.copy()))
             view[mask] = value
-        self._stroke.region = _union(self._stroke.region, region)
+        self._stroke.region = union(self._stroke.region, region)
         self._labels_edited()
         self._changed(region)
         return True
@@ -324,7 +289,7 @@ class Document:
         # Replayed newest first, so each pixel ends with the value saved by
         # the first dab that touched it: its value before the stroke.
         for region, saved in reversed(stroke.saved):
-            old[_local(region, union)] = saved
+            old[local(region, union)] = saved
         return self._record(union, old, stroke.description)
 
     @property
@@ -433,10 +398,10 @@ class Document:
             The source does not exist yet, or bad arguments.
         """
         labels = self._source_labels(source)
-        region, mask = self._region_and_mask(region or _full_region(self.shape), mask)
+        region, mask = self._region_and_mask(region or full_region(self.shape), mask)
         self.end_stroke()
         incoming = labels[region]
-        selection = np.ones(_region_shape(region), bool) if mask is None else mask.copy()
+        selection = np.ones(region_shape(region), bool) if mask is None else mask.copy()
         if class_index is not None:
             selection &= incoming == _check_value(class_index, self.unlabelled - 1)
         if incoming.dtype in LABEL_DTYPES:
@@ -541,14 +506,14 @@ class Document:
             # the undo history speaks the new type, like the labels
             old = convert_labels(old, table.dtype)
             self._convert_history(table.dtype)
-            self.labels = _remapped_copy(self.labels, table)
+            self.labels = remapped_copy(self.labels, table)
             if self.crf_labels is not None:
-                self.crf_labels = _remapped_copy(self.crf_labels, table)
+                self.crf_labels = remapped_copy(self.crf_labels, table)
         else:
-            _remap_in_place(self.labels, table)
+            remap_in_place(self.labels, table)
             if self.crf_labels is not None:
-                _remap_in_place(self.crf_labels, table)
-        recorded = self._record(_full_region(self.shape), old, "Relabel classes")
+                remap_in_place(self.crf_labels, table)
+        recorded = self._record(full_region(self.shape), old, "Relabel classes")
         if recorded or self.crf_labels is not None or changed_type:
             self._changed(None, persistent=recorded)
         return recorded
@@ -613,19 +578,3 @@ class Document:
         """Forget all undo steps (e.g. after the image was reloaded)."""
         self.end_stroke()
         self._history.clear()
-
-
-def _remap_in_place(labels: np.ndarray, table: np.ndarray) -> None:
-    band = max(1, _REMAP_BAND_PIXELS // max(1, int(np.prod(labels.shape[1:]))))
-    for top in range(0, labels.shape[0], band):
-        rows = labels[top : top + band]
-        rows[...] = table[rows]
-
-
-def _remapped_copy(labels: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """``table[labels]`` in bands, into a new array of the table's type."""
-    out = np.empty(labels.shape, table.dtype)
-    band = max(1, _REMAP_BAND_PIXELS // max(1, int(np.prod(labels.shape[1:]))))
-    for top in range(0, labels.shape[0], band):
-        out[top : top + band] = table[labels[top : top + band]]
-    return out

@@ -3,7 +3,8 @@
 ``project.json`` lists the classes, the images (their source files, review
 status and label file), the image shown last, and the model and CRF
 settings. Label maps of 2-D images live in ``labels/<id>.png`` as indexed
-PNGs with the class palette, so any viewer shows them in colour; those of
+PNGs with the class palette, so any viewer shows them in colour (16-bit grey
+PNGs once the project has more than 254 classes); those of
 medical volumes (DICOM series, NIfTI, TIFF stacks; see
 :mod:`segstudio.io.project_volumes`) in ``labels/<id>.npz``. All are written
 atomically. Source images are never copied or modified.
@@ -25,7 +26,6 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,8 @@ from segstudio.errors import (
     UnreadableInputError,
 )
 from segstudio.io.images import list_image_files, read_image
-from segstudio.io.project_paths import UNSAFE_ID_CHARS, make_id, portable, resolve, same_file_key
+from segstudio.io.project_entry import ImageEntry
+from segstudio.io.project_paths import UNSAFE_ID_CHARS, make_id, portable, resolve
 from segstudio.io.masks import LABEL_DTYPES, atomic_write_bytes, convert_labels, read_mask, write_label_png
 from segstudio.io.project_volumes import (
     LABEL_VOLUME_SUFFIX,
@@ -49,7 +50,6 @@ from segstudio.io.project_volumes import (
     find_volumes,
     load_volume_document,
     read_label_volume,
-    selector_key,
     volume_fields_from_json,
     volume_fields_to_json,
     write_label_volume,
@@ -64,56 +64,6 @@ FORMAT_NAME = "segstudio-project"
 FORMAT_VERSION = 2
 #: what a project without volumes is written as, for older readers
 _IMAGES_ONLY_VERSION = 1
-
-
-
-
-@dataclass
-class ImageEntry:
-    """One image (or medical volume) of a project.
-
-    Attributes
-    ----------
-    id:
-        Stable, file-safe name; the label file is ``labels/<id>.png``
-        (``labels/<id>.npz`` for a volume).
-    source:
-        Absolute path of the image file, or of a volume's file or DICOM folder.
-    status:
-        Review status.
-    labels_path:
-        Absolute path of the label file (it may not exist yet).
-    kind, selector, description:
-        ``"image"`` or ``"volume"``; for a source holding several volumes the
-        :func:`~segstudio.io.volume.read_volume` keywords choosing one
-        (``{"series_uid": ...}``, ``{"volume_index": n}``); text shown after
-        the file name (series description, ``vol k``; never patient data).
-    """
-
-    id: str
-    source: Path
-    status: ImageStatus
-    labels_path: Path
-    kind: str = "image"
-    selector: dict[str, Any] | None = None
-    description: str = ""
-
-    @property
-    def is_volume(self) -> bool:
-        """Whether this entry is a medical volume (one 3-D label map)."""
-        return self.kind == "volume"
-
-    @property
-    def display_name(self) -> str:
-        """The file name, with the description when there is one."""
-        name = self.source.name
-        if self.description and self.description != name:
-            return f"{name} ({self.description})"
-        return name
-
-    def key(self) -> str:
-        """What makes two entries the same: the real source path and the selector."""
-        return same_file_key(self.source) + "|" + selector_key(self.selector)
 
 
 def _default_crf_settings() -> dict[str, Any]:
