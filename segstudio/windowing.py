@@ -16,6 +16,13 @@ For ``w == 1`` the middle branch is empty and the function is a threshold.
 
 Input values are the real-world values (Hounsfield units for CT, after the
 modality rescale), which is what :class:`~segstudio.io.volume.Volume` holds.
+
+MONOCHROME1 images (radiographs: CR, DX, some mammography) are meant to be
+seen with low values bright. DICOM applies the window to their values as to
+any other and inverts its output (PS3.3 C.7.6.3.1.2: the minimum value is
+shown white); ``apply_window(..., invert=True)`` does the same, so that one
+window (from the file, or dragged by the user) means the same thing for both
+interpretations. The stored values are never changed.
 """
 
 from __future__ import annotations
@@ -81,15 +88,19 @@ def _check_width(width: float) -> None:
         raise InvalidArgumentError(f"window width must be at least 1 (DICOM PS3.3 C.11.2.1.2), got {width}")
 
 
-def apply_window(array: np.ndarray, center: float, width: float) -> np.ndarray:
+def apply_window(array: np.ndarray, center: float, width: float, *, invert: bool = False) -> np.ndarray:
     """Map values to ``uint8`` grey with the DICOM LINEAR window function.
 
     Parameters
     ----------
     array:
-        Any real-valued array (one slice or a whole volume). NaN maps to 0.
+        Any real-valued array (one slice or a whole volume). NaN maps to 0
+        (to 255 when inverted: it is the window's lowest output either way).
     center, width:
         Window centre (level) and width, in the array's units; ``width >= 1``.
+    invert:
+        Invert the window's output (``255 - grey``), for MONOCHROME1 data
+        (see :attr:`segstudio.io.volume.Volume.invert`).
 
     Returns
     -------
@@ -117,7 +128,22 @@ def apply_window(array: np.ndarray, center: float, width: float) -> np.ndarray:
         out = ((x - (center - 0.5)) / (width - 1.0) + 0.5) * 255.0
         out = np.where(x <= lower, 0.0, np.where(x > upper, 255.0, out))
     out = np.nan_to_num(out, nan=0.0)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    grey = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return invert_grey(grey) if invert else grey
+
+
+def invert_grey(grey: np.ndarray) -> np.ndarray:
+    """``255 - grey`` for a ``uint8`` image: how MONOCHROME1 data is shown.
+
+    Raises
+    ------
+    InvalidArgumentError
+        *grey* is not ``uint8``.
+    """
+    grey = np.asarray(grey)
+    if grey.dtype != np.uint8:
+        raise InvalidArgumentError(f"only uint8 grey can be inverted, got {grey.dtype}")
+    return np.subtract(255, grey, dtype=np.uint8)
 
 
 def mr_percentile_window(array: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:

@@ -15,6 +15,8 @@ from segstudio.windowing import (
     CT_PRESETS,
     CT_SOFT_TISSUE,
     apply_window,
+    default_window,
+    invert_grey,
     mr_percentile_window,
     preset,
     window_bounds,
@@ -135,3 +137,35 @@ def test_window_from_enhanced_frame_voi(tmp_path):
     assert window is not None
     assert window.center == pytest.approx(float(voi.WindowCenter))
     assert window.width == pytest.approx(float(voi.WindowWidth))
+
+
+# ---------------------------------------------------------------- MONOCHROME1
+
+
+@pytest.mark.filterwarnings("ignore:Expected explicit VR:UserWarning")
+def test_monochrome1_radiograph_is_windowed_then_inverted():
+    """A real CR file (MONOCHROME1): its own window, then low values white."""
+    from segstudio.io.dicom import read_series
+
+    volume = read_series(get_testdata_file("77654033/CR1/6154", download=False))
+    assert volume.invert
+    values = volume.array[0]
+    center, width = default_window(volume)
+    assert (center, width) == (1600.0, 2800.0)  # WindowCenter / WindowWidth of the file
+    shown = apply_window(values, center, width, invert=True)
+    expected = 255 - np.rint([reference_linear(float(x), center, width) for x in values.ravel()])
+    np.testing.assert_array_equal(shown.ravel(), expected)
+    # under a window spanning exactly the stored range, the lowest value is white and the highest black
+    lo, hi = float(values.min()), float(values.max())
+    full = (lo + (hi - lo + 1) / 2, hi - lo + 1)
+    shown = apply_window(values, *full, invert=True)
+    assert shown[values == lo].tolist() == [255] and shown[values == hi].tolist() == [0]
+    assert (apply_window(values, *full) == 255 - shown).all()
+
+
+def test_invert_keeps_nan_at_the_window_s_lowest_output_and_needs_uint8():
+    out = apply_window(np.array([np.nan, -2000.0, 40.0, 3000.0]), 40, 400, invert=True)
+    assert out.dtype == np.uint8 and out.tolist() == [255, 255, 127, 0]
+    assert invert_grey(np.array([0, 1, 254, 255], np.uint8)).tolist() == [255, 254, 1, 0]
+    with pytest.raises(InvalidArgumentError, match="uint8"):
+        invert_grey(np.array([0, 1000], np.uint16))

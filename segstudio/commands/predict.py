@@ -242,11 +242,11 @@ def _predict_volume(predictor, meta, job: _Job, args: argparse.Namespace, window
             path=job.source,
         )
     with progress_bar(volume.num_slices, job.stem, unit="slice") as slices_bar:
-        result = run_to_completion(predict_volume_steps(predictor, volume.array, window=window),
+        result = run_to_completion(predict_volume_steps(predictor, volume.array, window=window, invert=volume.invert),
                                    lambda p: slices_bar.update(1))
     labels = result.labels
     if args.crf:
-        normalise = slice_normaliser(volume.array, window)
+        normalise = slice_normaliser(volume.array, window, invert=volume.invert)
         labels = np.stack([
             _refine(normalise(k), result.probabilities[:, k].astype(np.float32)).labels
             for k in range(volume.num_slices)

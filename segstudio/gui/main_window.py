@@ -311,7 +311,8 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Run on this slice works in the axial view", 4000)
             return
         self.runs.run_volume(self.model_panel.settings(), self.session.index, document.image,
-                             slices=None if whole else [slicer.index], window=slicer.window)
+                             slices=None if whole else [slicer.index], window=slicer.window,
+                             invert=slicer.invert)  # MONOCHROME1: the model sees what the user sees
 
     def _on_slice_changed(self, index: int, count: int) -> None:
         self.volume_panel.set_slice(index, count)

@@ -101,8 +101,12 @@ class ModelRuns(QObject):
         *,
         slices: list[int] | None,
         window: tuple[float, float] | None,
+        invert: bool = False,
     ) -> bool:
-        """Predict some axial slices (None: all) of a volume, slice by slice."""
+        """Predict some axial slices (None: all) of a volume, slice by slice.
+
+        *invert* (the volume's MONOCHROME1 flag, ``SliceView.invert``) makes
+        the model see the slices as the canvas shows them."""
         if self.busy:
             return False
         from segstudio.inference.volume import predict_volume_steps
@@ -113,7 +117,8 @@ class ModelRuns(QObject):
             yield from self._ensure_predictor(settings, key)
             # a window recorded in the checkpoint wins over the one on screen
             fixed = getattr(self._predictor.preprocessing, "input_window", None)
-            steps = predict_volume_steps(self._predictor, volume, slices=slices, window=fixed or window, cancel=cancel)
+            steps = predict_volume_steps(self._predictor, volume, slices=slices, window=fixed or window,
+                                         invert=invert, cancel=cancel)
             while True:
                 try:
                     yield next(steps)

@@ -369,7 +369,7 @@ def preview_crf_on_slice(window: MainWindow, params) -> None:
     labels = document.prediction.labels[k]
     if (labels == unlabelled_for(labels.dtype)).all():
         return  # this slice has no prediction yet
-    image = display_plane(document.image[k], slicer.window)
+    image = display_plane(document.image[k], slicer.window, slicer.invert)  # as shown, MONOCHROME1 inverted
     plane = PredictionResult(np.ascontiguousarray(document.prediction.probabilities[:, k]), labels, 0)
     window.crf_slice = k
     window.crf_panel.set_busy(True)

@@ -13,7 +13,10 @@ slice looks like to the network:
   0.5th and 99.5th percentiles (the semantics of
   :func:`segstudio.io.images.to_uint8_display`), computed once over the
   whole volume so that every slice is scaled alike; uint8 volumes are taken
-  as they are.
+  as they are;
+* MONOCHROME1 volumes (radiographs, :attr:`segstudio.io.volume.Volume.invert`)
+  are inverted after either mapping, as the studio shows them, so that a
+  model sees bone bright whichever way the scanner stored it.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from segstudio.errors import InvalidArgumentError
 from segstudio.inference.predictor import PredictionResult, Predictor
 from segstudio.io.masks import unlabelled_for
 from segstudio.tasks import CancelToken, Progress, Task
-from segstudio.windowing import apply_window
+from segstudio.windowing import apply_window, invert_grey
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ def volume_display_range(volume_array: np.ndarray) -> tuple[float, float] | None
 
 
 def slice_normaliser(
-    volume_array: np.ndarray, window: tuple[float, float] | None = None
+    volume_array: np.ndarray, window: tuple[float, float] | None = None, *, invert: bool = False
 ) -> Callable[[int], np.ndarray]:
     """A function giving slice ``k`` of the volume as the uint8 image the model sees.
 
@@ -69,23 +72,37 @@ def slice_normaliser(
         ``Z x H x W`` (grey) or ``Z x H x W x 3`` (colour).
     window:
         ``(center, width)`` in the volume's units, for grey volumes.
+    invert:
+        Invert the uint8 output (MONOCHROME1, see
+        :attr:`segstudio.io.volume.Volume.invert`), exactly as
+        :func:`segstudio.windowing.apply_window` does for the display.
 
     Raises
     ------
     InvalidArgumentError
-        A window on a colour volume, a bad window, or a non-numeric volume.
+        A window or *invert* on a colour volume, a bad window, or a
+        non-numeric volume.
     """
     array = np.asarray(volume_array)
     if array.ndim not in (3, 4) or (array.ndim == 4 and array.shape[3] != 3):
         raise InvalidArgumentError(f"a volume must be Z x H x W or Z x H x W x 3, got shape {array.shape}")
     if array.dtype.kind not in "biuf":
         raise InvalidArgumentError(f"cannot segment voxels of type {array.dtype}")
+    if array.ndim == 4 and invert:
+        raise InvalidArgumentError("inversion (MONOCHROME1) applies to grey volumes, not to colour ones")
     if window is not None:
         if array.ndim == 4:
             raise InvalidArgumentError("a window applies to grey volumes (CT, MR), not to colour ones")
         center, width = (float(v) for v in window)
         apply_window(array[:1, :1, :1], center, width)  # checks the window before any slice is predicted
-        return lambda k: apply_window(array[k], center, width)
+        return lambda k: apply_window(array[k], center, width, invert=invert)
+    normalise = _percentile_normaliser(array)
+    return (lambda k: invert_grey(normalise(k))) if invert else normalise
+
+
+def _percentile_normaliser(array: np.ndarray) -> Callable[[int], np.ndarray]:
+    """Slice ``k`` as uint8 without a window: as stored for uint8, else
+    stretched between the volume's robust percentiles."""
     if array.dtype == np.uint8:
         return lambda k: array[k]
     bounds = volume_display_range(array)
@@ -120,6 +137,7 @@ def predict_volume_steps(
     *,
     slices: Sequence[int] | None = None,
     window: tuple[float, float] | None = None,
+    invert: bool = False,
     cancel: CancelToken | None = None,
 ) -> Task[PredictionResult]:
     """Predict the axial slices of a volume; a task yielding one Progress per slice.
@@ -137,6 +155,9 @@ def predict_volume_steps(
     window:
         ``(center, width)``: the input normalisation for CT (see the module
         docstring); without it, robust percentiles of the whole volume.
+    invert:
+        The volume is MONOCHROME1 (:attr:`segstudio.io.volume.Volume.invert`):
+        slices are inverted after the window, as the studio shows them.
     cancel:
         Checked between slices (and, through the predictor, between tiles).
 
@@ -155,7 +176,7 @@ def predict_volume_steps(
         Cancelled through *cancel*.
     """
     array = np.asarray(volume_array)
-    normalise = slice_normaliser(array, window)  # validates before the first slice
+    normalise = slice_normaliser(array, window, invert=invert)  # validates before the first slice
     count = int(array.shape[0])
     chosen = _chosen_slices(slices, count)
     probabilities: np.ndarray | None = None

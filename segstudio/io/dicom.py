@@ -348,11 +348,34 @@ def _read_multiframe(path: Path, ds, skipped: list[str]) -> Volume:
     array = apply_rescale([stored[i] for i in geometry.order], [planes[i] for i in geometry.order])
     del stored
     return _volume(array, geometry, path, [_drop_pixels(ds)], ds, skipped,
-                   source_frames=tuple(int(i) for i in geometry.order))
+                   source_frames=tuple(int(i) for i in geometry.order), invert=_inverted([ds], [path], path))
+
+
+def _inverted(datasets: Sequence, paths: Sequence[Path], where: Path) -> bool:
+    """Whether the slices are MONOCHROME1 (low values shown white), so the window's output is inverted.
+
+    A series mixing MONOCHROME1 with another interpretation is refused
+    rather than shown with half its slices the wrong way round: the same
+    value would mean "dark" on some slices and "bright" on others, for the
+    user and for a model alike.
+    """
+    kinds = [str(ds.get("PhotometricInterpretation", "") or "").strip().upper() for ds in datasets]
+    inverted = [path for path, kind in zip(paths, kinds) if kind == "MONOCHROME1"]
+    if not inverted:
+        return False
+    others = [(path, kind) for path, kind in zip(paths, kinds) if kind != "MONOCHROME1"]
+    if others:
+        raise UnreadableInputError(
+            f"the series mixes MONOCHROME1 images (low values shown white: {len(inverted)} file(s), e.g. "
+            f"{inverted[0].name}) with {others[0][1] or 'unspecified'} images ({len(others)} file(s), e.g. "
+            f"{others[0][0].name}); they cannot share one display: put them in separate folders",
+            path=where,
+        )
+    return True
 
 
 def _volume(array, geometry: Geometry, source: Path, datasets: list, first, skipped: list[str],
-            source_frames=None) -> Volume:
+            source_frames=None, invert: bool = False) -> Volume:
     description = str(first.get("SeriesDescription", "") or "") or source.name
     notes = [f"skipped {s}" for s in skipped] + geometry.warnings
     for note in geometry.warnings:
@@ -369,9 +392,11 @@ def _volume(array, geometry: Geometry, source: Path, datasets: list, first, skip
         source_frames=source_frames,
         slice_origins=geometry.origins,
         warnings=notes,
+        invert=invert,
     )
-    log.info("read DICOM %r (%s): %s %s, spacing %s mm", description, volume.modality,
-             volume.array.shape, volume.array.dtype, tuple(round(s, 4) for s in volume.spacing))
+    log.info("read DICOM %r (%s): %s %s, spacing %s mm%s", description, volume.modality,
+             volume.array.shape, volume.array.dtype, tuple(round(s, 4) for s in volume.spacing),
+             ", MONOCHROME1 (shown inverted)" if invert else "")
     return volume
 
 
@@ -398,14 +423,17 @@ def read_series(
         Slices sorted by position along the slice normal, modality rescale
         applied, affine in LPS. In a folder, files that are damaged or hold no
         pixel data are skipped (named in :attr:`Volume.warnings` and logged).
+        MONOCHROME1 images keep their stored values and set
+        :attr:`Volume.invert` (they are shown, and given to models, inverted).
 
     Raises
     ------
     UnreadableInputError
         Naming the file and the problem: not DICOM, truncated, no pixel data,
         missing decoder (and which package to install), slices of different
-        size or orientation, several series without a choice, or several
-        slices at one position.
+        size or orientation, several series without a choice, several
+        slices at one position, or MONOCHROME1 and MONOCHROME2 images in one
+        series.
     """
     return run_to_completion(read_series_steps(folder_or_files, series_uid, recursive=recursive))
 
@@ -483,6 +511,8 @@ def read_series_steps(
         raise UnreadableInputError(f"none of the {len(members)} file(s) of the series could be read: {skipped[0]}",
                                    path=root)
 
+    source = single if single is not None else root
+    invert = _inverted(datasets, paths, source)
     planes = [plane_of(ds) for ds in datasets]
     what = f"series {str(datasets[0].get('SeriesDescription', '') or '')!r}"
     check_consistent(planes, [px.shape for px in slices], paths, what)
@@ -492,5 +522,4 @@ def read_series_steps(
     array = apply_rescale([slices[i] for i in geometry.order], [planes[i] for i in geometry.order])
     del slices
     datasets = [datasets[i] for i in geometry.order]
-    source = single if single is not None else root
-    return _volume(array, geometry, source, datasets, datasets[0], skipped)
+    return _volume(array, geometry, source, datasets, datasets[0], skipped, invert=invert)

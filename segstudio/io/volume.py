@@ -86,6 +86,13 @@ class Volume:
     warnings:
         Things the user should know about the data (skipped files, uneven
         slice spacing); each is also logged.
+    invert:
+        The window's output is shown inverted: DICOM MONOCHROME1 (radiographs
+        such as CR and DX), where the lowest value is displayed white.
+        ``array`` keeps the stored values; display and model input both go
+        through ``apply_window(..., invert=True)``
+        (:func:`segstudio.windowing.apply_window`). ``False`` for every other
+        source.
     """
 
     array: np.ndarray
@@ -100,6 +107,7 @@ class Volume:
     slice_origins: np.ndarray | None = None
     nifti_header: object | None = None
     warnings: list[str] = field(default_factory=list)
+    invert: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in VOLUME_KINDS:
@@ -117,6 +125,9 @@ class Volume:
         self.affine = affine
         self.spacing = tuple(float(s) for s in self.spacing)  # type: ignore[assignment]
         self.source = Path(self.source)
+        self.invert = bool(self.invert)
+        if colour and self.invert:
+            raise InvalidArgumentError("invert (MONOCHROME1 display) applies to grey volumes, not colour ones")
 
     @property
     def num_slices(self) -> int:

@@ -126,13 +126,15 @@ def _volume_slices(
     source: Path, selector: tuple[tuple[str, Any], ...] | None, window: tuple[float, float] | None = None
 ):
     """(slice -> uint8 image, label volume) of a volume entry; cached, since
-    a volume gives many training slices."""
+    a volume gives many training slices. Slices look as the studio shows them
+    (window, MONOCHROME1 inversion), as inference feeds them."""
     from segstudio.inference.volume import slice_normaliser
     from segstudio.io.project_volumes import read_source_volume
     from segstudio.windowing import default_window
 
     volume = read_source_volume(Path(source), dict(selector) if selector else None)
-    return slice_normaliser(volume.array, window=window or default_window(volume)), volume.array.shape
+    normalise = slice_normaliser(volume.array, window=window or default_window(volume), invert=volume.invert)
+    return normalise, volume.array.shape
 
 
 def load_source(

@@ -150,3 +150,39 @@ def test_export_command_writes_nifti_for_volumes(tmp_path, series):
     assert data.shape == (128, 128, 3) and int(data.sum()) == 100 and data[15, 15, 1] == 1
     assert cli.main(["export", str(project.folder), "--out", str(out), "--format", "dicom-seg"]) == 0
     assert int(pydicom.dcmread(out / "ct_series.seg.dcm").NumberOfFrames) == 1
+
+
+@pytest.mark.filterwarnings("ignore:Expected explicit VR:UserWarning")
+def test_predict_feeds_a_monochrome1_radiograph_to_the_model_as_shown(tmp_path, checkpoint, monkeypatch):
+    """MONOCHROME1 (low values bright): the model gets the inverted window, with and without --crf."""
+    import segstudio.refine
+    from segstudio.inference.predictor import Predictor
+    from segstudio.windowing import apply_window
+    from tests.io.test_dicom import CR_FILE
+
+    (tmp_path / "cr").mkdir()
+    shutil.copy(pydicom_file(CR_FILE), tmp_path / "cr" / "cr.dcm")
+    stored = read_series(tmp_path / "cr").array[0]
+    expected = apply_window(stored, 1000.0, 3000.0, invert=True)
+    model_inputs, crf_inputs = [], []
+    original = Predictor.predict_steps
+
+    def spy(self, image, *, cancel=None):
+        model_inputs.append(np.array(image))
+        return original(self, image, cancel=cancel)
+
+    real_refine = segstudio.refine.refine
+
+    def refine_spy(image, probabilities, *args, **kwargs):
+        crf_inputs.append(np.array(image))
+        return real_refine(image, probabilities, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "predict_steps", spy)
+    monkeypatch.setattr(segstudio.refine, "refine", refine_spy)
+    assert _predict(tmp_path / "cr", "--checkpoint", checkpoint, "--out", tmp_path / "out", "--tile", "64",
+                    "--window=1000,3000", "--crf") == 0
+    assert len(model_inputs) == 1
+    np.testing.assert_array_equal(model_inputs[0], expected)
+    np.testing.assert_array_equal(expected, 255 - apply_window(stored, 1000.0, 3000.0))  # not the raw window
+    assert len(crf_inputs) == 1  # the CRF refines the same plane the model saw
+    np.testing.assert_array_equal(crf_inputs[0], expected)

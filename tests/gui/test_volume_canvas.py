@@ -99,3 +99,35 @@ def test_ctrl_wheel_steps_through_slices(volume_canvas, qtbot):
     canvas.step_slice(-2)
     canvas.step_slice(-10)
     assert slices == [(1, 6), (0, 6)]
+
+
+@pytest.mark.filterwarnings("ignore:Expected explicit VR:UserWarning")
+def test_a_monochrome1_radiograph_is_shown_inverted_but_keeps_its_values(qtbot):
+    """A real CR file: the window's output is inverted on screen, the document keeps the stored values."""
+    from segstudio.io.volume import read_volume
+    from segstudio.windowing import apply_window
+    from tests.io.test_dicom import CR_FILE, pydicom_file
+
+    volume = read_volume(pydicom_file(CR_FILE))
+    document = Document(volume.array, volume=True)
+    document.volume = volume
+    canvas = Canvas()
+    qtbot.addWidget(canvas)
+    canvas.set_document(document, ClassList().lut())
+    assert canvas.slicer.invert and canvas.slicer.window == (1600.0, 2800.0)  # the file's own window
+    values = document.image[0]
+    shown = canvas.layer_buffer("image")
+    np.testing.assert_array_equal(shown[..., 0], apply_window(values, 1600.0, 2800.0, invert=True))
+    lo, hi = float(values.min()), float(values.max())
+    canvas.set_window(lo + (hi - lo + 1) / 2, hi - lo + 1)  # the stored range, as a user could drag it
+    shown = canvas.layer_buffer("image")[..., 0]
+    assert shown[values == lo].tolist() == [255] and shown[values == hi].tolist() == [0]  # low values white
+    np.testing.assert_array_equal(canvas.slicer.display(document.image), shown)
+    assert document.image is volume.array and float(values.min()) == pytest.approx(1994 * 0.684 + 200)
+
+
+def test_monochrome2_planes_are_not_inverted(volume_canvas):
+    canvas, document = volume_canvas
+    assert canvas.slicer.invert is False
+    np.testing.assert_array_equal(canvas.layer_buffer("image")[..., 0], canvas.slicer.display(document.image))
+    assert (canvas.slicer.display(document.image)[document.image[3] <= -160] == 0).all()

@@ -85,3 +85,49 @@ def test_dicom_series_opens_as_one_volume_and_is_annotated_slice_by_slice(qtbot,
     data = np.asarray(nifti.dataobj)
     assert data.shape == (128, 128, 5)  # x, y, z: the source grid
     again.session.close()
+
+
+@pytest.mark.filterwarnings("ignore:Expected explicit VR:UserWarning")
+def test_a_monochrome1_radiograph_is_shown_predicted_and_refined_as_a_radiologist_sees_it(
+        qtbot, window, grey_checkpoint, tmp_path, monkeypatch):
+    """A real CR file (MONOCHROME1): screen, model input and CRF input are the same inverted plane."""
+    import shutil
+
+    from segstudio.gui import studio_actions
+    from segstudio.inference.predictor import Predictor
+    from segstudio.refine import CRFParams
+    from segstudio.windowing import apply_window
+    from tests.io.test_dicom import CR_FILE, pydicom_file
+
+    (tmp_path / "cr").mkdir()
+    shutil.copy(pydicom_file(CR_FILE), tmp_path / "cr" / "cr.dcm")
+    assert window.open_path(tmp_path / "cr")
+    document, canvas = window.session.document, window.canvas
+    assert document.is_volume and document.shape == (1, 16, 16) and canvas.slicer.invert
+    shown = canvas.layer_buffer("image")[..., 0].copy()
+    np.testing.assert_array_equal(shown, apply_window(document.image[0], 1600.0, 2800.0, invert=True))
+    # the status bar reports the stored value, not the inverted grey
+    assert f"{document.image[0, 4, 5]:g}" in studio_actions.describe_pixel(window, 5, 4)
+
+    seen = []
+    original = Predictor.predict_steps
+
+    def spy(self, image, *, cancel=None):
+        seen.append(np.array(image))
+        return original(self, image, cancel=cancel)
+
+    monkeypatch.setattr(Predictor, "predict_steps", spy)
+    settings = {**window.model_panel.settings(), "checkpoint": str(grey_checkpoint), "architecture": "unet",
+                "device": "cpu", "precision": "fp32", "tile": 64}
+    monkeypatch.setattr(window.model_panel, "settings", lambda: settings)
+    with qtbot.waitSignal(window.runs.runFinished, timeout=60000) as blocker:
+        window.run_volume(False)  # "Run on this slice" in the Volume dock
+    assert blocker.args[0] == "done" and len(seen) == 1
+    np.testing.assert_array_equal(seen[0], shown)  # the model sees what the user sees
+    assert document.prediction is not None
+
+    refined_from = []
+    monkeypatch.setattr(window.runs, "preview_crf", lambda index, image, result, params: refined_from.append(image))
+    studio_actions.preview_crf_on_slice(window, CRFParams())
+    window.crf_panel.set_busy(False)
+    np.testing.assert_array_equal(refined_from[0], shown)

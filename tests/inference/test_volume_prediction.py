@@ -80,8 +80,9 @@ def test_cancel_after_the_first_slice(ct_volume):
         next(task)
 
 
-def test_the_model_sees_the_windowed_slice(ct_volume, monkeypatch):
-    predictor = Predictor(MeanLogit(), preprocessing=IDENTITY, device="cpu", precision="fp32")
+def _spying_predictor(monkeypatch, **options):
+    """A mean-logit predictor that records every image the model is given."""
+    predictor = Predictor(MeanLogit(), preprocessing=IDENTITY, device="cpu", precision="fp32", **options)
     seen = []
     original = predictor.predict_steps
 
@@ -90,6 +91,11 @@ def test_the_model_sees_the_windowed_slice(ct_volume, monkeypatch):
         return original(image, cancel=cancel)
 
     monkeypatch.setattr(predictor, "predict_steps", spy)
+    return predictor, seen
+
+
+def test_the_model_sees_the_windowed_slice(ct_volume, monkeypatch):
+    predictor, seen = _spying_predictor(monkeypatch)
     result = run_to_completion(predict_volume_steps(predictor, ct_volume, window=(40, 400)))
     for k in range(3):
         expected = apply_window(ct_volume[k], 40, 400)
@@ -137,3 +143,45 @@ def test_slices_not_run_are_unlabelled_in_a_uint16_map(ct_volume):
     alone = predictor.predict(to_uint8_display(ct_volume)[1])
     np.testing.assert_array_equal(result.labels[1], alone.labels)
     assert result.labels[1].max() < 300
+
+
+# ---------------------------------------------------------------- MONOCHROME1
+
+
+@pytest.fixture(scope="module")
+def cr_volume():
+    """A real computed radiograph (MONOCHROME1, 16 x 16, float32 after the rescale)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Expected explicit VR", UserWarning)  # the file's header is wrong
+        volume = read_series(pydicom_file("77654033/CR1/6154"))
+    assert volume.invert
+    return volume
+
+
+def test_the_model_sees_a_monochrome1_slice_inverted_as_it_is_shown(cr_volume, monkeypatch):
+    predictor, seen = _spying_predictor(monkeypatch, tile_size=64)
+    values = cr_volume.array
+    lo, hi = float(values.min()), float(values.max())
+    full = (lo + (hi - lo + 1) / 2, hi - lo + 1)  # the stored range, black to white
+    result = run_to_completion(predict_volume_steps(predictor, values, window=full, invert=cr_volume.invert))
+    shown = apply_window(values[0], *full, invert=True)  # what the studio displays
+    np.testing.assert_array_equal(seen[0], shown)
+    assert seen[0][values[0] == lo].tolist() == [255] and seen[0][values[0] == hi].tolist() == [0]
+    p0 = float(result.probabilities[0, 0, 0, 0])
+    assert np.log(p0 / (1 - p0)) == pytest.approx(shown.mean() / 255.0, abs=5e-3)
+    assert float(values.min()) == pytest.approx(1994 * 0.684 + 200)  # the volume itself is untouched
+
+
+def test_invert_applies_without_a_window_too(cr_volume):
+    plain = slice_normaliser(cr_volume.array)(0)
+    np.testing.assert_array_equal(slice_normaliser(cr_volume.array, invert=True)(0), 255 - plain)
+    grey = np.arange(2 * 4 * 5, dtype=np.uint8).reshape(2, 4, 5)
+    np.testing.assert_array_equal(slice_normaliser(grey, invert=True)(1), 255 - grey[1])
+    assert (slice_normaliser(np.full((2, 4, 5), 7.0), invert=True)(0) == 255).all()
+    # a MONOCHROME2 volume is unchanged by default
+    np.testing.assert_array_equal(slice_normaliser(cr_volume.array, (1600, 2800))(0),
+                                  apply_window(cr_volume.array[0], 1600, 2800))
+    with pytest.raises(InvalidArgumentError, match="grey volumes"):
+        slice_normaliser(np.zeros((2, 4, 5, 3), np.uint8), invert=True)

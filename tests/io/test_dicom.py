@@ -376,3 +376,72 @@ def _decodes(path: Path) -> bool:
     except (RuntimeError, NotImplementedError):
         return False
     return True
+
+
+# ---------------------------------------------------------------- MONOCHROME1
+
+# A 16 x 16 computed radiograph (CR, MONOCHROME1: low values are shown white) among
+# pydicom's own test files; its header claims explicit VR but the body is implicit.
+CR_FILE = "77654033/CR1/6154"
+cr_file_warning = pytest.mark.filterwarnings("ignore:Expected explicit VR:UserWarning")
+
+
+def cr_copies(folder: Path, kinds: tuple[str, ...]) -> list[Path]:
+    """Copies of the CR file as the slices of one series, 2 mm apart, with the given
+    PhotometricInterpretation each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid = generate_uid()
+    paths = []
+    for k, kind in enumerate(kinds):
+        ds = pydicom.dcmread(pydicom_file(CR_FILE))
+        ds.SeriesInstanceUID = series_uid
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0.0, 0.0, 2.0 * k]
+        ds.PhotometricInterpretation = kind
+        paths.append(folder / f"slice{k}.dcm")
+        ds.save_as(paths[-1])
+    return paths
+
+
+@cr_file_warning
+def test_monochrome1_radiograph_is_flagged_and_keeps_its_stored_values():
+    path = pydicom_file(CR_FILE)
+    ds = pydicom.dcmread(path)
+    assert ds.PhotometricInterpretation == "MONOCHROME1" and ds.Modality == "CR"
+    volume = read_series(path)
+    assert volume.invert is True
+    # the stored values, modality rescale applied, are never inverted
+    assert volume.array.shape == (1, 16, 16) and volume.array.dtype == np.float32
+    expected = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    np.testing.assert_allclose(volume.array[0], expected, rtol=1e-6)
+    assert float(volume.array.min()) == pytest.approx(1994 * 0.684 + 200)
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "rtdose.dcm"])
+def test_monochrome2_files_are_not_inverted(name):
+    assert pydicom.dcmread(pydicom_file(name), stop_before_pixels=True).PhotometricInterpretation == "MONOCHROME2"
+    assert read_series(pydicom_file(name)).invert is False
+
+
+@cr_file_warning
+def test_a_monochrome1_series_is_inverted_as_a_whole(tmp_path):
+    cr_copies(tmp_path / "cr", ("MONOCHROME1",) * 3)
+    volume = read_series(tmp_path / "cr")
+    assert volume.invert is True and volume.array.shape == (3, 16, 16)
+    assert volume.spacing[0] == pytest.approx(2.0)
+
+
+@cr_file_warning
+def test_a_series_mixing_monochrome1_and_monochrome2_is_refused(tmp_path):
+    folder = tmp_path / "mixed"
+    paths = cr_copies(folder, ("MONOCHROME1", "MONOCHROME1", "MONOCHROME2"))
+    with pytest.raises(UnreadableInputError) as caught:
+        read_series(folder)
+    assert caught.value.path == str(folder)
+    problem = caught.value.problem
+    assert "mixes MONOCHROME1" in problem and "2 file(s), e.g. slice0.dcm" in problem
+    assert "MONOCHROME2 images (1 file(s), e.g. slice2.dcm)" in problem
+    # the MONOCHROME1 files alone read fine
+    assert read_series(paths[:2]).invert is True

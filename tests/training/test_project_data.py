@@ -197,3 +197,29 @@ def test_a_fixed_window_from_the_checkpoint_normalises_training_slices(tmp_path)
     lung, _ = load_source(source, 2, window=(-600.0, 1500.0))  # HU -23 is bright in a lung window
     soft, _ = load_source(source, 2)
     assert int(lung[0, 0]) > int(soft[0, 0]) + 50
+
+
+@pytest.mark.filterwarnings("ignore:Expected explicit VR:UserWarning")
+def test_monochrome1_volume_slices_are_trained_on_inverted_as_shown(tmp_path):
+    """A real computed radiograph (MONOCHROME1): training sees it as the studio shows it."""
+    import shutil
+
+    from segstudio.io.project_opening import open_or_create
+    from segstudio.windowing import apply_window
+    from tests.io.test_dicom import CR_FILE, pydicom_file
+
+    (tmp_path / "cr").mkdir()
+    shutil.copy(pydicom_file(CR_FILE), tmp_path / "cr" / "cr.dcm")
+    project = open_or_create(tmp_path / "cr")
+    document = project.load_document(0)
+    assert document.volume.invert
+    document.apply((slice(0, 1), slice(2, 6), slice(2, 6)), None, 1, "a bone")
+    project.save_document(0, document)
+    image, labels = load_source(sources_from_project(project)[0], num_classes=2)
+    values = document.volume.array[0]
+    np.testing.assert_array_equal(image, apply_window(values, 1600.0, 2800.0, invert=True))  # the file's window
+    assert labels[3, 3] == 1 and labels[0, 0] == 255
+    # with a window spanning the stored range, the lowest value is white
+    lo, hi = float(values.min()), float(values.max())
+    full, _ = load_source(sources_from_project(project)[0], 2, window=(lo + (hi - lo + 1) / 2, hi - lo + 1))
+    assert full[values == lo].tolist() == [255] and full[values == hi].tolist() == [0]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segstudio.io.images import to_uint8_display
-from segstudio.windowing import default_window  # noqa: F401  (re-exported for the canvas)
+from segstudio.windowing import apply_window, default_window, invert_grey
 
 Region2D = tuple[slice, slice]
 AXES = ("axial", "coronal", "sagittal")
@@ -29,6 +29,17 @@ class SliceView:
     axis: int = 0
     index: int = 0
     window: tuple[float, float] | None = None  # centre, width
+    invert: bool = False  # MONOCHROME1: the window's output is shown inverted
+
+    @classmethod
+    def of_document(cls, document) -> SliceView:
+        """The middle axial plane of a volume Document, with its volume's
+        spacing, default window and MONOCHROME1 inversion (``document.volume``
+        may be ``None``, or any object with those attributes)."""
+        volume = document.volume
+        spacing = tuple(volume.spacing) if volume is not None else (1.0, 1.0, 1.0)
+        window = default_window(volume if volume is not None else document.image)
+        return cls(document.shape, spacing, 0, document.shape[0] // 2, window, bool(getattr(volume, "invert", False)))
 
     @property
     def count(self) -> int:
@@ -45,6 +56,10 @@ class SliceView:
         if self.axis == 1:
             return array[:, self.index]
         return array[:, :, self.index]
+
+    def display(self, array: np.ndarray) -> np.ndarray:
+        """The shown plane of a Z x Y x X (x C) array as uint8, as the user sees it."""
+        return display_plane(self.plane(array), self.window, self.invert)
 
     def channel_plane(self, array: np.ndarray) -> np.ndarray:
         """The plane of a C x Z x Y x X array (probabilities), as C x rows x cols."""
@@ -88,10 +103,13 @@ class SliceView:
         return row, col, self.index
 
 
-def display_plane(plane: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
-    """A plane as uint8 for display: through the window if one is set."""
-    if window is not None and plane.ndim == 2:
-        from segstudio.windowing import apply_window
+def display_plane(plane: np.ndarray, window: tuple[float, float] | None, invert: bool = False) -> np.ndarray:
+    """A plane as uint8 for display: through the window if one is set.
 
-        return apply_window(plane, window[0], window[1])
-    return to_uint8_display(np.ascontiguousarray(plane))
+    *invert* (MONOCHROME1, see :attr:`segstudio.io.volume.Volume.invert`)
+    inverts a grey plane's output; colour planes are shown as they are.
+    """
+    if plane.ndim == 2 and window is not None:
+        return apply_window(plane, window[0], window[1], invert=invert)
+    grey = to_uint8_display(np.ascontiguousarray(plane))
+    return invert_grey(grey) if invert and plane.ndim == 2 else grey

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QWidget
 
 from segstudio.annotation import tools
 from segstudio.annotation.document import Document
-from segstudio.gui.canvas.slicing import SliceView, default_window, display_plane
+from segstudio.gui.canvas.slicing import SliceView
 from segstudio.gui.canvas.layers import (
     LAYER_NAMES,
     HeatmapLayer,
@@ -111,10 +111,7 @@ class Canvas(QWidget):
         self.slicer = None
         if document is not None:
             if document.is_volume:
-                volume = document.volume
-                spacing = tuple(volume.spacing) if volume is not None else (1.0, 1.0, 1.0)
-                self.slicer = SliceView(document.shape, spacing, 0, document.shape[0] // 2,
-                                        default_window(volume if volume is not None else document.image))
+                self.slicer = SliceView.of_document(document)  # window and MONOCHROME1 inversion
             self._build_plane_layers()
             self._unsubscribe = document.subscribe(self._on_document_changed)
             self.fit()
@@ -134,7 +131,7 @@ class Canvas(QWidget):
         if self.slicer is None:
             self._image_buffer = display_rgba(document.image)
         else:
-            self._image_buffer = display_rgba(display_plane(self._plane(document.image), self.slicer.window))
+            self._image_buffer = display_rgba(self.slicer.display(document.image))
         self._image_qimage = wrap_rgba(self._image_buffer)
         self._labels_shown = document.labels
         self._masks["labels"] = MaskLayer(self._plane(document.labels), self._lut, self.states["labels"].outline)
@@ -172,7 +169,7 @@ class Canvas(QWidget):
         if self.slicer is None or self.document is None:
             return
         self.slicer.window = (float(center), max(1.0, float(width)))
-        self._image_buffer[:] = display_rgba(display_plane(self._plane(self.document.image), self.slicer.window))
+        self._image_buffer[:] = display_rgba(self.slicer.display(self.document.image))
         self.windowChanged.emit(*self.slicer.window)
         self.update()
 
