@@ -358,36 +358,46 @@ def merge_volume_prediction(window: MainWindow, index: int, result):
 
 
 def preview_crf_on_slice(window: MainWindow, params) -> None:
-    """The dense CRF on the shown axial slice of a volume."""
-    from segstudio.gui.canvas.slicing import display_plane
+    """The dense CRF on the shown plane of a volume (axial, coronal or sagittal).
+
+    The CRF sees the plane as the canvas shows it (window, MONOCHROME1
+    inversion). Pixels of slices the model has not run on yet are refined
+    along with the rest but stay unlabelled in the result.
+    """
     from segstudio.inference.predictor import PredictionResult
 
     document, slicer = window.session.document, window.canvas.slicer
-    if slicer is None or slicer.axis != 0 or document.prediction is None:
+    if slicer is None or document.prediction is None:
         return
-    k = slicer.index
-    labels = document.prediction.labels[k]
+    labels = np.ascontiguousarray(slicer.plane(document.prediction.labels))
     if (labels == unlabelled_for(labels.dtype)).all():
-        return  # this slice has no prediction yet
-    image = display_plane(document.image[k], slicer.window, slicer.invert)  # as shown, MONOCHROME1 inverted
-    plane = PredictionResult(np.ascontiguousarray(document.prediction.probabilities[:, k]), labels, 0)
-    window.crf_slice = k
+        return  # no prediction in this plane yet
+    image = slicer.display(document.image)
+    probabilities = np.ascontiguousarray(slicer.channel_plane(document.prediction.probabilities))
+    window.crf_plane = (slicer.axis, slicer.index)
     window.crf_panel.set_busy(True)
-    window.runs.preview_crf(window.session.index, image, plane, params)
+    window.runs.preview_crf(window.session.index, image, PredictionResult(probabilities, labels, 0), params)
 
 
 def crf_slice_into_volume(window: MainWindow, refined):
-    """Put a refined slice into the volume's CRF mask (other slices kept)."""
+    """Put a refined plane into the volume's CRF mask (other planes kept);
+    where the prediction has no answer yet the mask stays unlabelled."""
     from types import SimpleNamespace
 
+    from segstudio.gui.canvas.slicing import SliceView
+
     document = window.session.document
-    k = getattr(window, "crf_slice", None)
-    if document is None or k is None:
+    where = getattr(window, "crf_plane", None)
+    if document is None or where is None or document.prediction is None:
         return None
     dtype = refined.labels.dtype
+    unlabelled = unlabelled_for(dtype)
     if document.crf_labels is not None and document.crf_labels.dtype == dtype:
         volume_labels = document.crf_labels.copy()
     else:
-        volume_labels = np.full(document.shape, unlabelled_for(dtype), dtype)
-    volume_labels[k] = refined.labels
+        volume_labels = np.full(document.shape, unlabelled, dtype)
+    plane = SliceView(document.shape, (1.0, 1.0, 1.0), *where)
+    predicted = plane.plane(document.prediction.labels)
+    target = plane.plane(volume_labels)  # a view: writing it writes the volume
+    target[...] = np.where(predicted == unlabelled_for(predicted.dtype), unlabelled, refined.labels)
     return SimpleNamespace(labels=volume_labels)

@@ -131,3 +131,35 @@ def test_a_monochrome1_radiograph_is_shown_predicted_and_refined_as_a_radiologis
     studio_actions.preview_crf_on_slice(window, CRFParams())
     window.crf_panel.set_busy(False)
     np.testing.assert_array_equal(refined_from[0], shown)
+
+
+def test_the_crf_preview_refines_a_coronal_plane_of_a_volume(qtbot, window, series, grey_checkpoint, monkeypatch):
+    from segstudio.refine import CRFParams
+
+    assert window.open_path(series)
+    document, canvas = window.session.document, window.canvas
+    settings = {**window.model_panel.settings(), "checkpoint": str(grey_checkpoint), "architecture": "unet",
+                "device": "cpu", "precision": "fp32"}
+    window.model_panel.set_settings(settings)
+    with qtbot.waitSignal(window.runs.runFinished, timeout=60000):
+        window.volume_panel.runRequested.emit(False)  # the model on axial slice 2 only
+    canvas.set_view_axis(1)  # coronal: rows are slices
+    assert canvas.slicer.axis == 1 and canvas.slicer.index == 64
+    seen = {}
+    real_preview = window.runs.preview_crf
+
+    def spy(index, image, result, params):
+        seen["image"], seen["labels"] = image.copy(), result.labels.copy()
+        real_preview(index, image, result, params)
+
+    monkeypatch.setattr(window.runs, "preview_crf", spy)
+    with qtbot.waitSignal(window.runs.crfDone, timeout=60000):
+        window._on_crf_params_settled(CRFParams(iterations=3))
+    np.testing.assert_array_equal(seen["image"], canvas.slicer.display(document.image))  # the plane as shown
+    assert seen["labels"].shape == (5, 128)
+    crf = document.crf_labels
+    assert crf is not None and crf.shape == (5, 128, 128)
+    assert (crf[2, 64, :] != 255).all()  # the predicted row of this coronal plane (y = 64) is refined
+    assert (crf[[0, 1, 3, 4], 64, :] == 255).all()  # slices the model has not seen stay unlabelled
+    assert (crf[:, :64] == 255).all() and (crf[:, 65:] == 255).all()  # other planes untouched
+    assert window.canvas.layer_buffer("crf") is not None
