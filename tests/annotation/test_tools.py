@@ -113,8 +113,15 @@ def test_flood_fill_non_uint8_takes_the_same_answer():
     labels[5:15, 5:15] = 1
     labels[8:12, 8:12] = 0
     fast = flood_fill(labels, (6, 6))
-    slow = flood_fill(labels.astype(np.int32), (6, 6))
-    assert fast[0] == slow[0] and np.array_equal(fast[1], slow[1])
+    wide = flood_fill(labels.astype(np.int32), (6, 6))
+    assert fast[0] == wide[0] and np.array_equal(fast[1], wide[1])
+    # a uint16 map whose classes differ only above the low byte (256 vs 512)
+    deep = labels.astype(np.uint16) * 256 + 256
+    deep[0, :] = 512
+    region, mask = flood_fill(deep, (6, 6))  # the ring of 512 around the hole of 256
+    assert region == (slice(5, 15), slice(5, 15)) and mask.sum() == 100 - 16
+    region, mask = flood_fill(deep, (0, 3))  # row 0 (512) does not touch the ring
+    assert region == (slice(0, 1), slice(0, 20)) and mask.all()
 
 
 def test_flood_fill_of_a_large_region_is_fast():
