@@ -97,13 +97,25 @@ class TrainingRuns(QObject):
         self.panel.set_comparison(list(self.window.session.classes.names), version.parent_scores, version.scores)
 
     def _ensure_active_version(self) -> None:
-        """A project that has no version yet starts from the Model panel's checkpoint."""
+        """A project that has no version yet starts from the Model panel's checkpoint,
+        or without one, from an untrained model of its architecture for the project's classes."""
         if self.store.active_id is not None:
             return
-        checkpoint = self.window.model_panel.settings().get("checkpoint")
-        if not checkpoint:
-            raise SegstudioError("choose a checkpoint in the Model panel: training fine-tunes a model")
-        self.store.import_checkpoint(checkpoint, activate=True)
+        settings = self.window.model_panel.settings()
+        checkpoint = settings.get("checkpoint")
+        if checkpoint:
+            self.store.import_checkpoint(checkpoint, activate=True)
+            return
+        architecture = settings.get("architecture")
+        if not architecture:
+            raise SegstudioError("choose an architecture or a checkpoint in the Model panel first")
+        from segstudio.training.process import import_untrained_start
+
+        classes = self.window.session.project.classes
+        version = import_untrained_start(self.store, architecture, classes.names, classes.colors)
+        self.window.statusBar().showMessage(
+            f"no model yet: training an untrained {architecture} ({version.id}) for the project's "
+            f"{len(classes)} classes from scratch", 10000)
 
     def activate(self, version_id: str) -> None:
         """Make a version active (or roll back): the Model panel runs it from now on."""
@@ -205,9 +217,13 @@ class TrainingRuns(QObject):
                 handler(message)
 
     def _on_started(self, message: dict) -> None:
-        self.panel.set_progress(0, 0, f"training in process {message['pid']} on {message['device']} "
-                                      f"({len(message['train_images'])} images, "
-                                      f"{len(message['val_images'])} for validation, {message['threads']} threads)")
+        text = (f"training in process {message['pid']} on {message['device']} ({len(message['train_images'])} "
+                f"images, {len(message['val_images'])} for validation, {message['threads']} threads)")
+        changes = message.get("classes")
+        if changes:
+            text += (f"; the model learns the project's classes (new: {', '.join(changes['new']) or 'none'}, "
+                     f"dropped: {', '.join(changes['dropped']) or 'none'})")
+        self.panel.set_progress(0, 0, text)
 
     def _on_progress(self, message: dict) -> None:
         self._losses.append(message["loss"])
@@ -253,9 +269,13 @@ class TrainingRuns(QObject):
         self.panel.set_comparison(classes, message.get("parent_scores"), message.get("scores"))
         before = (message.get("parent_scores") or {}).get("mean_iou")
         after = (message.get("scores") or {}).get("mean_iou")
-        better = before is not None and after is not None and after > before
+        # a parent made for other classes cannot predict the project's: the new version wins
+        changed = bool(message.get("classes_changed"))
+        better = changed or (before is not None and after is not None and after > before)
         text = f"{version.id} ready: validation mIoU {after if after is None else f'{after:.3f}'}"
-        if before is not None:
+        if changed:
+            text += " (new classes: parent not compared)"
+        elif before is not None:
             text += f" (parent {before:.3f})"
         self.panel.set_progress(1, 1, text)
         self._end("finished")

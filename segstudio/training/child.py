@@ -138,6 +138,7 @@ def thread_count(requested: int | None = None) -> int:
 def _run_job(spec: TrainJobSpec, send: Send, control: _Control) -> None:
     import torch
 
+    from segstudio.models.adapt import adapt_to_classes
     from segstudio.models.checkpoint import load_checkpoint, make_meta, read_meta
     from segstudio.training.config import TrainConfig, resolve_device
     from segstudio.training.loop import train_steps
@@ -149,22 +150,35 @@ def _run_job(spec: TrainJobSpec, send: Send, control: _Control) -> None:
     config = TrainConfig.from_dict(spec.config)
     device = resolve_device(config.device)
     model, parent_meta = load_checkpoint(spec.base_checkpoint)
+    class_names, class_colors = _job_classes(spec, parent_meta)
+    adaptation = None
+    if [n.casefold() for n in class_names] != [n.casefold() for n in parent_meta.class_names]:
+        torch.manual_seed(config.seed)  # the new classes' outputs start the same way every time
+        model, report = adapt_to_classes(model, parent_meta.class_names, class_names)
+        adaptation = {"kept": report.kept, "new": report.new, "dropped": report.dropped,
+                      "reinitialised": report.reinitialised}
+        log.info("the model learns the project's %d classes: kept %s; new %s; dropped %s", len(class_names),
+                 ", ".join(report.kept) or "none", ", ".join(report.new) or "none",
+                 ", ".join(report.dropped) or "none")
+    classes_changed = adaptation is not None
     fixed_window = parent_meta.preprocessing.input_window  # volumes: the window the model was trained with
-    train = load_sources(spec.train, parent_meta.num_classes, fixed_window)
-    val = load_sources(spec.val, parent_meta.num_classes, fixed_window)
+    train = load_sources(spec.train, len(class_names), fixed_window)
+    val = load_sources(spec.val, len(class_names), fixed_window)
     if not train.samples:
         raise DataError(f"none of the {len(spec.train)} training image(s) could be used: "
                         + "; ".join(str(e) for e in train.skipped[:3]))
     send({
         "type": "started", "pid": os.getpid(), "train_images": train.stems, "val_images": val.stems,
         "skipped": [str(e) for e in train.skipped + val.skipped], "threads": threads, "device": str(device),
+        "classes": adaptation,
     })
-    meta = make_meta(
-        model, class_names=parent_meta.class_names, class_colors=parent_meta.class_colors,
-        preprocessing=parent_meta.preprocessing,
-        provenance={"parent": os.fspath(spec.base_checkpoint), "parent_version": spec.parent_id,
-                    "images": train.stems, "val_images": val.stems},
-    )
+    provenance = {"parent": os.fspath(spec.base_checkpoint), "parent_version": spec.parent_id,
+                  "images": train.stems, "val_images": val.stems}
+    if classes_changed:
+        provenance.update(classes_changed=True, class_changes=adaptation,
+                          parent_class_names=list(parent_meta.class_names))
+    meta = make_meta(model, class_names=class_names, class_colors=class_colors,
+                     preprocessing=parent_meta.preprocessing, provenance=provenance)
     task = train_steps(model, train.samples, val.samples, config, spec.out_dir, meta=meta, cancel=control)
     step_losses: list[float] = []
     epochs_seen = 0
@@ -220,18 +234,79 @@ def _run_job(spec: TrainJobSpec, send: Send, control: _Control) -> None:
     parent_scores = scores = None
     if val.samples:
         send({"type": "scoring"})
-        parent_scores, scores = score_versions(spec.base_checkpoint, checkpoint, val.samples, device=device)
-        parent_scores, scores = parent_scores.to_dict(), scores.to_dict()
+        if classes_changed:
+            # the parent predicts other classes: there is nothing fair to compare
+            scores = score_checkpoint(checkpoint, val.samples, device=device).to_dict()
+        else:
+            parent_scores, scores = score_versions(spec.base_checkpoint, checkpoint, val.samples, device=device)
+            parent_scores, scores = parent_scores.to_dict(), scores.to_dict()
     version_meta = {
         "parent": spec.parent_id, "images": train.stems, "val_images": val.stems, "settings": config.to_dict(),
         "curves": curves_from_history(history, step_losses), "scores": scores, "parent_scores": parent_scores,
         "status": status,
     }
+    if classes_changed:
+        version_meta["name"] = _changed_classes_name(spec.parent_id, adaptation)
     send({
         "type": "finished", "status": status, "checkpoint": os.fspath(checkpoint), "history": history,
         "scores": scores, "parent_scores": parent_scores, "steps": steps, "epochs_done": epochs_done,
         "stopped_early": stopped_early, "elapsed_s": time.monotonic() - started, "version_meta": version_meta,
+        "classes_changed": classes_changed, "classes": adaptation,
     })
+
+
+def _job_classes(spec: TrainJobSpec, parent_meta: Any) -> tuple[list[str], list[tuple[int, int, int]]]:
+    """The classes the new version predicts: the project's when the job names them.
+
+    Without colours from the job, a class the parent knows keeps its colour
+    and a new one takes the default palette's.
+    """
+    from segstudio.models.adapt import class_mapping
+    from segstudio.models.checkpoint import default_class_colors
+
+    if spec.class_names is None:
+        return list(parent_meta.class_names), list(parent_meta.class_colors)
+    names = list(spec.class_names)
+    if spec.class_colors is not None:
+        return names, [tuple(c) for c in spec.class_colors]
+    colors = default_class_colors(len(names))
+    for new, old in class_mapping(parent_meta.class_names, names):
+        colors[new] = tuple(parent_meta.class_colors[old])
+    return names, colors
+
+
+def _changed_classes_name(parent_id: str | None, adaptation: dict[str, list[str]]) -> str:
+    """The version's label when it was trained for other classes than its parent's."""
+    parts = []
+    if adaptation["new"]:
+        parts.append("new " + ", ".join(adaptation["new"]))
+    if adaptation["dropped"]:
+        parts.append("without " + ", ".join(adaptation["dropped"]))
+    if not parts:
+        parts.append("classes reordered")
+    origin = f"from {parent_id}" if parent_id else "from its parent"
+    return f"trained {origin} for the project's classes ({'; '.join(parts)})"
+
+
+def score_checkpoint(
+    checkpoint: str | os.PathLike[str], val_samples: Sequence[tuple[Any, Any]], *, device: Any = "cpu"
+) -> Any:
+    """Score one checkpoint on ``(image, labels)`` pairs.
+
+    Returns
+    -------
+    Scores
+        Per-class and mean IoU/Dice (:class:`~segstudio.metrics.Scores`).
+    """
+    import torch
+
+    from segstudio.models.checkpoint import load_checkpoint
+    from segstudio.training.evaluate import evaluate
+
+    device = torch.device(device)
+    model, meta = load_checkpoint(checkpoint)
+    model.to(device)
+    return evaluate(model, val_samples, meta, device)
 
 
 def score_versions(
@@ -258,16 +333,5 @@ def score_versions(
     (parent_scores, new_scores)
         Two :class:`~segstudio.metrics.Scores` (per-class and mean IoU/Dice).
     """
-    import torch
-
-    from segstudio.models.checkpoint import load_checkpoint
-    from segstudio.training.evaluate import evaluate
-
-    device = torch.device(device)
-    results = []
-    for path in (parent_checkpoint, new_checkpoint):
-        model, meta = load_checkpoint(path)
-        model.to(device)
-        results.append(evaluate(model, val_samples, meta, device))
-        del model
-    return results[0], results[1]
+    parent = score_checkpoint(parent_checkpoint, val_samples, device=device)
+    return parent, score_checkpoint(new_checkpoint, val_samples, device=device)

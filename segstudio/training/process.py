@@ -7,13 +7,21 @@ and two events (parent -> child). Nothing here blocks: the window calls
 
 The child gets file paths, not pixels (:class:`TrainJobSpec`), and reads the
 images itself, so the window's process pickles no large arrays. This module
-imports torch only inside the child.
+imports torch only inside the child (and in :func:`import_untrained_start`,
+which builds a first model for a project that has none).
+
+The job trains for the project's classes: a checkpoint made for other
+classes (a class added, deleted or reordered since) is adapted in the child
+with :func:`~segstudio.models.adapt.adapt_to_classes`.
 
 Messages from the child (each a dict with a ``"type"``):
 
 ``started``
     ``pid``, ``train_images`` / ``val_images`` (the stems used),
-    ``skipped`` (one line per file left out), ``threads``, ``device``.
+    ``skipped`` (one line per file left out), ``threads``, ``device``,
+    ``classes``: ``None``, or when the job's classes differ from the
+    checkpoint's, ``{"kept", "new", "dropped", "reinitialised"}`` (class
+    names, and the tensors left at their initialisation).
 ``progress``
     ``step``, ``total``, ``epoch``, ``loss``, ``lr``, ``images_per_s``,
     ``eta_s``; after every optimisation step.
@@ -31,8 +39,10 @@ Messages from the child (each a dict with a ``"type"``):
     least one finished epoch), ``checkpoint`` (the new weights, in the run
     folder), ``history``, ``scores`` / ``parent_scores`` (per-class and mean
     IoU/Dice of the new model and of its parent on the validation images,
-    ``None`` without validation images), ``steps``, ``epochs_done``,
-    ``stopped_early``, ``elapsed_s`` and ``version_meta``, ready for
+    ``None`` without validation images; ``parent_scores`` is ``None`` too
+    when the classes changed), ``steps``, ``epochs_done``,
+    ``stopped_early``, ``elapsed_s``, ``classes_changed`` and ``classes``
+    (as in ``started``), and ``version_meta``, ready for
     :meth:`VersionStore.add <segstudio.training.versions.VersionStore.add>`.
 ``cancelled``
     Cancelled before any epoch finished: there is nothing to keep.
@@ -73,7 +83,12 @@ log = logging.getLogger(__name__)
 
 TERMINAL_TYPES = ("finished", "cancelled", "error")
 
-from segstudio.training.child import child_main, score_versions, thread_count  # noqa: E402,F401  (re-exported)
+from segstudio.training.child import (  # noqa: E402,F401  (re-exported)
+    child_main,
+    score_checkpoint,
+    score_versions,
+    thread_count,
+)
 
 
 @dataclass
@@ -99,6 +114,14 @@ class TrainJobSpec:
     threads:
         torch threads in the child; ``None`` leaves one core to the window
         (``min(torch default, cpu_count - 1)``, at least 1).
+    class_names, class_colors:
+        The project's classes (label value = index). ``None``: the
+        checkpoint's. When they differ from the checkpoint's, the child
+        gives the model these classes first
+        (:func:`~segstudio.models.adapt.adapt_to_classes`: classes kept by
+        name keep their outputs, new ones start fresh), checks the labels
+        against them, and does not score the parent, which cannot predict
+        them. Colours default to the checkpoint's for kept classes.
     fail_after_steps:
         For tests only: raise an unexpected error after this many steps.
     """
@@ -110,6 +133,8 @@ class TrainJobSpec:
     out_dir: Path
     parent_id: str | None = None
     threads: int | None = None
+    class_names: Sequence[str] | None = None
+    class_colors: Sequence[Sequence[int]] | None = None
     fail_after_steps: int | None = None
 
     def __post_init__(self) -> None:
@@ -125,6 +150,17 @@ class TrainJobSpec:
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
             raise InvalidArgumentError(f"threads must be a positive integer, got {self.threads!r}")
+        if self.class_names is not None:
+            self.class_names = [str(name) for name in self.class_names]
+            if not self.class_names:
+                raise InvalidArgumentError("the project has no classes to train for")
+        if self.class_colors is not None:
+            self.class_colors = [tuple(int(v) for v in color) for color in self.class_colors]
+            if self.class_names is None or len(self.class_colors) != len(self.class_names):
+                raise InvalidArgumentError(
+                    f"{len(self.class_colors)} class colours were given for "
+                    f"{'no' if self.class_names is None else len(self.class_names)} class names"
+                )
 
     @classmethod
     def for_project(
@@ -139,6 +175,9 @@ class TrainJobSpec:
         threads: int | None = None,
     ) -> TrainJobSpec:
         """A job that fine-tunes the project's active version on its corrected images.
+
+        The job trains for the project's classes (``project.classes``); a
+        version made for other classes is adapted to them in the child.
 
         Parameters
         ----------
@@ -175,8 +214,82 @@ class TrainJobSpec:
         return cls(
             base_checkpoint=store.checkpoint_path(active), train=[sources[i] for i in train_index],
             val=[sources[i] for i in val_index], config=settings, out_dir=store.new_run_dir(),
-            parent_id=active, threads=threads,
+            parent_id=active, threads=threads, class_names=list(project.classes.names),
+            class_colors=list(project.classes.colors),
         )
+
+
+#: builder arguments of an untrained start that differ from the paper's: a U-Net
+#: as the bundled demo model has it (BatchNorm and padded convolutions train
+#: from scratch quickly on a few images; 16 base channels train on a CPU)
+UNTRAINED_START_ARGS: dict[str, dict[str, Any]] = {
+    "unet": {"base_width": 16, "batch_norm": True, "padding": "same"},
+}
+
+
+def import_untrained_start(
+    store: VersionStore,
+    architecture: str,
+    class_names: Sequence[str],
+    class_colors: Sequence[Sequence[int]] | None = None,
+    *,
+    in_channels: int = 3,
+    seed: int = 0,
+) -> Any:
+    """Store a freshly initialised model for a project's classes as a version.
+
+    For a project that has no model yet: training then starts from random
+    weights (no pretrained backbone is downloaded), with the architecture's
+    default preprocessing for ``in_channels`` channels. The version is named
+    ``"untrained start (<architecture>)"`` and its checkpoint's provenance
+    says ``"untrained_start": true``; it becomes active when the project has
+    no active version.
+
+    Parameters
+    ----------
+    store:
+        The project's versions.
+    architecture:
+        A registered model name (see :func:`segstudio.models.list_models`).
+    class_names, class_colors:
+        The project's classes (colours: the default palette when ``None``).
+    in_channels:
+        3 for RGB images.
+    seed:
+        Seeds the initialisation.
+
+    Returns
+    -------
+    VersionInfo
+        The new version.
+
+    Raises
+    ------
+    InvalidArgumentError
+        An unknown architecture, or no classes.
+    ExportError
+        The version cannot be written.
+    """
+    import tempfile
+
+    import torch
+
+    from segstudio.models import get_model
+    from segstudio.models.checkpoint import make_meta, save_checkpoint
+
+    if not class_names:
+        raise InvalidArgumentError("the project has no classes to train for; add a class first")
+    args = {**UNTRAINED_START_ARGS.get(architecture, {}), "num_classes": len(class_names),
+            "in_channels": in_channels}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = get_model(architecture, **args)
+    meta = make_meta(model, class_names=list(class_names), class_colors=class_colors,
+                     provenance={"untrained_start": True, "seed": seed})
+    name = f"untrained start ({architecture})"
+    with tempfile.TemporaryDirectory(prefix="segstudio-start-") as folder:
+        path = save_checkpoint(Path(folder) / f"untrained-{architecture}.safetensors", model, meta)
+        return store.import_checkpoint(path, name=name)
 
 
 class TrainingProcess:

@@ -149,3 +149,94 @@ def test_a_run_finishing_after_a_project_switch_stays_with_its_project(qtbot, wi
     qtbot.waitUntil(lambda: not training.running, timeout=5000)
     assert [v.id for v in VersionStore(project_a.folder).list()] == ["v0001", "v0002"]
     assert VersionStore(project_b.folder).list() == []
+
+
+def _demo_with_a_new_class(folder):
+    """The demo project after the user added "debris" and painted it on a corrected image."""
+    project = prepare_demo(folder)
+    project.classes.add("debris", (40, 220, 90))
+    index = next(i for i, e in enumerate(project.entries) if e.id == "cells_01")
+    document = project.load_document(index)
+    document.labels[10:60, 20:90] = 3
+    project.save_document(index, document)
+    return project
+
+
+def test_a_run_for_new_classes_is_adopted_without_comparing_the_parent(qtbot, window, tmp_path, caplog):
+    caplog.set_level("INFO", logger="segstudio.gui.training_runs")
+    project = _demo_with_a_new_class(tmp_path / "demo")
+    assert window.open_path(project.folder)
+    training = window.training
+    panel = window.training_panel
+    panel.trainRequested.emit({**panel.settings(), "epochs": 1, "freeze_backbone": True, "device": "cpu",
+                               "val_fraction": 0.25, "auto_adopt": True})
+    with qtbot.waitSignal(training.runEnded, timeout=120000) as ended:
+        pass
+    assert ended.args[0] == "finished", window.last_error
+    assert "trainer: the model learns the project's 4 classes: kept background, cytoplasm, nucleus; new debris; " \
+           "dropped none" in caplog.messages
+    versions = training.store.list()
+    assert [v.id for v in versions] == ["v0001", "v0002"]
+    old, new = versions
+    assert old.class_names == ["background", "cytoplasm", "nucleus"]
+    assert new.class_names == ["background", "cytoplasm", "nucleus", "debris"]
+    assert new.parent_scores is None and len(new.scores["iou"]) == 4
+    # the parent cannot predict "debris": the new version is adopted all the same
+    assert training.store.active_id == "v0002"
+    assert window.model_panel.settings()["checkpoint"] == str(training.store.checkpoint_path("v0002"))
+    assert "new classes: parent not compared" in panel._status.text()
+    assert panel.comparison.rowCount() == 5 and panel.comparison.item(3, 0).text() == "debris"
+    assert panel.comparison.item(3, 1).text() == "–" and panel.comparison.item(3, 2).text() != "–"
+    qtbot.waitUntil(lambda: not window.runs.busy, timeout=60000)  # the adopted model ran on the other images
+
+
+def test_a_project_without_a_model_starts_from_an_untrained_architecture(qtbot, window, tmp_path):
+    import shutil
+
+    from segstudio.annotation.classes import ClassList
+    from segstudio.annotation.document import ImageStatus
+    from segstudio.io.masks import read_mask
+    from segstudio.io.project import Project
+    from segstudio.models.checkpoint import read_meta
+    from segstudio.resources import SAMPLE, resource_path
+
+    sample = resource_path(*SAMPLE)
+    images = tmp_path / "own" / "images"
+    shutil.copytree(sample / "images", images)
+    classes = ClassList.from_names(["background", "cell"], [(0, 0, 0), (250, 120, 20)])
+    project = Project.create(tmp_path / "own", sorted(images.glob("*.png"))[:6], classes)
+    for index, entry in enumerate(project.entries):
+        document = project.load_document(index)
+        document.labels[...] = (read_mask(sample / "masks" / f"{entry.source.stem}.png") > 0).astype("uint8")
+        document.status = ImageStatus.CORRECTED
+        project.save_document(index, document)
+    assert window.open_path(project.folder)
+    window.model_panel.set_settings({"architecture": "unet", "checkpoint": ""})
+    training = window.training
+    panel = window.training_panel
+    panel.trainRequested.emit({**panel.settings(), "epochs": 1, "freeze_backbone": True, "device": "cpu",
+                               "val_fraction": 0.34, "auto_adopt": False})
+    assert training.running, window.last_error
+    assert "untrained unet (v0001)" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(training.runEnded, timeout=120000) as ended:
+        pass
+    assert ended.args[0] == "finished", window.last_error
+    start, trained = training.store.list()
+    assert start.name == "untrained start (unet)" and start.parent is None
+    assert start.class_names == trained.class_names == ["background", "cell"]
+    assert trained.parent == "v0001" and trained.parent_scores is not None and len(trained.scores["iou"]) == 2
+    meta = read_meta(trained.checkpoint)
+    assert meta.class_colors == [(0, 0, 0), (250, 120, 20)] and meta.arch_args["num_classes"] == 2
+    assert meta.preprocessing.channel_order == "RGB" and meta.preprocessing.mean == (0.5, 0.5, 0.5)
+    assert read_meta(start.checkpoint).provenance["untrained_start"] is True
+    assert training.store.active_id == "v0001"
+
+
+def test_without_a_model_or_an_architecture_training_says_what_to_choose(qtbot, window, tmp_path, monkeypatch):
+    project = prepare_demo(tmp_path / "demo")
+    assert window.open_path(project.folder)
+    monkeypatch.setattr(window.model_panel, "settings", lambda: {"architecture": "", "checkpoint": ""})
+    window.training_panel.trainRequested.emit({**window.training_panel.settings(), "device": "cpu"})
+    assert not window.training.running
+    assert "choose an architecture or a checkpoint" in window.last_error.text()
+    assert window.training.store.list() == []
