@@ -174,6 +174,8 @@ def _pixels(ds, path: Path) -> np.ndarray:
         raise UnreadableInputError(_decode_problem(ds, exc), path=path) from exc
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if samples == 1 and "ModalityLUTSequence" in ds:
+        array = _modality_lut(ds, array, path)
     if frames == 1:
         array = array[np.newaxis]
     if samples not in (1, 3) or array.ndim != (4 if samples == 3 else 3):
@@ -181,6 +183,24 @@ def _pixels(ds, path: Path) -> np.ndarray:
             f"unsupported pixel layout ({samples} samples per pixel, decoded shape {array.shape})", path=path
         )
     return array
+
+
+def _modality_lut(ds, array: np.ndarray, path: Path) -> np.ndarray:
+    """Stored values through the file's Modality LUT Sequence (PS3.3 C.11.1.1).
+
+    Some modalities (XA, some CR and secondary captures) map stored values
+    to meaningful ones with a table instead of Rescale Slope/Intercept; the
+    plane's rescale is then the identity (see ``dicom_geometry._rescale``).
+    """
+    try:
+        from pydicom.pixels import apply_modality_lut
+    except ImportError:  # pydicom 2.x
+        from pydicom.pixel_data_handlers.util import apply_modality_lut
+
+    try:
+        return np.asarray(apply_modality_lut(array, ds))
+    except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
+        raise UnreadableInputError(f"its Modality LUT Sequence cannot be applied ({exc})", path=path) from exc
 
 
 # --------------------------------------------------------------------------

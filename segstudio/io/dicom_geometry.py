@@ -54,6 +54,8 @@ class Plane:
 
 
 def _rescale(item) -> tuple[float, float]:
+    if item is not None and "ModalityLUTSequence" in item:
+        return 1.0, 0.0  # the LUT replaces the rescale (PS3.3 C.11.1); the reader applied it
     slope = item.get("RescaleSlope") if item is not None else None
     intercept = item.get("RescaleIntercept") if item is not None else None
     return (float(slope) if slope not in (None, "") else 1.0,

@@ -445,3 +445,20 @@ def test_a_series_mixing_monochrome1_and_monochrome2_is_refused(tmp_path):
     assert "MONOCHROME2 images (1 file(s), e.g. slice2.dcm)" in problem
     # the MONOCHROME1 files alone read fine
     assert read_series(paths[:2]).invert is True
+
+
+def test_a_modality_lut_sequence_is_applied_instead_of_a_rescale():
+    """pydicom-data's mlut_18.dcm maps stored values through a 4096-entry table
+    (first stored value mapped: -2048); the volume holds the table's output."""
+    path = pydicom_file("mlut_18.dcm")
+    ds = pydicom.dcmread(path)
+    item = ds.ModalityLUTSequence[0]
+    entries, first, _bits = (int(v) for v in item.LUTDescriptor)
+    table = np.frombuffer(item.LUTData, np.uint16) if isinstance(item.LUTData, bytes) else np.asarray(item.LUTData)
+    assert entries == 4096 and first == -2048 and len(table) == entries
+    stored = ds.pixel_array.astype(np.int64)
+    expected = table[np.clip(stored - first, 0, entries - 1)]
+    volume = read_series(path)
+    assert volume.array.shape == (1, 512, 512)
+    np.testing.assert_array_equal(volume.array[0], expected)
+    assert volume.array.min() == 0 and volume.array.max() == 65535  # not the stored -2048..2047
