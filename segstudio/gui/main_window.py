@@ -211,6 +211,8 @@ class MainWindow(QMainWindow):
             self.volume_panel.set_axis(0)
             self.docks["Volume"].raise_()
         self.canvas.set_document(document, self.session.classes.lut())
+        if is_volume:  # not read up front for a thumbnail: show the slice now on screen
+            self.images_panel.set_thumbnail(index, self.canvas.layer_buffer("image"))
         self.images_panel.set_current(index)
         self._sync_layer_availability()
         self._update_undo_actions()

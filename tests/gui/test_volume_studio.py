@@ -44,6 +44,11 @@ def test_dicom_series_opens_as_one_volume_and_is_annotated_slice_by_slice(qtbot,
     document = window.session.document
     assert document.is_volume and document.shape == (5, 128, 128)
     assert window.docks["Volume"].isVisibleTo(window)
+    # the opened volume's thumbnail is its middle slice as shown
+    thumbnail = window.images_panel._item(0).icon().pixmap(64, 64).toImage()
+    middle = thumbnail.pixelColor(32, 32)
+    shown = window.canvas.layer_buffer("image")[64, 64]
+    assert middle.alpha() == 255 and abs(middle.red() - int(shown[0])) <= 8
     canvas = window.canvas
     assert canvas.slicer.index == 2
     # slices are in position order: slice k holds HU -24 + k
