@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from segstudio.errors import InvalidArgumentError
-from segstudio.io.masks import UNLABELLED, UNLABELLED_16
+from segstudio.io.masks import unlabelled_of
 
 
 def confusion_matrix(
@@ -72,7 +72,7 @@ def confusion_matrix(
     if isinstance(ignore_index, str):
         if ignore_index != "auto":
             raise InvalidArgumentError(f"ignore_index must be an integer, None or 'auto', got {ignore_index!r}")
-        ignore_index = UNLABELLED_16 if target.dtype == np.uint16 else UNLABELLED
+        ignore_index = unlabelled_of(target)
 
     t = target.ravel()
     p = pred.ravel()

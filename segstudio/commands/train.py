@@ -107,12 +107,12 @@ def _split(stems: list[str], classes: dict[str, Any] | None, val_fraction: float
 def _num_classes_from_masks(samples: list[tuple[Any, Any]]) -> int:
     import numpy as np
 
-    from segstudio.training.losses import unlabelled_value
+    from segstudio.io.masks import unlabelled_of
 
     highest = 0
     for _, labels in samples:
         present = np.unique(labels)
-        present = present[present != unlabelled_value(labels)]
+        present = present[present != unlabelled_of(labels)]
         if present.size:
             highest = max(highest, int(present.max()))
     return max(highest + 1, 2)

@@ -238,9 +238,8 @@ def delete_class(window: MainWindow, index: int, replacement: int) -> None:
     (another class, or -1 = unlabelled) and higher classes shift down. Going
     from 255 classes to 254 also narrows every label map from uint16 to uint8.
 
-    Every saved label map is read and renumbered in memory before anything
-    changes: one unreadable file stops the deletion with the project intact,
-    instead of leaving it half renumbered.
+    All or nothing (:meth:`Project.delete_class`): one unreadable file stops
+    the deletion with the project intact, instead of leaving it half renumbered.
     """
     from segstudio.errors import SegstudioError as _Error
 
@@ -249,15 +248,7 @@ def delete_class(window: MainWindow, index: int, replacement: int) -> None:
         return
     if not window.session.save(wait=True):  # every image's labels on disk, in the old numbering
         raise _Error("the labels could not be saved, so no class was deleted")
-    mapping = project.classes.removal_mapping(index, None if replacement < 0 else replacement)
-    renumbered = {}
-    for i in range(len(project.entries)):
-        labels = project.read_labels(i)  # raises, naming the file, before any change
-        if labels is not None:
-            renumbered[i] = mapping[labels]
-    project.classes.remove(index)
-    for i, labels in renumbered.items():
-        project.write_labels(i, labels)  # the new palette
+    mapping = project.delete_class(index, None if replacement < 0 else replacement)
     if window.session.document is not None:
         window.session.document.remap_labels(mapping)
         window.session.document.dirty = False  # its file was just rewritten

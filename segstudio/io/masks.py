@@ -113,6 +113,14 @@ def unlabelled_for(dtype: np.dtype | type | np.ndarray) -> int:
     return int(np.iinfo(dtype).max)
 
 
+def unlabelled_of(labels: np.ndarray) -> int:
+    """The unlabelled value of a label array: :func:`unlabelled_for` its type
+    for uint8/uint16, and 255 for other integer arrays (maps built by hand,
+    int32 predictions), the convention masks had before uint16 existed."""
+    dtype = np.asarray(labels).dtype
+    return unlabelled_for(dtype) if dtype in LABEL_DTYPES else UNLABELLED
+
+
 def conversion_table(source: np.dtype | type, target: np.dtype | type) -> np.ndarray:
     """Lookup table taking a *source*-typed label map to *target*: class indices
     stay, unlabelled becomes the target's unlabelled value.

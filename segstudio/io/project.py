@@ -406,8 +406,11 @@ class Project:
         return self._in_project_type(labels, entry.labels_path)
 
     def _in_project_type(self, labels: np.ndarray, path: Path) -> np.ndarray:
+        return self._converted(labels, self.classes.label_dtype, path)
+
+    def _converted(self, labels: np.ndarray, dtype: np.dtype, path: Path) -> np.ndarray:
         try:
-            return convert_labels(labels, self.classes.label_dtype, path=path)
+            return convert_labels(labels, dtype, path=path)
         except InvalidArgumentError as error:
             raise UnreadableInputError(
                 f"{error.problem}; the project has {len(self.classes)} classes", path=path
@@ -474,16 +477,43 @@ class Project:
         else:
             write_label_png(entry.labels_path, labels, self.classes.colors)
 
-    def remap_saved_labels(self, mapping: np.ndarray, *, cancel: CancelToken | None = None) -> Task[int]:
-        """Rewrite every saved label file through a lookup table.
+    def delete_class(self, index: int, replacement: int | None = None) -> np.ndarray:
+        """Remove class *index* and renumber every saved label file, all or nothing.
 
-        When a class is deleted, the label files of all images (not only the
-        open one, which :meth:`Document.remap_labels` handles in memory) must
-        be renumbered. Call this after :meth:`ClassList.remove` with the table
-        of :meth:`ClassList.removal_mapping`: 256 or 65536 entries (the label
-        type before the removal), whose own type (uint8 or uint16) is the
-        label type after it. A generator: yields :class:`Progress` per image
-        and returns the number of files rewritten.
+        Every file is read and renumbered in memory before the class list or
+        any file changes, so one unreadable file stops the deletion with the
+        project intact. Its pixels become *replacement* (a class index before
+        the removal) or unlabelled; going from 255 classes to 254 also
+        narrows the files to 8-bit. The open document is not touched: give
+        it the returned table (:meth:`Document.remap_labels`). The project
+        file is not saved; call :meth:`save`.
+
+        Raises
+        ------
+        InvalidArgumentError
+            No such class, or a class replacing itself.
+        UnreadableInputError
+            A label file cannot be read (nothing has changed).
+        ExportError
+            A file cannot be written.
+        """
+        mapping = self.classes.removal_mapping(index, replacement)
+        renumbered = list(self._renumbered(mapping))  # raises before any change
+        self.classes.remove(index)
+        for entry_index, labels in renumbered:
+            self.write_labels(entry_index, labels)  # the new palette and depth
+        return mapping
+
+    def remap_saved_labels(self, mapping: np.ndarray, *, cancel: CancelToken | None = None) -> Task[int]:
+        """Rewrite every saved label file through a lookup table, all or nothing.
+
+        Call this after :meth:`ClassList.remove` with the table of
+        :meth:`ClassList.removal_mapping` (or use :meth:`delete_class`, which
+        does both): 256 or 65536 entries (the label type before the
+        removal), whose own type (uint8 or uint16) is the label type after
+        it. Every file is read and renumbered before any is written. A
+        generator: yields :class:`Progress` per image and returns the number
+        of files rewritten.
 
         Raises
         ------
@@ -492,30 +522,34 @@ class Project:
         UnreadableInputError, ExportError
             A label file cannot be read or written.
         """
+        renumbered = []
+        total = len(self.entries)
+        for done, item in enumerate(self._renumbered(mapping), start=1):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            renumbered.append(item)
+            yield Progress(done, total, message=self.entries[item[0]].display_name, stage="relabel")
+        for entry_index, labels in renumbered:
+            self.write_labels(entry_index, labels)
+        return len(renumbered)
+
+    def _renumbered(self, mapping: np.ndarray) -> Iterable[tuple[int, np.ndarray]]:
+        """``(entry index, labels through the table)`` for every saved file whose labels change."""
         table = np.asarray(mapping)
         if table.dtype not in LABEL_DTYPES or table.shape not in ((256,), (65536,)):
             raise InvalidArgumentError(
                 f"a label mapping must be 256 or 65536 uint8/uint16 values, got {table.dtype} {table.shape}"
             )
         source_type = LABEL_DTYPES[0] if table.shape == (256,) else LABEL_DTYPES[1]
-        total = len(self.entries)
-        rewritten = 0
-        for index, entry in enumerate(self.entries):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            if entry.labels_path.is_file():
-                path = entry.labels_path
-                labels = read_label_volume(path) if entry.is_volume else read_mask(path)
-                labels = convert_labels(labels, source_type, path=path)
-                remapped = table[labels]
-                if remapped.dtype != labels.dtype or not np.array_equal(remapped, labels):
-                    if entry.is_volume:
-                        write_label_volume(path, remapped, len(self.classes))
-                    else:
-                        write_label_png(path, remapped, self.classes.colors)
-                    rewritten += 1
-            yield Progress(index + 1, total, message=entry.display_name, stage="relabel")
-        return rewritten
+        for entry_index, entry in enumerate(self.entries):
+            path = entry.labels_path
+            if not path.is_file():
+                continue
+            labels = read_label_volume(path) if entry.is_volume else read_mask(path)
+            labels = self._converted(labels, source_type, path)
+            remapped = table[labels]
+            if remapped.dtype != labels.dtype or not np.array_equal(remapped, labels):
+                yield entry_index, remapped
 
     # ------------------------------------------------------------------
     # The project file

@@ -26,10 +26,10 @@ from torch.utils.data import Dataset
 
 from segstudio.errors import DataError, InvalidArgumentError, SegstudioError, UnreadableInputError
 from segstudio.io.images import IMAGE_SUFFIXES, read_image
-from segstudio.io.masks import read_mask
+from segstudio.io.masks import read_mask, unlabelled_of
 from segstudio.models.checkpoint import Preprocessing
 from segstudio.preprocess import in_channels_of, normalize, to_unit_range
-from segstudio.training.losses import labels_to_target, unlabelled_value
+from segstudio.training.losses import labels_to_target
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def check_labels(samples: Sequence[Sample], num_classes: int, sources: Sequence[
     ``sources`` (one file per sample) lets the error name the mask's file.
     """
     for index, (_, labels) in enumerate(samples):
-        unlabelled = unlabelled_value(labels)
+        unlabelled = unlabelled_of(labels)
         present = np.unique(labels)
         bad = present[(present >= num_classes) & (present != unlabelled)]
         if bad.size:

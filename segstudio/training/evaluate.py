@@ -13,7 +13,7 @@ from segstudio.models.checkpoint import CheckpointMeta
 from segstudio.preprocess import image_to_tensor
 from segstudio.tasks import CancelToken
 from segstudio.training.data import Sample
-from segstudio.training.losses import unlabelled_value
+from segstudio.io.masks import unlabelled_of
 
 
 @torch.inference_mode()
@@ -65,5 +65,5 @@ def evaluate(
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             logits = model(batch)
         prediction = logits.argmax(dim=1)[0].cpu().numpy()
-        total += confusion_matrix(prediction, labels, meta.num_classes, ignore_index=unlabelled_value(labels))
+        total += confusion_matrix(prediction, labels, meta.num_classes, ignore_index=unlabelled_of(labels))
     return Scores.from_confusion(total)

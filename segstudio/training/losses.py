@@ -18,7 +18,7 @@ only in part.
 
 The functions taking numpy label maps (:func:`border_weight_map`,
 :func:`class_balance_weights`) read the unlabelled value from the map's type
-(:func:`unlabelled_value`).
+(:func:`~segstudio.io.masks.unlabelled_of`).
 """
 
 from __future__ import annotations
@@ -32,22 +32,12 @@ from scipy import ndimage
 from torch import nn
 
 from segstudio.errors import InvalidArgumentError
-from segstudio.io.masks import LABEL_DTYPES, UNLABELLED, unlabelled_for
+from segstudio.io.masks import unlabelled_of
 
 LOSSES = ("ce", "dice_ce")
 
 IGNORE_INDEX = -1
 """Value of unlabelled pixels in a training target; never a class index."""
-
-
-def unlabelled_value(labels: np.ndarray) -> int:
-    """The unlabelled value of a numpy label map: 255 for uint8, 65535 for uint16.
-
-    Other integer arrays (label maps built by hand) keep the historical
-    convention, 255.
-    """
-    dtype = np.asarray(labels).dtype
-    return unlabelled_for(dtype) if dtype in LABEL_DTYPES else UNLABELLED
 
 
 def labels_to_target(labels: np.ndarray) -> np.ndarray:
@@ -59,7 +49,7 @@ def labels_to_target(labels: np.ndarray) -> np.ndarray:
     """
     labels = np.asarray(labels)
     target = labels.astype(np.int32)
-    target[labels == unlabelled_value(labels)] = IGNORE_INDEX
+    target[labels == unlabelled_of(labels)] = IGNORE_INDEX
     return target
 
 
@@ -182,9 +172,9 @@ def build_loss(name: str, class_weights: Sequence[float] | None = None) -> nn.Mo
 def class_balance_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Per-class weights ``total / (classes present * count)`` of one label
     map (so labelled pixels average 1); 0 for absent classes. The map's
-    unlabelled value (:func:`unlabelled_value`) is left out."""
+    unlabelled value (:func:`~segstudio.io.masks.unlabelled_of`) is left out."""
     labels = np.asarray(labels)
-    labelled = labels[labels != unlabelled_value(labels)]
+    labelled = labels[labels != unlabelled_of(labels)]
     counts = np.bincount(labelled.ravel(), minlength=num_classes)[:num_classes].astype(np.float64)
     present = counts > 0
     weights = np.zeros(num_classes, dtype=np.float64)
@@ -234,7 +224,7 @@ def border_weight_map(
         raise InvalidArgumentError(f"a label map must be H x W, got shape {labels.shape}")
     if sigma <= 0:
         raise InvalidArgumentError(f"sigma must be positive, got {sigma}")
-    valid = labels != unlabelled_value(labels)
+    valid = labels != unlabelled_of(labels)
     if balance:
         per_class = class_balance_weights(labels, num_classes)
         weights = np.where(valid, per_class[np.where(valid, labels, 0).clip(max=num_classes - 1)], 0.0)

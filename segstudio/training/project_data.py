@@ -28,10 +28,9 @@ import numpy as np
 from segstudio.annotation.document import ImageStatus
 from segstudio.errors import DataError, InvalidArgumentError, SegstudioError, UnreadableInputError
 from segstudio.io.images import read_image
-from segstudio.io.masks import read_mask
+from segstudio.io.masks import read_mask, unlabelled_of
 from segstudio.io.project import Project
 from segstudio.training.data import Sample, split_train_val
-from segstudio.training.losses import unlabelled_value
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +116,7 @@ def _annotated_slices(entry) -> list[SampleSource]:
         return []
     labels = read_label_volume(entry.labels_path)
     selector = tuple(sorted((entry.selector or {}).items())) or None
-    labelled = np.flatnonzero((labels != unlabelled_value(labels)).any(axis=(1, 2)))
+    labelled = np.flatnonzero((labels != unlabelled_of(labels)).any(axis=(1, 2)))
     return [SampleSource(f"{entry.id}#z{k}", entry.source, entry.labels_path, int(k), selector) for k in labelled]
 
 
@@ -176,7 +175,7 @@ def load_source(
             f"{image.shape[1]} x {image.shape[0]}",
             path=source.labels,
         )
-    unlabelled = unlabelled_value(labels)
+    unlabelled = unlabelled_of(labels)
     if not (labels != unlabelled).any():
         raise DataError("every pixel is unlabelled; there is nothing to learn from", path=source.labels)
     if num_classes is not None:

@@ -251,3 +251,22 @@ def test_deleting_a_class_of_255_narrows_every_saved_file_to_8_bit(tmp_path, ima
         assert (labels[:4] == 253).all() and (labels[4:8] == 0).all() and (labels[8:] == 255).all()
     with pytest.raises(InvalidArgumentError):
         run_to_completion(project.remap_saved_labels(np.arange(256)))
+
+
+def test_delete_class_is_all_or_nothing(tmp_path, images):
+    folder, _ = images
+    project = Project.create(tmp_path / "project", [folder], _classes())
+    for index in range(2):
+        doc = project.load_document(index)
+        doc.labels[:3, :] = 2
+        project.save_document(index, doc)
+    before = project.entries[0].labels_path.read_bytes()
+    project.entries[1].labels_path.write_bytes(b"damaged")
+    with pytest.raises(UnreadableInputError, match=r"b\.png"):
+        project.delete_class(1)
+    assert project.classes.names == ["background", "cell", "nucleus"]
+    assert project.entries[0].labels_path.read_bytes() == before  # untouched
+    project.entries[1].labels_path.unlink()
+    mapping = project.delete_class(1)
+    assert project.classes.names == ["background", "nucleus"] and mapping[2] == 1
+    assert (project.read_labels(0)[:3] == 1).all()
