@@ -1,4 +1,4 @@
-"""Image arrays to network input: scaling, channels, normalisation."""
+"""Image arrays to network input: intensity maps, channels, normalisation."""
 
 import numpy as np
 import pytest
@@ -6,27 +6,42 @@ import torch
 
 from segstudio.errors import InvalidArgumentError
 from segstudio.models.checkpoint import Preprocessing
-from segstudio.preprocess import LUMA_WEIGHTS, image_to_tensor, in_channels_of, normalize, to_unit_range
+from segstudio.preprocess import (
+    LUMA_WEIGHTS,
+    IntensityMap,
+    MappedImage,
+    fit_intensity,
+    image_to_tensor,
+    in_channels_of,
+    normalize,
+    robust_range,
+    to_unit_range,
+    volume_intensity,
+    with_normalization,
+)
+from segstudio.windowing import apply_window, window_bounds
 
 RGB_IDENTITY = Preprocessing("RGB", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 GREY_IDENTITY = Preprocessing("grey", (0.0,), (1.0,))
+#: what checkpoints written before the normalisation was recorded do
+GREY_DTYPE = Preprocessing("grey", (0.0,), (1.0,), normalization="dtype")
 
 
 @pytest.mark.parametrize(
     ("dtype", "maximum"),
     [(np.uint8, 255), (np.uint16, 65535), (np.int16, 32767), (np.int32, 2**31 - 1)],
 )
-def test_integer_images_are_divided_by_their_type_maximum(dtype, maximum):
+def test_dtype_normalisation_divides_integers_by_their_type_maximum(dtype, maximum):
     image = np.array([[0, 1], [maximum // 2, maximum]], dtype=dtype)
-    tensor = image_to_tensor(image, GREY_IDENTITY)
+    tensor = image_to_tensor(image, GREY_DTYPE)
     assert tensor.dtype == torch.float32 and tensor.shape == (1, 2, 2)
     expected = image.astype(np.float64) / maximum
     np.testing.assert_allclose(tensor[0].numpy(), expected, rtol=1e-6)
 
 
-def test_float_images_are_taken_as_they_are():
+def test_dtype_normalisation_takes_float_images_as_they_are():
     image = np.array([[-0.5, 0.25], [1.0, 3.5]], dtype=np.float64)
-    tensor = image_to_tensor(image, GREY_IDENTITY)
+    tensor = image_to_tensor(image, GREY_DTYPE)
     np.testing.assert_allclose(tensor[0].numpy(), image, rtol=1e-6)
 
 
@@ -109,3 +124,82 @@ def test_bad_preprocessing_is_refused():
 def test_in_channels_of():
     assert in_channels_of(RGB_IDENTITY) == 3
     assert in_channels_of(GREY_IDENTITY) == 1
+
+
+# -- normalisation rules (recorded in the checkpoint) -------------------------------------------------
+
+def test_auto_divides_8_bit_by_255_and_stretches_16_bit_between_its_percentiles():
+    eight = np.array([[0, 51], [204, 255]], np.uint8)
+    np.testing.assert_allclose(image_to_tensor(eight, GREY_IDENTITY)[0].numpy(), eight / 255.0, rtol=1e-6)
+    # a 16-bit fluorescence image whose values stay in 0..300: divided by 65535 it is black
+    rng = np.random.default_rng(0)
+    sixteen = rng.integers(0, 301, (64, 64)).astype(np.uint16)
+    mapped = image_to_tensor(sixteen, GREY_IDENTITY)[0].numpy()
+    low, high = np.percentile(sixteen, [1.0, 99.8])
+    np.testing.assert_allclose(mapped, (sixteen - low) / (high - low), rtol=1e-5, atol=1e-6)
+    assert mapped.std() > 0.25  # spread over the whole range, not a near-constant
+    legacy = image_to_tensor(sixteen, GREY_DTYPE)[0].numpy()
+    assert legacy.max() < 0.005
+    # floats and 32-bit integers too
+    floats = rng.normal(1000.0, 50.0, (32, 32)).astype(np.float32)
+    assert 0.2 < image_to_tensor(floats, GREY_IDENTITY)[0].numpy().std() < 0.5
+    assert fit_intensity(sixteen.astype(np.int32), GREY_IDENTITY).high == pytest.approx(high)
+
+
+def test_percentile_range_window_and_their_checks():
+    image = np.arange(100, dtype=np.uint8).reshape(10, 10)
+    percentile = Preprocessing("grey", (0.0,), (1.0,), normalization="percentile", percentiles=(0.0, 100.0))
+    np.testing.assert_allclose(image_to_tensor(image, percentile)[0].numpy(), image / 99.0, rtol=1e-6)
+    fixed = with_normalization(GREY_IDENTITY, "range", value_range=(10.0, 60.0))
+    out = image_to_tensor(image, fixed)[0].numpy()
+    assert out.min() == 0.0 and out.max() == 1.0  # clipped
+    assert out[2, 0] == pytest.approx((20 - 10) / 50)
+    # the CT window maps as DICOM's LINEAR function (and the display) does
+    ct = np.array([[-1000, -160], [40, 2000]], np.int16)
+    windowed = with_normalization(GREY_IDENTITY, "window", input_window=(40.0, 400.0))
+    np.testing.assert_allclose(image_to_tensor(ct, windowed)[0].numpy() * 255,
+                               apply_window(ct, 40.0, 400.0).astype(np.float64), atol=0.51)
+    for mode, values in (("range", {}), ("window", {}), ("nonsense", {}), ("percentile", {"percentiles": (5, 2)})):
+        with pytest.raises(InvalidArgumentError):
+            with_normalization(GREY_IDENTITY, mode, **values)
+
+
+def test_a_constant_or_non_finite_image_maps_without_dividing_by_zero():
+    constant = np.full((8, 8), 1234, np.uint16)
+    assert (image_to_tensor(constant, GREY_IDENTITY)[0].numpy() == 0.0).all()
+    floats = np.array([[np.nan, 1.0], [np.inf, 3.0]], np.float32)
+    out = image_to_tensor(floats, GREY_IDENTITY)[0].numpy()
+    assert np.isfinite(out).all() and out[0, 0] == out[1, 0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_tiles_of_an_image_map_as_the_whole_image_does():
+    rng = np.random.default_rng(1)
+    image = rng.integers(100, 400, (64, 96)).astype(np.uint16)
+    image[:, 48:] += 2000  # the right half is much brighter
+    whole = image_to_tensor(image, GREY_IDENTITY)
+    intensity = fit_intensity(image, GREY_IDENTITY)
+    left = image_to_tensor(image[:, :48], GREY_IDENTITY, intensity=intensity)
+    torch.testing.assert_close(left, whole[:, :, :48])
+    # on its own, the dark half would be stretched to the full range: a different input
+    assert not torch.allclose(image_to_tensor(image[:, :48], GREY_IDENTITY), whole[:, :, :48])
+    # a MappedImage carries its map into tiles and crops
+    mapped = MappedImage(image, intensity)
+    torch.testing.assert_close(image_to_tensor(mapped[:, :48], GREY_IDENTITY), whole[:, :, :48])
+
+
+def test_a_volume_is_mapped_by_its_own_statistics_never_by_the_display():
+    rng = np.random.default_rng(2)
+    volume = rng.normal(40, 30, (4, 16, 16)).astype(np.int16)
+    volume[3] += 800  # one bright slice: every slice shares the volume's map
+    auto = Preprocessing("grey", (0.0,), (1.0,))
+    shown = volume_intensity(volume, auto, view_window=(40.0, 80.0))
+    assert shown == volume_intensity(volume, auto, view_window=(400.0, 1800.0))
+    assert (shown.low, shown.high) == pytest.approx(robust_range(volume, 1.0, 99.8))
+    # a recorded input window wins; an old checkpoint follows the view as it always did
+    fixed = with_normalization(auto, "window", input_window=(40.0, 400.0))
+    assert volume_intensity(volume, fixed, view_window=(40.0, 80.0)).clip
+    old = Preprocessing("grey", (0.0,), (1.0,), normalization="dtype")
+    lower, upper = window_bounds(40.0, 80.0)
+    assert volume_intensity(volume, old, view_window=(40.0, 80.0)) == IntensityMap(lower, upper, clip=True)
+    inverted = volume_intensity(volume, auto, invert=True)
+    assert inverted.apply(volume[:1]) == pytest.approx(1.0 - shown.apply(volume[:1]))

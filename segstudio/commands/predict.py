@@ -43,11 +43,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         "254 classes); 2-D images are always PNG")
     window = parser.add_mutually_exclusive_group()
     window.add_argument("--window", metavar="CENTER,WIDTH",
-                        help="window for the model's input of volumes, in the data's units (CT: HU), e.g. "
-                        "40,400; write --window=-600,1500 for a negative centre. Default: the 0.5-99.5 "
-                        "percentile range of each volume")
+                        help="window of volumes for the CRF's image, in the data's units (CT: HU), e.g. "
+                        "40,400; write --window=-600,1500 for a negative centre. The model's input follows "
+                        "its checkpoint (which records how it was trained); only checkpoints from before "
+                        "that was recorded take this window as their input too. Default: the checkpoint's "
+                        "input window, else the 0.5-99.5 percentile range of each volume")
     window.add_argument("--window-preset", choices=sorted(WINDOW_PRESETS),
-                        help="a standard CT window for the model's input of volumes")
+                        help="a standard CT window, as --window")
     parser.add_argument("--series", metavar="UID", help="in DICOM folders, segment only this SeriesInstanceUID")
     parser.add_argument("--volume", type=int, metavar="N", help="in 4-D NIfTI files, segment only volume N (0-based)")
     parser.add_argument("--crf", action="store_true", help="refine each mask (each slice) with the dense CRF")
@@ -169,10 +171,13 @@ def run(args: argparse.Namespace) -> int:
             "predict needs trained weights: give --checkpoint FILE "
             "(the bundled demo model is resources/models/demo_unet.safetensors)"
         )
-    window = parse_window(args)  # the command line, else the checkpoint's window below
+    window = parse_window(args)
     predictor, meta = Predictor.from_checkpoint(
         args.checkpoint, device=args.device, precision=args.precision, tile_size=args.tile
     )
+    if window is not None and meta.preprocessing.normalization != "dtype":
+        log.info("the model sees volumes as its checkpoint says (%s normalisation); --window applies to the "
+                 "CRF's image", meta.preprocessing.normalization)
     if args.model is not None and args.model != meta.architecture:
         raise InvalidArgumentError(
             f"--model {args.model} does not match the checkpoint, which holds a {meta.architecture!r} model"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,52 +19,104 @@ log = logging.getLogger(__name__)
 HISTORY_NAME = "history.json"
 
 
+#: the run length when none is given: what converged on real images on a 2-core CPU (README, "Training defaults")
+DEFAULT_MINUTES = 5.0
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "train",
-        help="fine-tune a model on images and masks",
+        help="train a model on images and masks",
         description=(
             "Train on DATA/images and DATA/masks (mask = image stem + .png, pixel value = class index; "
             "an 8-bit mask marks unlabelled pixels 255, a 16-bit mask, for more than 254 classes, 65535). "
-            "DATA/classes.json, if present, names the classes and may fix the "
+            "Masks may be labelled in part: only labelled pixels count, and training crops are drawn "
+            "where the labels are. DATA/classes.json, if present, names the classes and may fix the "
             "train/val split. Writes OUT/last.safetensors, OUT/best.safetensors and OUT/history.json. "
+            f"With no --minutes, --steps or --epochs, a run lasts {DEFAULT_MINUTES:g} minutes. "
             "Runs data-parallel under torchrun (e.g. torchrun --nproc_per_node=4 -m segstudio train ...): "
             "NCCL on GPUs, gloo on CPUs, --batch-size per process, rank 0 writes the files."
         ),
     )
     parser.add_argument("data", type=Path, metavar="DATA", help="folder with images/ and masks/")
-    parser.add_argument("--model", help="architecture to train (see `segstudio models`)")
+    parser.add_argument("--model", help="architecture to train from scratch (see `segstudio models`)")
     parser.add_argument("--out", type=Path, required=True, help="folder for checkpoints and history")
     parser.add_argument("--checkpoint", type=Path, help="start from this checkpoint's weights and architecture")
-    parser.add_argument("--epochs", type=int, default=20, help="passes over the training images (default 20)")
+    length = parser.add_argument_group("run length (the first one reached ends the run)")
+    length.add_argument("--minutes", type=float,
+                        help=f"train for this many minutes (default {DEFAULT_MINUTES:g} when no --steps or "
+                        "--epochs is given); the learning rate decays with the clock")
+    length.add_argument("--time-budget", type=float, metavar="SECONDS", help="the same in seconds")
+    length.add_argument("--steps", type=int, help="optimisation steps of --batch-size crops")
+    length.add_argument("--epochs", type=int,
+                        help="epochs; one epoch is as many crops as it takes to cover the labelled pixels once "
+                        "(labelled pixels / crop area): 4 crops for a fully labelled 512 x 512 image at "
+                        "--crop 256")
     parser.add_argument("--val-fraction", type=float, default=0.2,
                         help="share of images held out for validation when classes.json has no split (default 0.2)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
     parser.add_argument("--batch-size", type=int, default=4,
                         help="crops per step (default 4; per process under torchrun)")
     parser.add_argument("--crop", type=int, default=256, help="training crop size in pixels (default 256)")
-    parser.add_argument("--lr", type=float, help="learning rate (default: sgd 0.01, adamw 0.001)")
-    parser.add_argument("--weight-decay", type=float, help="weight decay (default: sgd 5e-4, adamw 0.01)")
-    parser.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd",
-                        help="sgd (momentum 0.9, as in the papers; default) or adamw")
-    parser.add_argument("--schedule", choices=["poly", "cosine", "constant"], default="poly")
-    parser.add_argument("--loss", choices=["ce", "dice_ce"], default="ce")
+    parser.add_argument("--class-share", type=float, default=1 / 3,
+                        help="share of crops centred on a labelled pixel of a randomly chosen class, so rare "
+                        "classes are seen (default 1/3; the others lie around any labelled pixel)")
+    parser.add_argument("--lr", type=float, help="learning rate (default: adamw 0.001, sgd 0.01)")
+    parser.add_argument("--weight-decay", type=float, help="weight decay (default: adamw 1e-4, sgd 5e-4)")
+    parser.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw",
+                        help="adamw (default) or sgd (momentum 0.9, as in the papers)")
+    parser.add_argument("--schedule", choices=["cosine", "poly", "constant"], default="cosine",
+                        help="learning-rate decay over the run (default cosine)")
+    parser.add_argument("--warmup", type=float, default=0.05,
+                        help="share of the run over which the learning rate rises from zero (default 0.05)")
+    parser.add_argument("--loss", choices=["auto", "ce", "dice_ce"], default="auto",
+                        help="auto (default): Dice + cross-entropy when a class holds under 10%% of the labelled "
+                        "pixels, else cross-entropy")
     parser.add_argument("--border-weight", action="store_true",
                         help="weight the loss by the U-Net border map (separates touching objects)")
     parser.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], default="auto",
                         help="mixed precision (auto: on CUDA only)")
     parser.add_argument("--freeze-backbone", action="store_true", help="train only the head / decoder")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the split, data order and augmentation")
-    parser.add_argument("--input-window", metavar="CENTER,WIDTH",
+    parser.add_argument("--seed", type=int, default=0, help="seed for the split, the crops and their augmentation")
+    inputs = parser.add_argument_group("input normalisation (recorded in the checkpoint; see README)")
+    inputs.add_argument("--normalize", choices=["auto", "percentile", "range", "window", "dtype"],
+                        help="auto (default for new models): 8-bit images / 255, 16-bit, 32-bit and float "
+                        "images between their own --percentiles; percentile: every image so; range: "
+                        "--value-range; window: --input-window; dtype: divide by the type's maximum "
+                        "(checkpoints from before this choice). With --checkpoint: the checkpoint's")
+    inputs.add_argument("--percentiles", metavar="LOW,HIGH", help="for percentile normalisation (default 1,99.8)")
+    inputs.add_argument("--value-range", metavar="LOW,HIGH", help="for --normalize range: values mapped to 0..1")
+    inputs.add_argument("--input-window", metavar="CENTER,WIDTH",
                         help="record a fixed window (e.g. 40,400 for CT soft tissue) in the checkpoint: volume "
-                        "slices become the model's input through it instead of the window being viewed")
+                        "slices (and, with --normalize window, every image) become the model's input through it")
     parser.add_argument("--val-every", type=int, default=1, help="validate every N epochs (default 1)")
-    parser.add_argument("--time-budget", type=float, metavar="SECONDS",
-                        help="stop after the epoch in which this much time has passed")
+    parser.add_argument("--paper-variant", action="store_true",
+                        help="with --model: the paper's network (for U-Net: valid convolutions, 64 channels, no "
+                        "BatchNorm) instead of the training default (U-Net: same padding, BatchNorm, 16 channels)")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                        help="builder argument, e.g. base_width=16 (values parsed as JSON where possible)")
+                        help="builder argument, e.g. base_width=32 (values parsed as JSON where possible)")
     parser.set_defaults(run=run)
+
+
+def _pair(text: str | None, option: str) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InvalidArgumentError(f"{option} must be two numbers LOW,HIGH, got {text!r}") from None
+    return low, high
+
+
+def run_length(args: argparse.Namespace) -> tuple[int | None, int | None, float | None]:
+    """``(epochs, steps, time_budget_s)`` from the command line, with the default length."""
+    if args.minutes is not None and args.time_budget is not None:
+        raise InvalidArgumentError("give --minutes or --time-budget, not both")
+    budget = args.time_budget if args.minutes is None else args.minutes * 60.0
+    if budget is None and args.steps is None and args.epochs is None:
+        budget = DEFAULT_MINUTES * 60.0
+    return args.epochs, args.steps, budget
 
 
 def parse_model_args(items: list[str]) -> dict[str, Any]:
@@ -120,14 +174,15 @@ def _num_classes_from_masks(samples: list[tuple[Any, Any]]) -> int:
 
 def _build_model(args: argparse.Namespace, num_classes: int, in_channels: int,
                  class_names: list[str] | None, class_colors: list[tuple[int, int, int]] | None):
-    from segstudio.models import get_model
+    from segstudio.models import get_training_model
     from segstudio.models.checkpoint import load_checkpoint, make_meta
 
     model_args = parse_model_args(args.model_arg)
     provenance: dict[str, Any] = {"data": str(args.data)}
     if args.checkpoint is not None:
-        if model_args:
-            raise InvalidArgumentError("--model-arg cannot be combined with --checkpoint: the checkpoint fixes the architecture")
+        if model_args or args.paper_variant:
+            raise InvalidArgumentError("--model-arg and --paper-variant cannot be combined with --checkpoint: "
+                                       "the checkpoint fixes the architecture")
         model, parent = load_checkpoint(args.checkpoint)
         if args.model is not None and args.model != parent.architecture:
             raise CheckpointMismatchError(
@@ -147,27 +202,36 @@ def _build_model(args: argparse.Namespace, num_classes: int, in_channels: int,
             preprocessing=parent.preprocessing,
             provenance=provenance,
         )
-        return model, _with_input_window(meta, args)
+        return model, _with_normalization(meta, args, keep=True)
     if args.model is None:
         raise InvalidArgumentError("give --model NAME (see `segstudio models`) or --checkpoint FILE")
     given = model_args.pop("num_classes", num_classes)
     if given != num_classes:
         raise InvalidArgumentError(f"--model-arg num_classes={given} but the data has {num_classes} classes")
     model_args.setdefault("in_channels", in_channels)
-    model = get_model(args.model, num_classes=num_classes, **model_args)
+    model = get_training_model(args.model, paper=args.paper_variant, num_classes=num_classes, **model_args)
     meta = make_meta(model, class_names=class_names, class_colors=class_colors, provenance=provenance)
-    return model, _with_input_window(meta, args)
+    return model, _with_normalization(meta, args, keep=False)
 
 
-def _with_input_window(meta, args: argparse.Namespace):
-    """Record --input-window in the checkpoint's preprocessing."""
+def _with_normalization(meta, args: argparse.Namespace, *, keep: bool):
+    """Record the command line's input normalisation in the checkpoint's preprocessing.
+
+    ``keep``: a checkpoint's own rule stays unless --normalize changes it."""
+    from segstudio.commands.predict import parse_window
+    from segstudio.preprocess import with_normalization
+
+    window = None
     if getattr(args, "input_window", None):
-        from dataclasses import replace
-
-        from segstudio.commands.predict import parse_window
-
         window = parse_window(argparse.Namespace(window=args.input_window, window_preset=None))
-        meta.preprocessing = replace(meta.preprocessing, input_window=window)
+    mode = args.normalize or (meta.preprocessing.normalization if keep else "auto")
+    if keep and args.normalize and args.normalize != meta.preprocessing.normalization:
+        log.warning("the checkpoint was trained with %s normalisation; training it on %s-normalised input "
+                    "changes what it sees", meta.preprocessing.normalization, args.normalize)
+    meta.preprocessing = with_normalization(
+        meta.preprocessing, mode, percentiles=_pair(args.percentiles, "--percentiles"),
+        value_range=_pair(args.value_range, "--value-range"), input_window=window,
+    )
     return meta
 
 
@@ -185,6 +249,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, context: Any) -> int:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from segstudio.io.masks import atomic_write_bytes
     from segstudio.tasks import Progress
     from segstudio.training import (
@@ -198,11 +264,13 @@ def _train(args: argparse.Namespace, context: Any) -> int:
     )
     from segstudio.training.data import check_labels
 
+    epochs, steps, budget = run_length(args)
     config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, crop_size=args.crop, optimizer=args.optimizer,
-        lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule, loss=args.loss,
-        border_weight=args.border_weight, freeze_backbone=args.freeze_backbone, amp=args.amp,
-        device=args.device, seed=args.seed, val_every=args.val_every, time_budget_s=args.time_budget,
+        epochs=epochs, steps=steps, time_budget_s=budget, batch_size=args.batch_size, crop_size=args.crop,
+        class_share=args.class_share, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+        schedule=args.schedule, warmup=args.warmup, loss=args.loss, border_weight=args.border_weight,
+        freeze_backbone=args.freeze_backbone, amp=args.amp, device=args.device, seed=args.seed,
+        val_every=args.val_every,
     )
     if (args.out / STATE_NAME).is_file() and not args.resume:
         raise InvalidArgumentError(
@@ -234,29 +302,32 @@ def _train(args: argparse.Namespace, context: Any) -> int:
 
     train = [loaded.samples[i] for i in train_index]
     val = [loaded.samples[i] for i in val_index]
-    steps_per_epoch = None
     bar = None
     is_main = context is None or context.is_main
+    last_line = -math.inf
     task = train_steps(model, train, val, config, args.out, meta=meta, resume=args.resume, distributed=context)
     try:
-        while True:
-            try:
-                progress: Progress = next(task)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            epoch = int(progress.metrics.get("epoch", 0))
-            if progress.stage == "train" and is_main:
-                if bar is None:
-                    steps_per_epoch = steps_per_epoch or max(1, (progress.total or 0) // config.epochs)
-                    bar = progress_bar(steps_per_epoch, f"epoch {epoch}/{config.epochs}", unit="step")
-                bar.set_postfix(loss=f"{progress.metrics['loss']:.4f}", refresh=False)
-                bar.update(1)
-            elif progress.stage == "epoch":
-                if bar is not None:
-                    bar.close()
-                    bar = None
-                log.info("%s", _epoch_line(progress.metrics, config.epochs))
+        # log lines go above the progress bar instead of through it
+        with logging_redirect_tqdm():
+            while True:
+                try:
+                    progress: Progress = next(task)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                if progress.stage == "train" and is_main:
+                    if bar is None:
+                        bar = progress_bar(progress.total, "train", unit="step")
+                    if progress.total and bar.total != progress.total:
+                        bar.total = progress.total  # a time budget's length is estimated from the pace
+                    bar.set_postfix(epoch=int(progress.metrics["epoch"]), loss=f"{progress.metrics['loss']:.4f}",
+                                    refresh=False)
+                    bar.update(progress.done - bar.n)
+                elif progress.stage == "epoch" and is_main:
+                    # one line every few seconds at most: epochs of small data sets last seconds
+                    if time.monotonic() - last_line >= _LINE_EVERY_S or progress.done >= (progress.total or 0):
+                        last_line = time.monotonic()
+                        log.info("%s", _epoch_line(progress.done, progress.metrics))
     except KeyboardInterrupt:
         log.info("interrupted; the last finished epoch is saved in %s (continue with --resume)", args.out)
         raise
@@ -266,8 +337,11 @@ def _train(args: argparse.Namespace, context: Any) -> int:
 
     if not is_main:
         return 0
+    collapse = result.collapse.to_dict() if result.collapse is not None else None
     report = {
         "model": meta.architecture,
+        "preprocessing": dataclasses.asdict(meta.preprocessing),
+        "collapse": collapse,
         "classes": meta.class_names,
         "train_images": [stems[i] for i in train_index],
         "val_images": [stems[i] for i in val_index],
@@ -282,14 +356,20 @@ def _train(args: argparse.Namespace, context: Any) -> int:
         log.info("best validation mIoU %.4f (Dice %.4f) at epoch %d",
                  best["val_mean_iou"], best["val_mean_dice"] or math.nan, best["epoch"])
     if result.stopped_early:
-        log.info("stopped by the time budget after epoch %d of %d; --resume continues",
-                 result.epochs_done, config.epochs)
+        log.info("stopped by the time budget after %d steps (%d epochs); --resume with a longer budget continues",
+                 result.steps, result.epochs_done)
     log.info("wrote %s, %s and %s", args.out / LAST_NAME, args.out / BEST_NAME, history_path)
+    if result.collapse is not None and result.collapse.collapsed:
+        log.warning("THE MODEL COLLAPSED: %s", result.collapse.reason)
     return 0
 
 
-def _epoch_line(metrics: dict[str, float], epochs: int) -> str:
-    line = f"epoch {int(metrics['epoch'])}/{epochs}: loss {metrics['loss']:.4f}"
+#: seconds between two epoch lines in the log
+_LINE_EVERY_S = 10.0
+
+
+def _epoch_line(step: int, metrics: dict[str, float]) -> str:
+    line = f"epoch {int(metrics['epoch'])} (step {step}): loss {metrics['loss']:.4f}"
     if "mean_iou" in metrics:
         line += f", val mIoU {metrics['mean_iou']:.4f}, Dice {metrics['mean_dice']:.4f}"
     return line

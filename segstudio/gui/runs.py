@@ -115,9 +115,9 @@ class ModelRuns(QObject):
 
         def task(cancel: CancelToken) -> Generator[Any, None, int]:
             yield from self._ensure_predictor(settings, key)
-            # a window recorded in the checkpoint wins over the one on screen
-            fixed = getattr(self._predictor.preprocessing, "input_window", None)
-            steps = predict_volume_steps(self._predictor, volume, slices=slices, window=fixed or window,
+            # the checkpoint decides how the volume becomes the model's input;
+            # only models from before that was recorded follow the window on screen
+            steps = predict_volume_steps(self._predictor, volume, slices=slices, window=window,
                                          invert=invert, cancel=cancel)
             while True:
                 try:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from segstudio.errors import SegstudioError
+from segstudio.errors import InvalidArgumentError, SegstudioError
 
 if TYPE_CHECKING:
     from segstudio.gui.main_window import MainWindow
@@ -117,6 +117,19 @@ class TrainingRuns(QObject):
             f"no model yet: training an untrained {architecture} ({version.id}) for the project's "
             f"{len(classes)} classes from scratch", 10000)
 
+    def _active_is_untrained(self) -> bool:
+        """The active version is a freshly initialised network (or descends from none but one)."""
+        from segstudio.models.checkpoint import read_meta
+
+        version = self.store.active_id
+        if version is None:
+            return False
+        try:
+            provenance = read_meta(self.store.checkpoint_path(version)).provenance
+        except SegstudioError:
+            return False
+        return bool(provenance.get("untrained_start"))
+
     def activate(self, version_id: str) -> None:
         """Make a version active (or roll back): the Model panel runs it from now on."""
         try:
@@ -145,11 +158,19 @@ class TrainingRuns(QObject):
             if self.store is None:
                 self.open_project()
             self._ensure_active_version()
-            config = TrainConfig(
-                epochs=int(settings["epochs"]), batch_size=4, crop_size=256, optimizer="adamw", lr=1e-3,
-                schedule="cosine", freeze_backbone=bool(settings["freeze_backbone"]),
-                device=settings["device"], time_budget_s=settings.get("time_budget_s"),
-            )
+            epochs, budget = settings.get("epochs"), settings.get("time_budget_s")
+            if not epochs and not budget:
+                raise InvalidArgumentError("set how long to train: a time (Train for) or a number of epochs")
+            fast = bool(settings["freeze_backbone"])
+            if fast and self._active_is_untrained():
+                fast = False
+                before = self.window.statusBar().currentMessage()
+                self.window.statusBar().showMessage(
+                    (f"{before}; " if before else "")
+                    + "an untrained model trains in Full mode (Fast would keep its random backbone)", 10000)
+            # the rest are TrainConfig's defaults, measured to converge on real images
+            config = TrainConfig(epochs=int(epochs) if epochs else None, time_budget_s=budget,
+                                 freeze_backbone=fast, device=settings["device"])
             spec = TrainJobSpec.for_project(self.window.session.project, self.store, config,
                                             val_fraction=float(settings["val_fraction"]))
             process = TrainingProcess()
@@ -272,13 +293,21 @@ class TrainingRuns(QObject):
         # a parent made for other classes cannot predict the project's: the new version wins
         changed = bool(message.get("classes_changed"))
         better = changed or (before is not None and after is not None and after > before)
+        collapse = message.get("collapse") or {}
         text = f"{version.id} ready: validation mIoU {after if after is None else f'{after:.3f}'}"
         if changed:
             text += " (new classes: parent not compared)"
         elif before is not None:
             text += f" (parent {before:.3f})"
+        if collapse.get("collapsed"):
+            # never adopted automatically: it would wipe every proposal
+            better = False
+            text = f"{version.id} COLLAPSED, not adopted: {collapse.get('reason')}"
         self.panel.set_progress(1, 1, text)
         self._end("finished")
+        if collapse.get("collapsed"):
+            self.window.statusBar().showMessage(f"model version {version.id} collapsed; the active model is "
+                                                "unchanged (see the Training dock)", 15000)
         if better and self._settings.get("auto_adopt"):
             self.activate(version.id)
             self.window.run_model_on_unreviewed()

@@ -27,7 +27,7 @@ from segstudio.inference.device import Precision, is_out_of_memory, resolve_devi
 from segstudio.inference.tiling import Tile, blend_window, plan_tiles
 from segstudio.io.masks import MAX_CLASSES_8BIT
 from segstudio.models.checkpoint import CheckpointMeta, Preprocessing, load_checkpoint
-from segstudio.preprocess import image_to_tensor
+from segstudio.preprocess import IntensityMap, fit_intensity, image_to_tensor
 from segstudio.tasks import CancelToken, Progress, Task, run_to_completion
 
 log = logging.getLogger(__name__)
@@ -132,9 +132,16 @@ class Predictor:
         return run_to_completion(self.predict_steps(image, cancel=cancel))
 
     def predict_steps(self, image: np.ndarray, *, cancel: CancelToken | None = None) -> Task[PredictionResult]:
-        """Predict ``image`` tile by tile, yielding Progress after each tile."""
+        """Predict ``image`` tile by tile, yielding Progress after each tile.
+
+        The image's intensity map (:func:`segstudio.preprocess.fit_intensity`)
+        is fitted once on the whole image, so every tile is scaled alike; a
+        :class:`~segstudio.preprocess.MappedImage` (a volume's slice) brings
+        its own.
+        """
         if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
             raise InvalidArgumentError(f"expected an H x W or H x W x C image, got shape {image.shape}")
+        intensity = fit_intensity(image, self.preprocessing)
         height, width = image.shape[:2]
         rows = plan_tiles(height, width, self.tile_size, self.overlap, self.alignment)
         total = sum(len(row) for row in rows)
@@ -152,7 +159,7 @@ class Predictor:
             for tile in row:
                 if cancel is not None:
                     cancel.raise_if_cancelled()
-                tile_probs = self._infer_region(image[tile.slices], cancel)
+                tile_probs = self._infer_region(image[tile.slices], intensity, cancel)
                 if band is None:
                     band = np.zeros((tile_probs.shape[0], row_bottom - row_top, width), np.float32)
                 weight = self._weight(tile, height, width)
@@ -202,7 +209,7 @@ class Predictor:
         else:
             probabilities[:, target] = rows
 
-    def _infer_region(self, region: np.ndarray, cancel: CancelToken | None) -> np.ndarray:
+    def _infer_region(self, region: np.ndarray, intensity: IntensityMap, cancel: CancelToken | None) -> np.ndarray:
         """Probabilities (C x h x w, float32) of an image region.
 
         A region larger than the current tile size (after an out-of-memory
@@ -210,9 +217,9 @@ class Predictor:
         """
         height, width = region.shape[:2]
         if max(height, width) > self.tile_size:
-            return self._blend_subtiles(region, cancel)
+            return self._blend_subtiles(region, intensity, cancel)
         try:
-            return self._forward(region)
+            return self._forward(region, intensity)
         except (RuntimeError, torch.OutOfMemoryError) as error:
             if not is_out_of_memory(error):
                 raise
@@ -227,9 +234,9 @@ class Predictor:
             self.overlap = min(self.overlap, self.tile_size // 2)
             self.alignment = min(self.alignment, self.tile_size // 2)
             log.warning("out of memory on %s: tile size halved to %d px", self.device, self.tile_size)
-            return self._infer_region(region, cancel)
+            return self._infer_region(region, intensity, cancel)
 
-    def _blend_subtiles(self, region: np.ndarray, cancel: CancelToken | None) -> np.ndarray:
+    def _blend_subtiles(self, region: np.ndarray, intensity: IntensityMap, cancel: CancelToken | None) -> np.ndarray:
         height, width = region.shape[:2]
         total: np.ndarray | None = None
         weights = np.zeros((height, width), np.float32)
@@ -237,7 +244,7 @@ class Predictor:
             for tile in row:
                 if cancel is not None:
                     cancel.raise_if_cancelled()
-                probs = self._infer_region(region[tile.slices], cancel)
+                probs = self._infer_region(region[tile.slices], intensity, cancel)
                 if total is None:
                     total = np.zeros((probs.shape[0], height, width), np.float32)
                 weight = self._weight(tile, height, width)
@@ -246,8 +253,8 @@ class Predictor:
         return total / weights
 
     @torch.inference_mode()
-    def _forward(self, region: np.ndarray) -> np.ndarray:
-        x = image_to_tensor(region, self.preprocessing).unsqueeze(0)
+    def _forward(self, region: np.ndarray, intensity: IntensityMap) -> np.ndarray:
+        x = image_to_tensor(region, self.preprocessing, intensity=intensity).unsqueeze(0)
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=memory_format)
         if self.autocast_dtype is None:

@@ -2,21 +2,21 @@
 
 The networks are 2-D, so a volume is segmented one axial slice (``array[k]``)
 at a time with :meth:`Predictor.predict_steps`. What matters here is what a
-slice looks like to the network:
+slice looks like to the network, and that is the checkpoint's business
+(:func:`segstudio.preprocess.volume_intensity`): a recorded input window
+(CT), else the checkpoint's normalisation fitted on the *whole volume*, so
+every slice is scaled alike and raw Hounsfield units never meet a "divide
+by the type's maximum". Each slice goes to the predictor as a
+:class:`~segstudio.preprocess.MappedImage` carrying the volume's map. Only
+checkpoints written before the normalisation was recorded follow the window
+the user is viewing with, as they always did. MONOCHROME1 volumes
+(radiographs, :attr:`segstudio.io.volume.Volume.invert`) are inverted, as
+the studio shows them, so that a model sees bone bright whichever way the
+scanner stored it.
 
-* with a window (CT: centre and width in Hounsfield units) every slice goes
-  through :func:`segstudio.windowing.apply_window` to uint8 grey, exactly as
-  the studio displays it; raw HU must never reach the network's "divide by
-  the dtype maximum" scaling, which would squeeze soft tissue into a few
-  grey levels of an int16 range;
-* without one, grey values of any type are stretched to uint8 between the
-  0.5th and 99.5th percentiles (the semantics of
-  :func:`segstudio.io.images.to_uint8_display`), computed once over the
-  whole volume so that every slice is scaled alike; uint8 volumes are taken
-  as they are;
-* MONOCHROME1 volumes (radiographs, :attr:`segstudio.io.volume.Volume.invert`)
-  are inverted after either mapping, as the studio shows them, so that a
-  model sees bone bright whichever way the scanner stored it.
+:func:`slice_normaliser` gives the uint8 slices the studio shows and the
+dense CRF's appearance kernel compares (window, else the volume's 0.5-99.5
+percentiles).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import numpy as np
 from segstudio.errors import InvalidArgumentError
 from segstudio.inference.predictor import PredictionResult, Predictor
 from segstudio.io.masks import unlabelled_for
+from segstudio.preprocess import MappedImage, volume_intensity
 from segstudio.tasks import CancelToken, Progress, Task
 from segstudio.windowing import apply_window, invert_grey
 
@@ -153,8 +154,9 @@ def predict_volume_steps(
         probability 0 and the unlabelled value of the label type (255 in a
         uint8 map, 65535 in a uint16 map).
     window:
-        ``(center, width)``: the input normalisation for CT (see the module
-        docstring); without it, robust percentiles of the whole volume.
+        ``(center, width)``: the window the volume is viewed with. Only
+        checkpoints written before the normalisation was recorded use it
+        (see :func:`segstudio.preprocess.volume_intensity`).
     invert:
         The volume is MONOCHROME1 (:attr:`segstudio.io.volume.Volume.invert`):
         slices are inverted after the window, as the studio shows them.
@@ -176,7 +178,7 @@ def predict_volume_steps(
         Cancelled through *cancel*.
     """
     array = np.asarray(volume_array)
-    normalise = slice_normaliser(array, window, invert=invert)  # validates before the first slice
+    intensity = volume_intensity(array, predictor.preprocessing, view_window=window, invert=invert)
     count = int(array.shape[0])
     chosen = _chosen_slices(slices, count)
     probabilities: np.ndarray | None = None
@@ -184,7 +186,7 @@ def predict_volume_steps(
     for done, k in enumerate(chosen):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        task = predictor.predict_steps(normalise(k), cancel=cancel)
+        task = predictor.predict_steps(MappedImage(array[k], intensity), cancel=cancel)
         while True:
             try:
                 next(task)

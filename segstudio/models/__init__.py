@@ -12,6 +12,7 @@ from segstudio.models.registry import (
     describe_models,
     get_model,
     get_spec,
+    get_training_model,
     list_models,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "describe_models",
     "get_model",
     "get_spec",
+    "get_training_model",
     "list_models",
 ]

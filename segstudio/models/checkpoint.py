@@ -14,6 +14,7 @@ refused, never executed.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import tempfile
@@ -28,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from segstudio.errors import CheckpointError, CheckpointMismatchError
+from segstudio.errors import CheckpointError, CheckpointMismatchError, InvalidArgumentError
 from segstudio.io.masks import MAX_CLASSES, default_palette, permissions_for
 from segstudio.models.registry import get_model, get_spec
 
@@ -37,22 +38,71 @@ METADATA_KEY = "segstudio"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 
 
+#: how pixel values become the network's 0..1 input (see :mod:`segstudio.preprocess`)
+NORMALIZATIONS = ("auto", "percentile", "range", "window", "dtype")
+
+#: the low and high percentiles of the percentile normalisation (those of
+#: CSBDeep and StarDist, which microscopists know)
+DEFAULT_PERCENTILES = (1.0, 99.8)
+
+
 @dataclass
 class Preprocessing:
     """How an image becomes the network's input tensor.
 
-    Pixels are divided by the maximum of their data type (255, 65535) or, for
-    float images, taken as they are; then ``(x - mean) / std`` per channel.
+    First each image's values are mapped linearly to the 0..1 range by
+    ``normalization``; then ``(x - mean) / std`` per channel.
 
-    ``input_window`` (centre, width; for volumes such as CT, in the data's
-    units) fixes how volume slices become the model's 8-bit input. Without
-    it, volume inputs follow the window the user is viewing with.
+    ``normalization``:
+
+    * ``"auto"`` (what new models get): 8-bit images divided by 255; 16-bit,
+      32-bit and float images stretched between their own ``percentiles``;
+    * ``"percentile"``: every image between its own ``percentiles``;
+    * ``"range"``: the fixed ``value_range`` ``(low, high)`` to 0..1, clipped;
+    * ``"window"``: the CT/MR window ``input_window`` (centre, width, in the
+      data's units) to 0..1, clipped, as DICOM's LINEAR window function;
+    * ``"dtype"``: integers divided by their type's maximum, floats as they
+      are. Checkpoints written before the choice was recorded read as this,
+      so they keep the behaviour they were trained with.
+
+    A volume is one image here: its percentiles come from the whole volume,
+    so every slice is mapped alike. ``input_window`` also fixes how volume
+    slices become the model's input in the other modes; without it, a
+    ``"dtype"`` checkpoint's volume input follows the window the user views
+    with (the old behaviour), every other mode never looks at the display.
     """
 
     channel_order: str = "RGB"
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     input_window: tuple[float, float] | None = None
+    normalization: str = "auto"
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+    value_range: tuple[float, float] | None = None
+
+
+def check_preprocessing(preprocessing: Preprocessing) -> None:
+    """Raise :class:`InvalidArgumentError` for a normalisation that cannot work."""
+    mode = preprocessing.normalization
+    if mode not in NORMALIZATIONS:
+        raise InvalidArgumentError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {mode!r}")
+    low, high = (float(v) for v in preprocessing.percentiles)
+    if not 0.0 <= low < high <= 100.0:
+        raise InvalidArgumentError(f"percentiles must satisfy 0 <= low < high <= 100, got {low}, {high}")
+    if mode == "range":
+        if preprocessing.value_range is None:
+            raise InvalidArgumentError("normalization 'range' needs a value range (low, high)")
+        lo, hi = (float(v) for v in preprocessing.value_range)
+        if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+            raise InvalidArgumentError(f"the value range must be two finite numbers, low < high, got {lo}, {hi}")
+    if mode == "window":
+        if preprocessing.input_window is None:
+            raise InvalidArgumentError("normalization 'window' needs an input window (centre, width)")
+    if preprocessing.input_window is not None:
+        center, width = (float(v) for v in preprocessing.input_window)
+        if not (math.isfinite(center) and math.isfinite(width) and width >= 1.0):
+            raise InvalidArgumentError(f"the input window needs a finite centre and a width of at least 1, "
+                                       f"got {center}, {width}")
 
 
 @dataclass
@@ -82,9 +132,11 @@ class CheckpointMeta:
     def from_json(cls, text: str, *, path: Path) -> CheckpointMeta:
         try:
             data = json.loads(text)
-            data["preprocessing"] = Preprocessing(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in data["preprocessing"].items()}
-            )
+            values = {k: tuple(v) if isinstance(v, list) else v for k, v in data["preprocessing"].items()}
+            # written before the normalisation was recorded: those models saw
+            # integer pixels divided by their type's maximum
+            values.setdefault("normalization", "dtype")
+            data["preprocessing"] = Preprocessing(**values)
             data["class_colors"] = [tuple(c) for c in data["class_colors"]]
             meta = cls(**data)
         except (ValueError, KeyError, TypeError) as exc:
@@ -95,6 +147,10 @@ class CheckpointMeta:
                 f"understands ({FORMAT_VERSION}); update segstudio",
                 path=path,
             )
+        try:
+            check_preprocessing(meta.preprocessing)
+        except InvalidArgumentError as exc:
+            raise CheckpointError(f"the checkpoint's preprocessing is damaged: {exc.problem}", path=path) from None
         return meta
 
 

@@ -34,6 +34,10 @@ class ModelSpec:
     #: input normalisation the model expects (after scaling to 0..1)
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    #: builder arguments of a model trained from scratch by default (``segstudio
+    #: train --model NAME``, the studio's first model): measured to converge in
+    #: minutes on a CPU; the builder's own defaults stay the paper's
+    train_args: Mapping[str, Any] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -47,6 +51,7 @@ def register_model(
     report_args: Mapping[str, Any] | None = None,
     mean: tuple[float, ...] = IMAGENET_MEAN,
     std: tuple[float, ...] = IMAGENET_STD,
+    train_args: Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator that adds a builder to the registry under ``name``."""
 
@@ -61,6 +66,7 @@ def register_model(
             report_args=dict(report_args or {"num_classes": 21, "in_channels": 3}),
             mean=mean,
             std=std,
+            train_args=dict(train_args or {}),
         )
         return builder
 
@@ -113,6 +119,15 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
     recorded = {k: v for k, v in args.items() if k != "weights_backbone"}
     model.segstudio_arch = {"name": name, "args": recorded}
     return model
+
+
+def get_training_model(name: str, *, paper: bool = False, **kwargs: Any) -> nn.Module:
+    """A model to train from scratch: the registry's training defaults for
+    ``name`` (:attr:`ModelSpec.train_args`), overridden by ``kwargs``;
+    ``paper=True`` keeps the builder's own defaults (the paper's network)."""
+    args = {} if paper else dict(get_spec(name).train_args)
+    args.update(kwargs)
+    return get_model(name, **args)
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

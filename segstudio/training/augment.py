@@ -156,7 +156,7 @@ class RandomBrightnessContrast(v2.Transform):
 
 
 def build_augmentation(
-    crop_size: int,
+    crop_size: int | None,
     *,
     scale: tuple[float, float] | None = (0.75, 1.25),
     flips: bool = True,
@@ -171,7 +171,9 @@ def build_augmentation(
     ----------
     crop_size:
         Side of the square crops the network trains on (all items of a batch
-        must have one size).
+        must have one size); ``None`` leaves out the scale + crop step, for
+        items that are already crops (the training dataset cuts its crops
+        where the labels are, see :mod:`segstudio.training.sampling`).
     scale:
         Zoom range; ``None`` crops without zooming.
     flips, rotations:
@@ -179,7 +181,9 @@ def build_augmentation(
     brightness, contrast:
         Jitter amplitudes (0 turns them off).
     """
-    steps: list[v2.Transform] = [RandomScaleCrop(crop_size, scale or (1.0, 1.0))]
+    steps: list[v2.Transform] = []
+    if crop_size is not None:
+        steps.append(RandomScaleCrop(crop_size, scale or (1.0, 1.0)))
     if flips:
         steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
     if rotations:

@@ -161,9 +161,9 @@ def _run_job(spec: TrainJobSpec, send: Send, control: _Control) -> None:
                  ", ".join(report.kept) or "none", ", ".join(report.new) or "none",
                  ", ".join(report.dropped) or "none")
     classes_changed = adaptation is not None
-    fixed_window = parent_meta.preprocessing.input_window  # volumes: the window the model was trained with
-    train = load_sources(spec.train, len(class_names), fixed_window)
-    val = load_sources(spec.val, len(class_names), fixed_window)
+    # volume slices reach the model through its own normalisation, as in inference
+    train = load_sources(spec.train, len(class_names), parent_meta.preprocessing)
+    val = load_sources(spec.val, len(class_names), parent_meta.preprocessing)
     if not train.samples:
         raise DataError(f"none of the {len(spec.train)} training image(s) could be used: "
                         + "; ".join(str(e) for e in train.skipped[:3]))
@@ -209,7 +209,7 @@ def _run_job(spec: TrainJobSpec, send: Send, control: _Control) -> None:
             elif progress.stage == "epoch":
                 epochs_seen += 1
                 send({
-                    "type": "epoch", "epoch": int(metrics["epoch"]), "epochs": config.epochs,
+                    "type": "epoch", "epoch": int(metrics["epoch"]), "total_steps": progress.total,
                     "loss": metrics.get("loss"), "val_mean_iou": metrics.get("mean_iou"),
                     "val_mean_dice": metrics.get("mean_dice"),
                 })
@@ -240,10 +240,11 @@ def _run_job(spec: TrainJobSpec, send: Send, control: _Control) -> None:
         else:
             parent_scores, scores = score_versions(spec.base_checkpoint, checkpoint, val.samples, device=device)
             parent_scores, scores = parent_scores.to_dict(), scores.to_dict()
+    collapse = result.collapse.to_dict() if result is not None and result.collapse is not None else None
     version_meta = {
         "parent": spec.parent_id, "images": train.stems, "val_images": val.stems, "settings": config.to_dict(),
         "curves": curves_from_history(history, step_losses), "scores": scores, "parent_scores": parent_scores,
-        "status": status,
+        "status": status, "collapse": collapse,
     }
     if classes_changed:
         version_meta["name"] = _changed_classes_name(spec.parent_id, adaptation)
@@ -251,7 +252,7 @@ def _run_job(spec: TrainJobSpec, send: Send, control: _Control) -> None:
         "type": "finished", "status": status, "checkpoint": os.fspath(checkpoint), "history": history,
         "scores": scores, "parent_scores": parent_scores, "steps": steps, "epochs_done": epochs_done,
         "stopped_early": stopped_early, "elapsed_s": time.monotonic() - started, "version_meta": version_meta,
-        "classes_changed": classes_changed, "classes": adaptation,
+        "classes_changed": classes_changed, "classes": adaptation, "collapse": collapse,
     })
 
 

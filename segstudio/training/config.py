@@ -13,40 +13,68 @@ import torch
 from segstudio.errors import InvalidArgumentError
 from segstudio.training.losses import LOSSES
 
+LOSS_CHOICES = ("auto", *LOSSES)
+
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("poly", "cosine", "constant")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 #: the learning rate and weight decay each optimizer gets unless told otherwise
-#: (SGD: the FCN/DeepLab/U-Net papers' setting for fine-tuning; AdamW: its usual one)
+#: (SGD: the FCN/DeepLab/U-Net papers' setting for fine-tuning; AdamW: measured, see README)
 DEFAULT_LR = {"sgd": 0.01, "adamw": 1e-3}
-DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 1e-2}
+DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 1e-4}
+
+#: Dice + cross-entropy under ``loss="auto"`` when a class holds less than this share of the labelled pixels
+RARE_CLASS_SHARE = 0.10
 
 
 @dataclass
 class TrainConfig:
-    """How to fine-tune a model.
+    """How to train a model. The defaults are the ones measured to converge
+    from scratch and from a checkpoint on real images (see README, "Training
+    defaults").
 
     Attributes
     ----------
     epochs:
-        Passes over the training samples.
+        Run length in epochs. An epoch is as many crops as it takes to cover
+        the labelled pixels of the training images once (labelled pixels /
+        crop area, rounded up to whole batches): a fully labelled 512 x 512
+        image gives 4 crops of 256 x 256 per epoch, a whole slide with a few
+        painted regions as many as those regions need. Checkpoints and
+        validation happen at the end of each epoch.
+    steps:
+        Run length in optimisation steps; wins over ``epochs``.
+    time_budget_s:
+        Run length in seconds of training: the run stops at the first step
+        past it (with ``epochs`` or ``steps`` as well, whichever comes
+        first). The learning-rate schedule follows the clock, so it has
+        decayed when the time is up. At least one of the three must be set.
     batch_size:
         Crops per optimisation step.
     crop_size:
         Side of the square training crops (images smaller than that are
         padded with unlabelled pixels).
+    class_share:
+        Share of the crops centred on a labelled pixel of a randomly chosen
+        class (the others lie anywhere around a random labelled pixel); see
+        :mod:`segstudio.training.sampling`.
     optimizer:
-        ``"sgd"`` (momentum 0.9, as in the papers) or ``"adamw"``.
+        ``"adamw"`` (default) or ``"sgd"`` (momentum 0.9, as in the papers).
     lr, weight_decay:
-        ``None`` takes the optimizer's default (SGD 0.01 / 5e-4,
-        AdamW 1e-3 / 1e-2).
+        ``None`` takes the optimizer's default (AdamW 1e-3 / 1e-4,
+        SGD 0.01 / 5e-4).
     schedule:
-        ``"poly"`` (``(1 - step/total) ** 0.9``), ``"cosine"`` or
-        ``"constant"``; stepped once per optimisation step.
+        ``"cosine"`` (default), ``"poly"`` (``(1 - t) ** 0.9``) or
+        ``"constant"``, over the run's progress ``t`` (steps done / steps,
+        or seconds used / time budget).
+    warmup:
+        Share of the run over which the learning rate rises linearly from
+        zero (0 turns it off).
     loss:
-        ``"ce"`` or ``"dice_ce"``.
+        ``"auto"`` (Dice + cross-entropy when a class holds less than 10 % of
+        the labelled pixels, else cross-entropy), ``"ce"`` or ``"dice_ce"``.
     class_weights:
         Optional cross-entropy weight per class.
     border_weight:
@@ -66,27 +94,32 @@ class TrainConfig:
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``,
         ``"cuda:1"``, ``"mps"``.
     seed:
-        Seeds data order and augmentation, per epoch, so a resumed run
+        Seeds the crops and their augmentation (each crop is a function of
+        the seed, the epoch and its place in the epoch), so a resumed run
         repeats an uninterrupted one.
     val_every:
-        Validate every this many epochs (and always after the last).
-    time_budget_s:
-        Stop cleanly after the epoch during which this many seconds passed.
+        Validate every this many epochs (and always after the last). In a
+        run with a time budget, a validation is also skipped while the last
+        one took more than a quarter of the time since.
     num_workers:
         DataLoader worker processes (0: load in the training process).
     augment:
         Random zoom, flips, rotations and brightness/contrast jitter; when
-        off, crops are still taken at random places.
+        off, crops are still drawn from the labelled pixels.
     """
 
-    epochs: int = 20
+    epochs: int | None = 20
+    steps: int | None = None
+    time_budget_s: float | None = None
     batch_size: int = 4
     crop_size: int = 256
-    optimizer: str = "sgd"
+    class_share: float = 1.0 / 3.0
+    optimizer: str = "adamw"
     lr: float | None = None
     weight_decay: float | None = None
-    schedule: str = "poly"
-    loss: str = "ce"
+    schedule: str = "cosine"
+    warmup: float = 0.05
+    loss: str = "auto"
     class_weights: list[float] | None = None
     border_weight: bool = False
     freeze_backbone: bool = False
@@ -95,7 +128,6 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     val_every: int = 1
-    time_budget_s: float | None = None
     num_workers: int = 0
     augment: bool = True
 
@@ -104,10 +136,19 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`InvalidArgumentError` for any value out of range."""
-        for name in ("epochs", "batch_size", "crop_size", "val_every"):
+        for name in ("epochs", "steps", "batch_size", "crop_size", "val_every"):
             value = getattr(self, name)
+            if value is None and name in ("epochs", "steps"):
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
+        if self.epochs is None and self.steps is None and self.time_budget_s is None:
+            raise InvalidArgumentError("a run needs a length: epochs, steps or a time budget")
+        for name in ("class_share", "warmup"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0 \
+                    or (name == "warmup" and value >= 1.0):
+                raise InvalidArgumentError(f"{name} must be a share between 0 and 1, got {value!r}")
         if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise InvalidArgumentError(f"num_workers must be 0 or more, got {self.num_workers!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -115,7 +156,7 @@ class TrainConfig:
         for name, value, choices in (
             ("optimizer", self.optimizer, OPTIMIZERS),
             ("schedule", self.schedule, SCHEDULES),
-            ("loss", self.loss, LOSSES),
+            ("loss", self.loss, LOSS_CHOICES),
             ("amp", self.amp, AMP_MODES),
         ):
             if value not in choices:
@@ -152,6 +193,14 @@ class TrainConfig:
             return float(self.weight_decay)
         return DEFAULT_WEIGHT_DECAY[self.optimizer]
 
+    def resolved_loss(self, class_pixels: Mapping[int, int]) -> str:
+        """The loss an ``"auto"`` setting becomes for these labelled-pixel counts per class."""
+        if self.loss != "auto":
+            return self.loss
+        total = sum(class_pixels.values())
+        rare = total > 0 and len(class_pixels) > 1 and min(class_pixels.values()) < RARE_CLASS_SHARE * total
+        return "dice_ce" if rare else "ce"
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (what checkpoints record as provenance)."""
         return dataclasses.asdict(self)
@@ -160,6 +209,10 @@ class TrainConfig:
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
         """Rebuild a config; unknown keys are an error, missing ones default."""
         known = {f.name for f in dataclasses.fields(cls)}
+        values = dict(values)
+        if "steps" not in values:
+            # settings written before runs had a warm-up (or a length in steps)
+            values.setdefault("warmup", 0.0)
         unknown = sorted(set(values) - known)
         if unknown:
             raise InvalidArgumentError(f"unknown training setting(s): {', '.join(unknown)}")

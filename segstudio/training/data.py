@@ -14,6 +14,7 @@ in-memory samples from corrected documents, so everything past
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,8 +29,9 @@ from segstudio.errors import DataError, InvalidArgumentError, SegstudioError, Un
 from segstudio.io.images import IMAGE_SUFFIXES, read_image
 from segstudio.io.masks import read_mask, unlabelled_of
 from segstudio.models.checkpoint import Preprocessing
-from segstudio.preprocess import in_channels_of, normalize, to_unit_range
-from segstudio.training.losses import labels_to_target
+from segstudio.preprocess import fit_intensity, in_channels_of, normalize, to_unit_range
+from segstudio.training.losses import IGNORE_INDEX, labels_to_target
+from segstudio.training.sampling import CLASS_CENTRED_SHARE, place_window
 
 log = logging.getLogger(__name__)
 
@@ -227,12 +229,24 @@ def check_labels(samples: Sequence[Sample], num_classes: int, sources: Sequence[
 
 
 class SegmentationDataset(Dataset):
-    """Training examples as tensors, augmented on the fly.
+    """Training crops drawn by labelled pixels, augmented, as tensors.
 
-    Each item is a dict: ``"image"`` (float32 ``C x H x W``, normalised),
-    ``"target"`` (int64 ``H x W``, unlabelled =
+    Each item is a dict: ``"image"`` (float32 ``C x crop x crop``,
+    normalised), ``"target"`` (int64 ``crop x crop``, unlabelled =
     :data:`~segstudio.training.losses.IGNORE_INDEX`) and, when weight maps
-    are given, ``"weights"`` (float32 ``H x W``).
+    are given, ``"weights"`` (float32 ``crop x crop``).
+
+    Crops come from :class:`~segstudio.training.sampling.LabelledPixelSampler`:
+    every crop holds labelled pixels, images weigh by their labelled area, and
+    a share of the crops is centred on a pixel of a randomly chosen class.
+    Item ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)`` (the
+    draw, the zoom, the place and the augmentation), so a resumed or
+    distributed run sees exactly the crops an uninterrupted one would.
+
+    Every image is mapped to 0..1 by its own intensity map, fitted once on
+    the whole image (:func:`~segstudio.preprocess.fit_intensity`), as the
+    predictor does: a crop never looks different from the same pixels seen
+    whole.
 
     Parameters
     ----------
@@ -241,15 +255,26 @@ class SegmentationDataset(Dataset):
         uint16 (65535 = unlabelled), each map by its own type.
     preprocessing:
         The model's input preprocessing.
+    crop_size:
+        Side of the square crops.
+    crops_per_epoch:
+        The dataset's length; default :func:`crops_per_epoch`.
+    scale:
+        Zoom range (log-uniform): a window of ``crop / factor`` pixels is cut
+        and resized to ``crop``; ``None`` cuts ``crop`` pixels as they are.
     augment:
         Called with a dict of ``tv_tensors`` (``"image"`` in 0..1 before
         normalisation, ``"mask"``: ``int32`` class indices with unlabelled
         pixels already :data:`~segstudio.training.losses.IGNORE_INDEX`,
-        optionally ``"weights"``) and returning
-        the same keys; see :mod:`segstudio.training.augment`.
+        optionally ``"weights"``) and returning the same keys (flips,
+        rotations, jitter: see :mod:`segstudio.training.augment`).
     weight_maps:
         Optional per-pixel loss weights, one ``H x W`` float array per sample
         (e.g. :func:`segstudio.training.losses.border_weight_map`).
+    class_share:
+        Share of class-centred crops.
+    seed:
+        Seeds every draw (with the epoch and the item index).
     """
 
     def __init__(
@@ -257,13 +282,28 @@ class SegmentationDataset(Dataset):
         samples: Sequence[Sample],
         preprocessing: Preprocessing,
         *,
+        crop_size: int = 256,
+        crops_per_epoch: int | None = None,
+        scale: tuple[float, float] | None = None,
         augment: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         weight_maps: Sequence[np.ndarray] | None = None,
+        class_share: float = CLASS_CENTRED_SHARE,
+        seed: int = 0,
     ) -> None:
+        from segstudio.training.sampling import LabelledPixelSampler
+
         self.samples = list(samples)
         self.preprocessing = preprocessing
         self.in_channels = in_channels_of(preprocessing)
+        if isinstance(crop_size, bool) or not isinstance(crop_size, int) or crop_size < 1:
+            raise InvalidArgumentError(f"the crop size must be a positive integer, got {crop_size!r}")
+        self.crop_size = crop_size
+        if scale is not None and not 0 < float(scale[0]) <= float(scale[1]):
+            raise InvalidArgumentError(f"the scale range must satisfy 0 < low <= high, got {scale}")
+        self.scale = None if scale is None else (float(scale[0]), float(scale[1]))
         self.augment = augment
+        self.seed = int(seed)
+        self.epoch = 0
         if weight_maps is not None and len(weight_maps) != len(self.samples):
             raise InvalidArgumentError(
                 f"{len(weight_maps)} weight maps were given for {len(self.samples)} samples"
@@ -275,24 +315,76 @@ class SegmentationDataset(Dataset):
                     f"sample {index}: label map {np.asarray(labels).shape} does not match image "
                     f"{np.asarray(image).shape[:2]}"
                 )
+        self.intensities = [fit_intensity(image, preprocessing) for image, _ in self.samples]
+        self.sampler = LabelledPixelSampler([labels for _, labels in self.samples], class_share=class_share,
+                                            seed=self.seed)
+        self.length = crops_per_epoch or crops_per_epoch_for(self.sampler.labelled_pixels, crop_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Items from now on are those of this epoch."""
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return self.length
+
+    def _cut(self, index: int, top: int, left: int, window: int) -> dict[str, np.ndarray]:
+        """The ``window x window`` region at ``(top, left)`` of sample *index*;
+        outside the image: 0 in the mapped image, unlabelled, weight 0."""
+        image, labels = self.samples[index]
+        height, width = labels.shape
+        y0, x0 = max(top, 0), max(left, 0)
+        y1, x1 = min(top + window, height), min(left + window, width)
+        inside = (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
+        planes = np.zeros((self.in_channels, window, window), np.float32)
+        target = np.full((window, window), IGNORE_INDEX, np.int32)
+        weights = np.zeros((window, window), np.float32) if self.weight_maps is not None else None
+        if y1 > y0 and x1 > x0:
+            planes[(slice(None), *inside)] = to_unit_range(
+                image[y0:y1, x0:x1], self.in_channels, channel_order=self.preprocessing.channel_order,
+                intensity=self.intensities[index],
+            )
+            target[inside] = labels_to_target(np.asarray(labels[y0:y1, x0:x1]))
+            if weights is not None:
+                weights[inside] = self.weight_maps[index][y0:y1, x0:x1]
+        cut = {"image": planes, "mask": target}
+        if weights is not None:
+            cut["weights"] = weights
+        return cut
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         from torchvision import tv_tensors
+        from torchvision.transforms.v2 import InterpolationMode
+        from torchvision.transforms.v2 import functional as TF
 
-        image, labels = self.samples[index]
-        planes = to_unit_range(image, self.in_channels, channel_order=self.preprocessing.channel_order)
+        if not 0 <= index < self.length:
+            raise IndexError(f"item {index} of a dataset of {self.length}")
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        choice = self.sampler.draw(rng)
+        window = self.crop_size
+        if self.scale is not None and self.scale[0] != self.scale[1]:
+            factor = math.exp(rng.uniform(math.log(self.scale[0]), math.log(self.scale[1])))
+            window = max(1, round(self.crop_size / factor))
+        top, left = place_window(choice, self.sampler.shapes[choice.sample], window, rng)
+        cut = self._cut(choice.sample, top, left, window)
         item: dict[str, Any] = {
-            "image": tv_tensors.Image(torch.from_numpy(planes)),
-            "mask": tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(labels_to_target(labels)))),
+            "image": tv_tensors.Image(torch.from_numpy(cut["image"])),
+            "mask": tv_tensors.Mask(torch.from_numpy(cut["mask"])),
         }
-        if self.weight_maps is not None:
-            weights = np.ascontiguousarray(self.weight_maps[index], dtype=np.float32)
-            item["weights"] = tv_tensors.Mask(torch.from_numpy(weights))
+        if "weights" in cut:
+            item["weights"] = tv_tensors.Mask(torch.from_numpy(cut["weights"]))
+        if window != self.crop_size:
+            size = [self.crop_size, self.crop_size]
+            for key, value in item.items():
+                if isinstance(value, tv_tensors.Image):
+                    item[key] = TF.resize(value, size, interpolation=InterpolationMode.BILINEAR, antialias=True)
+                else:
+                    item[key] = TF.resize(value, size, interpolation=InterpolationMode.NEAREST_EXACT)
         if self.augment is not None:
-            item = self.augment(item)
+            # torchvision's transforms draw from torch's global generator: seed
+            # it from this item's draw, and leave the caller's state alone
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(rng.integers(1 << 62)))
+                item = self.augment(item)
         out = {
             "image": normalize(item["image"].as_subclass(torch.Tensor).float(), self.preprocessing),
             "target": item["mask"].as_subclass(torch.Tensor).long(),
@@ -300,3 +392,9 @@ class SegmentationDataset(Dataset):
         if "weights" in item:
             out["weights"] = item["weights"].as_subclass(torch.Tensor).float()
         return out
+
+
+def crops_per_epoch_for(labelled_pixels: int, crop_size: int) -> int:
+    """What one epoch is: as many crops as it takes to cover the labelled
+    pixels once (labelled pixels / crop area, rounded up; at least one)."""
+    return max(1, -(-int(labelled_pixels) // (crop_size * crop_size)))

@@ -1,18 +1,28 @@
-"""The fine-tuning loop, as a generator.
+"""The training loop, as a generator.
 
 :func:`train_steps` yields :class:`~segstudio.tasks.Progress` after every
 optimisation step (``stage="train"``), after every validation
 (``stage="val"``) and at the end of every epoch (``stage="epoch"``), checks
 the cancel token at every step, and returns a :class:`TrainResult`.
 
-At the end of each epoch it writes, each file atomically:
+Crops come from the labelled pixels (:mod:`segstudio.training.sampling`);
+an epoch covers the labelled pixels once. A run is as long as its epochs,
+its steps or its time budget say, whichever ends first; the learning rate
+warms up and then decays over that length (by the clock when a time budget
+is set). At the end of each epoch, and when the run stops, it writes, each
+file atomically:
 
 * ``last.safetensors``: the model, with the epoch, step, scores and history
   in the checkpoint's provenance;
 * ``best.safetensors``: the same, when validation mIoU improved;
-* ``train_state.pt``: optimizer, schedule, scaler and RNG state, epoch,
-  step and history (plain tensors and containers, readable with
+* ``train_state.pt``: optimizer, scaler and RNG state, epoch, step, time
+  used and history (plain tensors and containers, readable with
   ``torch.load(weights_only=True)``).
+
+After the last step the model is checked for collapse
+(:mod:`segstudio.training.collapse`): one class everywhere on its own
+training pixels, or no better than always answering the most common class.
+The result, the checkpoints' provenance and the log say so.
 
 Cancelling raises :class:`~segstudio.tasks.TaskCancelled` and leaves the
 files of the last finished epoch as they were; ``resume=True`` picks up from
@@ -45,6 +55,7 @@ from segstudio.serialize import json_safe
 from segstudio.tasks import CancelToken, Progress
 from segstudio.training import distributed as dist_utils
 from segstudio.training.augment import build_augmentation
+from segstudio.training.collapse import CollapseReport, check_collapse
 from segstudio.training.config import TrainConfig, resolve_amp, resolve_device
 from segstudio.training.data import Sample, SegmentationDataset, check_labels
 from segstudio.training.distributed import DistributedContext
@@ -66,6 +77,15 @@ from segstudio.training.state import (
 
 log = logging.getLogger(__name__)
 
+# In a run with a time budget, a validation is skipped while the last one
+# took more than this share of the time since (large validation images must
+# not eat the budget).
+_VALIDATION_SHARE = 0.25
+
+#: the clock of time budgets (a module attribute, so tests can drive it)
+_clock = time.monotonic
+
+
 @dataclass
 class TrainResult:
     """What a training run produced."""
@@ -81,31 +101,58 @@ class TrainResult:
     final_scores: Scores | None = None
     steps: int = 0
     epochs_done: int = 0
-    #: stopped by the time budget before the last epoch
+    #: stopped by the time budget before the steps or epochs asked for
     stopped_early: bool = False
+    #: the collapse check of the final model (``None`` when the run trained nothing new)
+    collapse: CollapseReport | None = None
 
 
-def _seeds(seed: int, epoch: int) -> tuple[int, int]:
-    """Two independent seeds (augmentation, data order) for one epoch."""
-    state = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint64)
-    return int(state[0] >> np.uint64(1)), int(state[1] >> np.uint64(1))
+@dataclass
+class _Plan:
+    """The length of a run, as the data and the settings make it."""
+
+    steps_per_epoch: int
+    #: ``None``: the time budget alone decides
+    total_steps: int | None
+    budget_s: float | None
+
+    def progress(self, step: int, elapsed_s: float) -> float:
+        """How far the run is, 0..1: the larger of its step and time shares."""
+        shares = []
+        if self.total_steps:
+            shares.append(step / self.total_steps)
+        if self.budget_s:
+            shares.append(elapsed_s / self.budget_s)
+        return min(1.0, max(shares))
+
+    def done(self, step: int, elapsed_s: float) -> bool:
+        return (self.total_steps is not None and step >= self.total_steps) or (
+            self.budget_s is not None and elapsed_s >= self.budget_s
+        )
+
+    def estimated_total(self, step: int, elapsed_s: float) -> int:
+        """Steps of the whole run: exact for step counts, estimated from the pace for a time budget."""
+        progress = self.progress(step, elapsed_s)
+        if self.total_steps is not None and (self.budget_s is None or progress == step / self.total_steps):
+            return self.total_steps
+        return max(step, round(step / progress)) if progress > 0 else step + 1
 
 
-def _schedule(kind: str, total_steps: int):
-    total = max(total_steps, 1)
-
-    # plain functions (not partials or lambdas with state) keep LambdaLR's
-    # state_dict free of pickled code
-    def poly(step: int) -> float:
-        return max(0.0, 1.0 - step / total) ** 0.9
-
-    def cosine(step: int) -> float:
-        return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
-
-    def constant(step: int) -> float:
-        return 1.0
-
-    return {"poly": poly, "cosine": cosine, "constant": constant}[kind]
+def lr_factor(schedule: str, progress: float, warmup: float, *, step_end: float | None = None) -> float:
+    """The learning rate's share of its base value for a step that starts at
+    *progress* (0..1) of the run and ends at *step_end* (the same when unknown):
+    the decay follows the start, the linear warm-up the end (so the first step
+    does learn)."""
+    decay = {
+        "poly": max(0.0, 1.0 - progress) ** 0.9,
+        "cosine": 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))),
+        "constant": 1.0,
+    }[schedule]
+    # under a time budget a step's end is unknown: the first one gets a tenth of the rate
+    end = max(progress if step_end is None else step_end, 0.1 * warmup)
+    if warmup > 0 and end < warmup:
+        return decay * end / warmup
+    return decay
 
 
 def _build_optimizer(config: TrainConfig, parameters: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
@@ -127,6 +174,24 @@ def _check_cancel(cancel: CancelToken | None) -> None:
         cancel.raise_if_cancelled()
 
 
+def _dataset(
+    train_samples: Sequence[Sample], config: TrainConfig, base: CheckpointMeta, world: int
+) -> tuple[SegmentationDataset, int]:
+    """The crops of a run and the steps of one epoch."""
+    weight_maps = None
+    if config.border_weight:
+        weight_maps = [border_weight_map(labels, base.num_classes) for _, labels in train_samples]
+    augment = build_augmentation(None) if config.augment else None
+    dataset = SegmentationDataset(
+        train_samples, base.preprocessing, crop_size=config.crop_size, scale=(0.75, 1.25) if config.augment else None,
+        augment=augment, weight_maps=weight_maps, class_share=config.class_share, seed=config.seed,
+    )
+    per_step = config.batch_size * world
+    steps_per_epoch = max(1, -(-len(dataset) // per_step))
+    dataset.length = steps_per_epoch * per_step
+    return dataset, steps_per_epoch
+
+
 def train_steps(
     model: nn.Module,
     train_samples: Sequence[Sample],
@@ -139,7 +204,7 @@ def train_steps(
     resume: bool = False,
     distributed: DistributedContext | None = None,
 ) -> Generator[Progress, None, TrainResult]:
-    """Fine-tune ``model`` on in-memory samples; a task generator.
+    """Train ``model`` on in-memory samples; a task generator.
 
     Parameters
     ----------
@@ -168,13 +233,13 @@ def train_steps(
         Checked before every step and every validation image.
     resume:
         Continue the run in ``out_dir`` from ``train_state.pt`` and
-        ``last.safetensors``. A run that already reached ``config.epochs``
-        returns at once.
+        ``last.safetensors``, with the time it had already used. A run that
+        already reached its length returns at once.
     distributed:
         This process's place in a torchrun job (from
         :func:`~segstudio.training.distributed.init_distributed`): the model
         is wrapped in ``DistributedDataParallel`` on the context's device,
-        each rank trains on its share of ``train_samples`` (``batch_size``
+        each rank trains on its share of each epoch's crops (``batch_size``
         per rank), and only rank 0 validates and writes files; the ranks
         meet at a barrier after every epoch. Every rank must be given the
         same samples and settings.
@@ -183,7 +248,8 @@ def train_steps(
     ------
     Progress
         ``done`` = optimisation steps so far, ``total`` = all steps of the
-        run. ``stage="train"``: metrics ``loss``, ``lr``, ``images_per_s``,
+        run (estimated from the pace under a time budget).
+        ``stage="train"``: metrics ``loss``, ``lr``, ``images_per_s``,
         ``epoch``; ``stage="val"``: ``mean_iou``, ``mean_dice``,
         ``pixel_accuracy``, ``epoch``; ``stage="epoch"``: ``epoch``,
         ``loss`` and the validation scores if any.
@@ -217,35 +283,25 @@ def train_steps(
     device = distributed.device if distributed is not None else resolve_device(config.device)
     amp_dtype = resolve_amp(config.amp, device)
     is_main = distributed is None or distributed.is_main
-    rank = 0 if distributed is None else distributed.rank
+    world = 1 if distributed is None else distributed.world_size
 
     run = RunState()
     saved: dict[str, Any] = {}
     if resume:
         run, saved = load_run_state(out, model)
         check_resumed_config(saved.get("config", {}), config)
-    if run.epoch >= config.epochs:
-        log.info("the run in %s already finished %d epoch(s); nothing to do", out, run.epoch)
+    dataset, steps_per_epoch = _dataset(train_samples, config, base, world)
+    total_steps = config.steps if config.steps is not None else (
+        config.epochs * steps_per_epoch if config.epochs is not None else None
+    )
+    plan = _Plan(steps_per_epoch, total_steps, config.time_budget_s)
+    if plan.done(run.step, run.elapsed_s):
+        log.info("the run in %s already finished (%d steps, %.0f s); nothing to do", out, run.step, run.elapsed_s)
         return _result(out, run, stopped=False)
-
-    weight_maps = None
-    if config.border_weight:
-        weight_maps = [border_weight_map(labels, base.num_classes) for _, labels in train_samples]
-    if config.augment:
-        augment = build_augmentation(config.crop_size)
-    else:
-        augment = build_augmentation(
-            config.crop_size, scale=None, flips=False, rotations=False, brightness=0, contrast=0
-        )
-    dataset = SegmentationDataset(train_samples, base.preprocessing, augment=augment, weight_maps=weight_maps)
+    loss_name = config.resolved_loss(dataset.sampler.class_pixels())
     sampler = None
     if distributed is not None:
         sampler = dist_utils.make_sampler(dataset, distributed, config.seed)
-    per_rank = len(dataset) if sampler is None else len(sampler)
-    # drop a ragged last batch (noisy BatchNorm statistics) unless that would drop everything
-    drop_last = per_rank >= config.batch_size
-    steps_per_epoch = per_rank // config.batch_size if drop_last else 1
-    total_steps = steps_per_epoch * config.epochs
 
     frozen = freeze_backbone(model) if config.freeze_backbone else None
     try:
@@ -258,131 +314,170 @@ def train_steps(
         # the forward/backward pass goes through DDP; validation and saving use the bare model
         net = dist_utils.wrap_model(model, distributed) if distributed is not None else model
         optimizer = _build_optimizer(config, trainable)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config.schedule, total_steps))
         scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
         if resume:
-            restore_optimizers(saved, optimizer, scheduler, scaler, out)
-        loss_fn = build_loss(config.loss, config.class_weights).to(device)
+            restore_optimizers(saved, optimizer, scaler, out)
+        loss_fn = build_loss(loss_name, config.class_weights).to(device)
+        length = [f"{total_steps} steps" if total_steps is not None else None,
+                  f"{config.time_budget_s:.0f} s" if config.time_budget_s else None]
         log.info(
-            "training %s on %d image(s) (%d for validation) for %d epoch(s), %d steps, on %s%s%s",
-            base.architecture, len(train_samples), len(val_samples), config.epochs, total_steps, device,
-            f" with {str(amp_dtype).removeprefix('torch.')} autocast" if amp_dtype else "",
+            "training %s on %d image(s) (%d labelled pixels; %d for validation) for %s (%d steps per epoch), "
+            "%s loss, %s lr %g, on %s%s%s",
+            base.architecture, len(train_samples), dataset.sampler.labelled_pixels, len(val_samples),
+            " or ".join(x for x in length if x), steps_per_epoch, loss_name, config.optimizer, config.effective_lr,
+            device, f" with {str(amp_dtype).removeprefix('torch.')} autocast" if amp_dtype else "",
             f", {distributed.world_size} processes ({distributed.backend})" if distributed is not None else "",
         )
-        started = time.monotonic()
+        started = _clock() - run.elapsed_s
+        last_validation_s = 0.0
+        since_validation = _clock()
         stopped = False
-        for epoch in range(run.epoch, config.epochs):
-            augment_seed, order_seed = _seeds(config.seed, epoch)
-            # each rank draws its own augmentations (same seed: same crops of different images)
-            torch.manual_seed(augment_seed + rank)
+        first_step = run.step
+        while run.step == first_step or not plan.done(run.step, _clock() - started):
+            # epoch e is steps [e * steps_per_epoch, (e + 1) * steps_per_epoch): a run
+            # stopped inside an epoch resumes it at the crop where it stopped
+            epoch, offset = divmod(run.step, steps_per_epoch)
+            dataset.set_epoch(epoch)
             if sampler is None:
-                loader = DataLoader(
-                    dataset,
-                    batch_size=config.batch_size,
-                    shuffle=True,
-                    drop_last=drop_last,
-                    num_workers=config.num_workers,
-                    generator=torch.Generator().manual_seed(order_seed),
-                    pin_memory=device.type == "cuda",
-                )
+                order = list(range(len(dataset)))
             else:
                 sampler.set_epoch(epoch)
-                dist_utils.record_samples(distributed, epoch + 1, list(sampler))
-                loader = DataLoader(
-                    dataset,
-                    batch_size=config.batch_size,
-                    sampler=sampler,
-                    drop_last=drop_last,
-                    num_workers=config.num_workers,
-                    pin_memory=device.type == "cuda",
-                )
+                order = list(sampler)
+                dist_utils.record_samples(distributed, epoch + 1, order)
+            loader = DataLoader(dataset, batch_size=config.batch_size, sampler=order[offset * config.batch_size:],
+                                drop_last=True, num_workers=config.num_workers, pin_memory=device.type == "cuda")
             net.train()
             if frozen is not None:
                 frozen.keep_frozen_in_eval()
             losses: list[float] = []
             epoch_started = last = time.perf_counter()
+            cut_short = False
             for batch in loader:
+                elapsed = _clock() - started
+                # every run takes at least one step, whatever its budget
+                done = run.step > first_step and plan.done(run.step, elapsed)
+                if config.time_budget_s is not None:
+                    # rank 0's clock decides, so that every rank stops at the same step
+                    done = dist_utils.main_decides(done, distributed)
+                if done:
+                    cut_short = True
+                    break
                 _check_cancel(cancel)
+                lr = config.effective_lr * lr_factor(config.schedule, plan.progress(run.step, elapsed),
+                                                     config.warmup, step_end=plan.progress(run.step + 1, elapsed))
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
                 loss = _step(net, batch, loss_fn, optimizer, scaler, device, amp_dtype, config, run.step)
-                scheduler.step()
                 run.step += 1
                 losses.append(loss)
                 now = time.perf_counter()
                 images_per_s = batch["image"].shape[0] / max(now - last, 1e-9)
                 yield Progress(
-                    run.step, total_steps, message=f"epoch {epoch + 1}/{config.epochs}", stage="train",
-                    metrics={"loss": loss, "lr": scheduler.get_last_lr()[0], "images_per_s": images_per_s,
-                             "epoch": epoch + 1},
+                    run.step, plan.estimated_total(run.step, _clock() - started),
+                    message=f"epoch {epoch + 1}", stage="train",
+                    metrics={"loss": loss, "lr": lr, "images_per_s": images_per_s, "epoch": epoch + 1},
                 )
                 # the consumer's time (a GUI repainting) is not training time
                 last = time.perf_counter()
-            epoch_loss = float(np.mean(losses)) if losses else math.nan
-            record: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "step": run.step,
-                "train_loss": dist_utils.mean_across(epoch_loss, distributed),
-                "lr": scheduler.get_last_lr()[0],
-                "time_s": time.perf_counter() - epoch_started,
-            }
+            run.elapsed_s = _clock() - started
+            if not losses:
+                # the run's length ran out right at the start of an epoch: it ends with the last one
+                epoch -= 1
+                record: dict[str, Any] = {**run.history.pop(), "elapsed_s": run.elapsed_s}
+                finished = True
+            else:
+                finished = plan.done(run.step, run.elapsed_s) or cut_short
+                record = {
+                    "epoch": epoch + 1,
+                    "step": run.step,
+                    "train_loss": dist_utils.mean_across(float(np.mean(losses)), distributed),
+                    "lr": lr,
+                    "time_s": time.perf_counter() - epoch_started,
+                    "elapsed_s": run.elapsed_s,
+                }
+                if run.step - epoch * steps_per_epoch < steps_per_epoch:
+                    record["partial"] = True  # the run's length ended inside this epoch
             scores = None
-            if is_main and val_samples and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs):
+            due = (epoch + 1) % config.val_every == 0 or finished
+            if due and config.time_budget_s is not None and not finished:
+                due = last_validation_s <= _VALIDATION_SHARE * (_clock() - since_validation)
+            if is_main and val_samples and due:
+                validation_started = _clock()
                 scores = evaluate(
                     model, val_samples, base, device, amp_dtype=amp_dtype,
                     channels_last=config.channels_last, cancel=cancel,
                 )
+                since_validation = _clock()
+                last_validation_s = since_validation - validation_started
                 record.update(
                     val_mean_iou=scores.mean_iou, val_mean_dice=scores.mean_dice,
                     val_pixel_accuracy=scores.pixel_accuracy, val_iou=list(scores.iou), val_dice=list(scores.dice),
                 )
                 yield Progress(
-                    run.step, total_steps, message=f"epoch {epoch + 1}/{config.epochs}", stage="val",
-                    metrics={"mean_iou": scores.mean_iou, "mean_dice": scores.mean_dice,
-                             "pixel_accuracy": scores.pixel_accuracy, "epoch": epoch + 1},
+                    run.step, plan.estimated_total(run.step, run.elapsed_s), message=f"epoch {epoch + 1}",
+                    stage="val", metrics={"mean_iou": scores.mean_iou, "mean_dice": scores.mean_dice,
+                                          "pixel_accuracy": scores.pixel_accuracy, "epoch": epoch + 1},
                 )
+            if run.history and run.history[-1].get("partial") and run.history[-1]["epoch"] == epoch + 1:
+                run.history.pop()  # the epoch a resumed run has now finished
             run.history.append(json_safe(record))
             run.epoch = epoch + 1
-            run.finished = run.epoch >= config.epochs
+            run.finished = finished
             improved = scores is not None and scores.mean_iou > run.best_mean_iou
             if improved:
                 run.best_mean_iou = scores.mean_iou
-            provenance = {
-                "epoch": run.epoch, "step": run.step, "total_steps": total_steps,
-                "metrics": run.history[-1], "history": run.history, "train_config": config.to_dict(),
-                "saved": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-            meta_now = dataclasses.replace(base, provenance=json_safe({**base.provenance, **provenance}))
+            if finished:
+                model.eval()
+                if is_main:
+                    run.collapse = check_collapse(model, train_samples, val_samples, base, device,
+                                                  amp_dtype=amp_dtype, channels_last=config.channels_last)
+                    if run.collapse.collapsed:
+                        log.warning("the model collapsed: %s", run.collapse.reason)
             if is_main:
-                _save_epoch(out, model, meta_now, improved or not val_samples, {
-                    "format": STATE_FORMAT, "epoch": run.epoch, "step": run.step, "total_steps": total_steps,
-                    "steps_per_epoch": steps_per_epoch, "history": run.history,
-                    "best_mean_iou": run.best_mean_iou, "finished": run.finished,
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "rng": rng_state(), "config": config.to_dict(),
-                })
+                _save_epoch(out, model, _epoch_meta(base, run, total_steps, config),
+                            improved or not val_samples, _state(run, total_steps, steps_per_epoch, optimizer,
+                                                                scaler, config))
             # the other ranks wait for rank 0's files before going on
             dist_utils.barrier(distributed)
             epoch_metrics = {"epoch": run.epoch, "loss": record["train_loss"]}
             if scores is not None:
                 epoch_metrics.update(mean_iou=scores.mean_iou, mean_dice=scores.mean_dice,
                                      pixel_accuracy=scores.pixel_accuracy)
-            yield Progress(run.step, total_steps, message=f"epoch {run.epoch}/{config.epochs}",
+            yield Progress(run.step, plan.estimated_total(run.step, run.elapsed_s), message=f"epoch {run.epoch}",
                            stage="epoch", metrics=epoch_metrics)
-            out_of_time = (
-                config.time_budget_s is not None
-                and not run.finished
-                and time.monotonic() - started >= config.time_budget_s
-            )
-            # rank 0's clock decides, so that every rank stops after the same epoch
-            if dist_utils.main_decides(out_of_time, distributed):
-                log.info("time budget of %.0f s used up after epoch %d; stopping", config.time_budget_s, run.epoch)
-                stopped = True
+            if finished:
+                stopped = total_steps is not None and run.step < total_steps
+                if stopped:
+                    log.info("time budget of %.0f s used up after %d steps; stopping", config.time_budget_s,
+                             run.step)
                 break
         model.eval()
         return _result(out, run, stopped=stopped)
     finally:
         if frozen is not None:
             restore_requires_grad(frozen)
+
+
+def _epoch_meta(base: CheckpointMeta, run: RunState, total_steps: int | None, config: TrainConfig) -> CheckpointMeta:
+    provenance = {
+        "epoch": run.epoch, "step": run.step, "total_steps": total_steps, "elapsed_s": run.elapsed_s,
+        "metrics": run.history[-1], "history": run.history, "train_config": config.to_dict(),
+        "saved": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if run.collapse is not None:
+        provenance["collapse"] = run.collapse.to_dict()
+    return dataclasses.replace(base, provenance=json_safe({**base.provenance, **provenance}))
+
+
+def _state(run: RunState, total_steps: int | None, steps_per_epoch: int, optimizer: torch.optim.Optimizer,
+           scaler: torch.amp.GradScaler | None, config: TrainConfig) -> dict[str, Any]:
+    return {
+        "format": STATE_FORMAT, "epoch": run.epoch, "step": run.step, "total_steps": total_steps,
+        "steps_per_epoch": steps_per_epoch, "elapsed_s": run.elapsed_s, "history": run.history,
+        "best_mean_iou": run.best_mean_iou, "finished": run.finished,
+        "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng": rng_state(), "config": config.to_dict(),
+    }
 
 
 def _save_epoch(
@@ -463,6 +558,7 @@ def _result(out: Path, run: RunState, *, stopped: bool) -> TrainResult:
         steps=run.step,
         epochs_done=run.epoch,
         stopped_early=stopped,
+        collapse=run.collapse,
     )
 
 

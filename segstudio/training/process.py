@@ -26,8 +26,9 @@ Messages from the child (each a dict with a ``"type"``):
     ``step``, ``total``, ``epoch``, ``loss``, ``lr``, ``images_per_s``,
     ``eta_s``; after every optimisation step.
 ``epoch``
-    ``epoch``, ``epochs``, ``loss``, ``val_mean_iou``, ``val_mean_dice``
-    (``None`` when not validated).
+    ``epoch``, ``total_steps`` (estimated from the pace under a time
+    budget), ``loss``, ``val_mean_iou``, ``val_mean_dice`` (``None`` when
+    not validated).
 ``paused`` / ``resumed``
     ``step``; the child is blocked between steps / carries on.
 ``log``
@@ -42,7 +43,9 @@ Messages from the child (each a dict with a ``"type"``):
     ``None`` without validation images; ``parent_scores`` is ``None`` too
     when the classes changed), ``steps``, ``epochs_done``,
     ``stopped_early``, ``elapsed_s``, ``classes_changed`` and ``classes``
-    (as in ``started``), and ``version_meta``, ready for
+    (as in ``started``), ``collapse`` (the collapse check,
+    :meth:`CollapseReport.to_dict <segstudio.training.collapse.CollapseReport.to_dict>`,
+    or ``None`` for a cancelled run), and ``version_meta``, ready for
     :meth:`VersionStore.add <segstudio.training.versions.VersionStore.add>`.
 ``cancelled``
     Cancelled before any epoch finished: there is nothing to keep.
@@ -219,14 +222,6 @@ class TrainJobSpec:
         )
 
 
-#: builder arguments of an untrained start that differ from the paper's: a U-Net
-#: as the bundled demo model has it (BatchNorm and padded convolutions train
-#: from scratch quickly on a few images; 16 base channels train on a CPU)
-UNTRAINED_START_ARGS: dict[str, dict[str, Any]] = {
-    "unet": {"base_width": 16, "batch_norm": True, "padding": "same"},
-}
-
-
 def import_untrained_start(
     store: VersionStore,
     architecture: str,
@@ -274,16 +269,15 @@ def import_untrained_start(
 
     import torch
 
-    from segstudio.models import get_model
+    from segstudio.models import get_training_model
     from segstudio.models.checkpoint import make_meta, save_checkpoint
 
     if not class_names:
         raise InvalidArgumentError("the project has no classes to train for; add a class first")
-    args = {**UNTRAINED_START_ARGS.get(architecture, {}), "num_classes": len(class_names),
-            "in_channels": in_channels}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = get_model(architecture, **args)
+        # the registry's training defaults (for U-Net: padded, BatchNorm, 16 channels)
+        model = get_training_model(architecture, num_classes=len(class_names), in_channels=in_channels)
     meta = make_meta(model, class_names=list(class_names), class_colors=class_colors,
                      provenance={"untrained_start": True, "seed": seed})
     name = f"untrained start ({architecture})"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -121,24 +121,42 @@ def _annotated_slices(entry) -> list[SampleSource]:
 
 
 @lru_cache(maxsize=2)
-def _volume_slices(
-    source: Path, selector: tuple[tuple[str, Any], ...] | None, window: tuple[float, float] | None = None
-):
-    """(slice -> uint8 image, label volume) of a volume entry; cached, since
-    a volume gives many training slices. Slices look as the studio shows them
-    (window, MONOCHROME1 inversion), as inference feeds them."""
-    from segstudio.inference.volume import slice_normaliser
+def _read_volume(source: Path, selector: tuple[tuple[str, Any], ...] | None):
+    """The source volume of a volume entry; cached, since a volume gives many training slices."""
     from segstudio.io.project_volumes import read_source_volume
+
+    return read_source_volume(Path(source), dict(selector) if selector else None)
+
+
+@lru_cache(maxsize=4)
+def _volume_map(source: Path, selector: tuple[tuple[str, Any], ...] | None, preprocessing_key: tuple):
+    """The intensity map of a whole volume under a model's preprocessing: the
+    same map inference gives every slice (:func:`segstudio.preprocess.volume_intensity`)."""
+    from segstudio.models.checkpoint import Preprocessing
+    from segstudio.preprocess import volume_intensity
     from segstudio.windowing import default_window
 
-    volume = read_source_volume(Path(source), dict(selector) if selector else None)
-    normalise = slice_normaliser(volume.array, window=window or default_window(volume), invert=volume.invert)
-    return normalise, volume.array.shape
+    preprocessing = Preprocessing(*preprocessing_key)
+    volume = _read_volume(source, selector)
+    # checkpoints written before the normalisation was recorded trained on the
+    # volume's own window (the file's, the CT preset or its percentiles)
+    view = default_window(volume) if preprocessing.normalization == "dtype" else None
+    return volume_intensity(volume.array, preprocessing, view_window=view, invert=volume.invert)
 
 
-def load_source(
-    source: SampleSource, num_classes: int | None = None, window: tuple[float, float] | None = None
-) -> Sample:
+def _volume_slice(source: SampleSource, preprocessing) -> np.ndarray:
+    """One axial slice of a volume, carrying its volume's intensity map."""
+    from segstudio.models.checkpoint import Preprocessing
+    from segstudio.preprocess import MappedImage
+
+    preprocessing = preprocessing or Preprocessing()
+    key = tuple(getattr(preprocessing, f.name) for f in fields(preprocessing))
+    volume = _read_volume(Path(source.image), source.selector)
+    intensity = _volume_map(Path(source.image), source.selector, key)
+    return MappedImage(np.ascontiguousarray(volume.array[source.slice_index]), intensity)
+
+
+def load_source(source: SampleSource, num_classes: int | None = None, preprocessing=None) -> Sample:
     """Read one image and its labels and check that they make a usable sample.
 
     Parameters
@@ -148,6 +166,11 @@ def load_source(
     num_classes:
         When given, labels holding a class index of ``num_classes`` or more
         (other than the labels' unlabelled value) are refused.
+    preprocessing:
+        The model's :class:`~segstudio.models.checkpoint.Preprocessing`: a
+        volume's slice comes back as a
+        :class:`~segstudio.preprocess.MappedImage` carrying the map the
+        model sees the whole volume through (the default rule when ``None``).
 
     Raises
     ------
@@ -160,11 +183,10 @@ def load_source(
     if not Path(source.labels).is_file():
         raise UnreadableInputError(f"image {source.stem!r} has no saved labels", path=source.labels)
     if source.slice_index is not None:
-        # a volume slice, normalised through the window as inference does
+        # a volume slice, mapped by its volume's statistics as inference maps it
         from segstudio.io.project_volumes import read_label_volume
 
-        normalise, _shape = _volume_slices(Path(source.image), source.selector, window)
-        image = normalise(source.slice_index)
+        image = _volume_slice(source, preprocessing)
         labels = np.ascontiguousarray(read_label_volume(source.labels)[source.slice_index])
     else:
         image = read_image(source.image)
@@ -191,7 +213,7 @@ def load_source(
 
 
 def load_sources(
-    sources: Sequence[SampleSource], num_classes: int | None = None, window: tuple[float, float] | None = None
+    sources: Sequence[SampleSource], num_classes: int | None = None, preprocessing=None
 ) -> LoadedSources:
     """Read many sources, skipping (and reporting) the ones that fail.
 
@@ -202,7 +224,7 @@ def load_sources(
     loaded = LoadedSources()
     for source in sources:
         try:
-            sample = load_source(source, num_classes, window)
+            sample = load_source(source, num_classes, preprocessing)
         except (UnreadableInputError, DataError) as exc:
             log.warning("leaving %s out of training: %s", source.stem, exc)
             loaded.skipped.append(exc)

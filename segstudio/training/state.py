@@ -1,7 +1,7 @@
 """What a training run keeps on disk to be resumed.
 
-``train_state.pt`` holds the optimizer, schedule, scaler and RNG state, the
-epoch, step and history: plain tensors and containers only, so that it loads
+``train_state.pt`` holds the optimizer, scaler and RNG state, the epoch,
+step, seconds of training used and history: plain tensors and containers only, so that it loads
 with ``torch.load(weights_only=True)``. The model's weights live in
 ``last.safetensors`` next to it; both are written atomically at the end of an
 epoch, the weights first.
@@ -31,18 +31,24 @@ log = logging.getLogger(__name__)
 LAST_NAME = "last.safetensors"
 BEST_NAME = "best.safetensors"
 STATE_NAME = "train_state.pt"
-STATE_FORMAT = 1
+STATE_FORMAT = 2
+#: formats this version resumes (1: before runs had a time used)
+_READABLE_FORMATS = (1, 2)
 
 
 @dataclass
 class RunState:
-    """Where a run stands: finished epochs and steps, history, best score."""
+    """Where a run stands: finished epochs and steps, time used, history, best score."""
 
     epoch: int = 0
     step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     best_mean_iou: float = -math.inf
     finished: bool = False
+    #: seconds of training so far (a resumed run continues its time budget and schedule)
+    elapsed_s: float = 0.0
+    #: the collapse check of the final model (a ``CollapseReport``), once the run ended
+    collapse: Any = None
 
 
 def load_run_state(out_dir: Path, model: nn.Module) -> tuple[RunState, dict[str, Any]]:
@@ -62,7 +68,7 @@ def load_run_state(out_dir: Path, model: nn.Module) -> tuple[RunState, dict[str,
         raw = torch.load(state_path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as exc:
         raise CheckpointError(f"the training state cannot be read ({exc})", path=state_path) from None
-    if not isinstance(raw, dict) or raw.get("format") != STATE_FORMAT:
+    if not isinstance(raw, dict) or raw.get("format") not in _READABLE_FORMATS:
         raise CheckpointError("not a segstudio training state", path=state_path)
     last_epoch = read_meta(last_path).provenance.get("epoch")
     if last_epoch != raw["epoch"]:
@@ -78,6 +84,7 @@ def load_run_state(out_dir: Path, model: nn.Module) -> tuple[RunState, dict[str,
         history=list(raw["history"]),
         best_mean_iou=float(raw["best_mean_iou"]),
         finished=bool(raw["finished"]),
+        elapsed_s=float(raw.get("elapsed_s") or 0.0),
     )
     return run, raw
 
@@ -107,14 +114,13 @@ def rng_state() -> dict[str, Any]:
 def restore_optimizers(
     saved: Mapping[str, Any],
     optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler | None,
     out_dir: Path,
 ) -> None:
-    """Load optimizer, schedule, scaler and RNG state saved by a run."""
+    """Load optimizer, scaler and RNG state saved by a run (the learning rate
+    follows from the step and the time used)."""
     try:
         optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
         if scaler is not None and saved.get("scaler"):
             scaler.load_state_dict(saved["scaler"])
     except (KeyError, ValueError, RuntimeError) as exc:

@@ -58,7 +58,8 @@ _INCOMING_PREFIX = ".incoming-"
 _STALE_INCOMING_S = 3600.0
 
 #: keys :meth:`VersionStore.add` accepts in its ``meta`` mapping
-META_KEYS = ("parent", "name", "images", "val_images", "settings", "curves", "scores", "parent_scores", "status")
+META_KEYS = ("parent", "name", "images", "val_images", "settings", "curves", "scores", "parent_scores", "status",
+             "collapse")
 
 
 def _now() -> str:
@@ -97,6 +98,9 @@ class VersionInfo:
         (:meth:`Scores.to_dict`), or ``None``.
     parent_scores:
         The parent's scores on the same images, or ``None``.
+    collapse:
+        The run's collapse check (:meth:`CollapseReport.to_dict`), or ``None``
+        when it was not checked (an import, a run from before the check).
     architecture, class_names:
         From the checkpoint.
     imported_from:
@@ -117,6 +121,7 @@ class VersionInfo:
     curves: dict[str, list[Any]] = field(default_factory=dict)
     scores: dict[str, Any] | None = None
     parent_scores: dict[str, Any] | None = None
+    collapse: dict[str, Any] | None = None
     architecture: str = ""
     class_names: list[str] = field(default_factory=list)
     imported_from: str | None = None
@@ -131,6 +136,11 @@ class VersionInfo:
     def mean_iou(self) -> float | None:
         """Mean IoU on the validation images, if scored."""
         return None if not self.scores else self.scores.get("mean_iou")
+
+    @property
+    def collapsed(self) -> bool:
+        """The run's model predicts one class, or no better than the most common class."""
+        return bool(self.collapse and self.collapse.get("collapsed"))
 
     @property
     def parent_mean_iou(self) -> float | None:
@@ -154,6 +164,7 @@ class VersionInfo:
             "curves": dict(self.curves),
             "scores": self.scores,
             "parent_scores": self.parent_scores,
+            "collapse": self.collapse,
             "architecture": self.architecture,
             "class_names": list(self.class_names),
             "imported_from": self.imported_from,
@@ -189,6 +200,7 @@ class VersionInfo:
                 curves=dict(data.get("curves") or {}),
                 scores=data.get("scores"),
                 parent_scores=data.get("parent_scores"),
+                collapse=data.get("collapse"),
                 architecture=str(data.get("architecture", "")),
                 class_names=[str(s) for s in data.get("class_names") or []],
                 imported_from=data.get("imported_from"),
@@ -407,7 +419,7 @@ class VersionStore:
             Any of :data:`META_KEYS`: ``parent`` (a version id), ``name``,
             ``images``, ``val_images``, ``settings``, ``curves``,
             ``scores``, ``parent_scores``, ``status`` (``"finished"`` or
-            ``"cancelled"``). The ``"version_meta"`` of a ``"finished"``
+            ``"cancelled"``), ``collapse``. The ``"version_meta"`` of a ``"finished"``
             message fits as it is.
         activate:
             Make the new version active (by default the active one stays).
@@ -461,7 +473,7 @@ class VersionStore:
                 val_images=[str(s) for s in record.get("val_images") or []],
                 settings=dict(record.get("settings") or {}), curves=dict(record.get("curves") or {}),
                 scores=record.get("scores"), parent_scores=record.get("parent_scores"),
-                architecture=checkpoint_meta.architecture, class_names=list(checkpoint_meta.class_names),
+                collapse=record.get("collapse"), architecture=checkpoint_meta.architecture, class_names=list(checkpoint_meta.class_names),
                 imported_from=imported_from,
             )
             info.id, info.folder = self._claim_folder(incoming, info)

@@ -73,7 +73,8 @@ def test_predict_a_dicom_series_to_nifti_on_the_source_grid(tmp_path, checkpoint
         p = probs["probabilities"].astype(int)
     assert p.shape == (2, 3, 128, 128)
     decided = np.abs(p[1] - p[0]) > 2  # rounding to 1/255 may turn near-ties
-    assert decided.mean() > 0.5
+    # an untrained network is unsure of many pixels; the label map must agree with the rest
+    assert decided.mean() > 0.25
     np.testing.assert_array_equal((p[1] > p[0])[decided], labels.transpose(2, 1, 0)[decided] == 1)
 
 
@@ -154,7 +155,8 @@ def test_export_command_writes_nifti_for_volumes(tmp_path, series):
 
 @pytest.mark.filterwarnings("ignore:Expected explicit VR:UserWarning")
 def test_predict_feeds_a_monochrome1_radiograph_to_the_model_as_shown(tmp_path, checkpoint, monkeypatch):
-    """MONOCHROME1 (low values bright): the model gets the inverted window, with and without --crf."""
+    """MONOCHROME1 (low values bright): the model gets the volume inverted, with and without --crf;
+    the model's input follows its checkpoint, --window the CRF's image."""
     import segstudio.refine
     from segstudio.inference.predictor import Predictor
     from segstudio.windowing import apply_window
@@ -168,7 +170,7 @@ def test_predict_feeds_a_monochrome1_radiograph_to_the_model_as_shown(tmp_path, 
     original = Predictor.predict_steps
 
     def spy(self, image, *, cancel=None):
-        model_inputs.append(np.array(image))
+        model_inputs.append(image)
         return original(self, image, cancel=cancel)
 
     real_refine = segstudio.refine.refine
@@ -182,7 +184,11 @@ def test_predict_feeds_a_monochrome1_radiograph_to_the_model_as_shown(tmp_path, 
     assert _predict(tmp_path / "cr", "--checkpoint", checkpoint, "--out", tmp_path / "out", "--tile", "64",
                     "--window=1000,3000", "--crf") == 0
     assert len(model_inputs) == 1
-    np.testing.assert_array_equal(model_inputs[0], expected)
+    seen = model_inputs[0]
+    np.testing.assert_array_equal(np.asarray(seen), stored)  # the stored values, carrying the volume's map
+    low, high = np.percentile(stored, [1.0, 99.8])
+    np.testing.assert_allclose(seen.intensity.apply(np.asarray(seen)), 1.0 - (stored - low) / (high - low),
+                               atol=1e-5)
     np.testing.assert_array_equal(expected, 255 - apply_window(stored, 1000.0, 3000.0))  # not the raw window
-    assert len(crf_inputs) == 1  # the CRF refines the same plane the model saw
+    assert len(crf_inputs) == 1  # the CRF refines the same plane the model saw, as the window shows it
     np.testing.assert_array_equal(crf_inputs[0], expected)

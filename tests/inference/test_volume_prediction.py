@@ -14,12 +14,15 @@ from segstudio.io.dicom import read_series
 from segstudio.io.images import to_uint8_display
 from segstudio.models import get_model
 from segstudio.models.checkpoint import Preprocessing
+from segstudio.preprocess import MappedImage, volume_intensity, with_normalization
 from segstudio.tasks import CancelToken, TaskCancelled, run_to_completion
 from segstudio.windowing import apply_window
 from tests.io.test_dicom import pydicom_file
 
 GREY = Preprocessing("grey", (0.5,), (0.25,))
 IDENTITY = Preprocessing("grey", (0.0,), (1.0,))
+#: a checkpoint written before the normalisation was recorded
+LEGACY = Preprocessing("grey", (0.0,), (1.0,), normalization="dtype")
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +56,8 @@ def test_every_slice_is_predicted_with_one_progress_each(ct_volume):
         (1, 3, "slice 1/3", "predict"), (2, 3, "slice 2/3", "predict"), (3, 3, "slice 3/3", "predict"),
     ]
     np.testing.assert_allclose(result.probabilities.astype(np.float32).sum(axis=0), 1.0, atol=2e-3)
-    # each slice is what the 2-D predictor gives for that slice alone
-    alone = predictor.predict(to_uint8_display(ct_volume)[1])
+    # each slice is what the 2-D predictor gives for that slice, mapped by the whole volume's statistics
+    alone = predictor.predict(MappedImage(ct_volume[1], volume_intensity(ct_volume, GREY)))
     np.testing.assert_array_equal(result.probabilities[:, 1], alone.probabilities)
 
 
@@ -80,9 +83,9 @@ def test_cancel_after_the_first_slice(ct_volume):
         next(task)
 
 
-def _spying_predictor(monkeypatch, **options):
+def _spying_predictor(monkeypatch, preprocessing=IDENTITY, **options):
     """A mean-logit predictor that records every image the model is given."""
-    predictor = Predictor(MeanLogit(), preprocessing=IDENTITY, device="cpu", precision="fp32", **options)
+    predictor = Predictor(MeanLogit(), preprocessing=preprocessing, device="cpu", precision="fp32", **options)
     seen = []
     original = predictor.predict_steps
 
@@ -94,19 +97,38 @@ def _spying_predictor(monkeypatch, **options):
     return predictor, seen
 
 
-def test_the_model_sees_the_windowed_slice(ct_volume, monkeypatch):
-    predictor, seen = _spying_predictor(monkeypatch)
+def _input_mean(result, k):
+    """The mean of slice k's network input, read back from MeanLogit's answer."""
+    p0 = float(result.probabilities[0, k, 0, 0])
+    return np.log(p0 / (1 - p0))
+
+
+def test_an_old_checkpoint_sees_the_slice_through_the_window_on_screen(ct_volume, monkeypatch):
+    predictor, seen = _spying_predictor(monkeypatch, LEGACY)
     result = run_to_completion(predict_volume_steps(predictor, ct_volume, window=(40, 400)))
     for k in range(3):
         expected = apply_window(ct_volume[k], 40, 400)
-        assert seen[k].dtype == np.uint8
-        np.testing.assert_array_equal(seen[k], expected)
-        # the model's answer: p0 = sigmoid(mean input), input = grey / 255
-        p0 = float(result.probabilities[0, k, 0, 0])
-        assert np.log(p0 / (1 - p0)) == pytest.approx(expected.mean() / 255.0, abs=5e-3)
+        assert seen[k].intensity.clip  # the raw slice, carrying the window's map
+        np.testing.assert_array_equal(seen[k], ct_volume[k])
+        assert _input_mean(result, k) == pytest.approx(expected.mean() / 255.0, abs=5e-3)
     # raw HU scaled by the int16 maximum would have a mean near 0, not this
     assert apply_window(ct_volume[0], 40, 400).mean() / 255.0 > 0.2
     assert abs(ct_volume[0].mean() / 32767.0) < 0.05
+
+
+def test_a_new_checkpoint_sees_the_volume_as_it_was_trained_whatever_the_display(ct_volume, monkeypatch):
+    predictor, _ = _spying_predictor(monkeypatch)
+    narrow = run_to_completion(predict_volume_steps(predictor, ct_volume, window=(40, 80)))
+    wide = run_to_completion(predict_volume_steps(predictor, ct_volume, window=(400, 1800)))
+    np.testing.assert_array_equal(narrow.probabilities, wide.probabilities)
+    low, high = np.percentile(ct_volume, [1.0, 99.8])
+    for k in range(3):
+        assert _input_mean(narrow, k) == pytest.approx(((ct_volume[k] - low) / (high - low)).mean(), abs=5e-3)
+    # a window recorded in the checkpoint is what the model sees, whatever the display
+    fixed = Predictor(MeanLogit(), preprocessing=with_normalization(IDENTITY, "window", input_window=(40, 400)),
+                      device="cpu", precision="fp32")
+    windowed = run_to_completion(predict_volume_steps(fixed, ct_volume, window=(400, 1800)))
+    assert _input_mean(windowed, 0) == pytest.approx(apply_window(ct_volume[0], 40, 400).mean() / 255, abs=5e-3)
 
 
 def test_without_a_window_the_whole_volume_sets_the_range(ct_volume):
@@ -140,7 +162,7 @@ def test_slices_not_run_are_unlabelled_in_a_uint16_map(ct_volume):
     result = run_to_completion(predict_volume_steps(predictor, ct_volume, slices=[1]))
     assert result.labels.dtype == np.uint16 and result.labels.shape == (3, 128, 128)
     assert (result.labels[[0, 2]] == 65535).all()
-    alone = predictor.predict(to_uint8_display(ct_volume)[1])
+    alone = predictor.predict(MappedImage(ct_volume[1], volume_intensity(ct_volume, GREY)))
     np.testing.assert_array_equal(result.labels[1], alone.labels)
     assert result.labels[1].max() < 300
 
@@ -161,16 +183,20 @@ def cr_volume():
 
 
 def test_the_model_sees_a_monochrome1_slice_inverted_as_it_is_shown(cr_volume, monkeypatch):
-    predictor, seen = _spying_predictor(monkeypatch, tile_size=64)
     values = cr_volume.array
     lo, hi = float(values.min()), float(values.max())
     full = (lo + (hi - lo + 1) / 2, hi - lo + 1)  # the stored range, black to white
-    result = run_to_completion(predict_volume_steps(predictor, values, window=full, invert=cr_volume.invert))
     shown = apply_window(values[0], *full, invert=True)  # what the studio displays
-    np.testing.assert_array_equal(seen[0], shown)
-    assert seen[0][values[0] == lo].tolist() == [255] and seen[0][values[0] == hi].tolist() == [0]
-    p0 = float(result.probabilities[0, 0, 0, 0])
-    assert np.log(p0 / (1 - p0)) == pytest.approx(shown.mean() / 255.0, abs=5e-3)
+    # an old checkpoint: through the window on screen, inverted
+    predictor, seen = _spying_predictor(monkeypatch, LEGACY, tile_size=64)
+    result = run_to_completion(predict_volume_steps(predictor, values, window=full, invert=cr_volume.invert))
+    assert seen[0].intensity.invert
+    assert _input_mean(result, 0) == pytest.approx(shown.mean() / 255.0, abs=5e-3)
+    # a new one: through its own rule on the whole volume, inverted the same way
+    predictor, seen = _spying_predictor(monkeypatch, IDENTITY, tile_size=64)
+    result = run_to_completion(predict_volume_steps(predictor, values, window=full, invert=cr_volume.invert))
+    mapped = volume_intensity(values, IDENTITY).apply(values[0])
+    assert _input_mean(result, 0) == pytest.approx(1.0 - mapped.mean(), abs=5e-3)
     assert float(values.min()) == pytest.approx(1994 * 0.684 + 200)  # the volume itself is untouched
 
 

@@ -13,7 +13,6 @@ from segstudio.models import get_model
 from segstudio.models.checkpoint import load_checkpoint, read_meta
 from segstudio.training import TrainConfig
 from segstudio.training.process import (
-    UNTRAINED_START_ARGS,
     TrainingProcess,
     TrainJobSpec,
     import_untrained_start,
@@ -131,7 +130,7 @@ def test_an_untrained_start_is_a_first_version_with_the_projects_classes(tmp_pat
     model, meta = load_checkpoint(version.checkpoint)
     assert meta.class_colors == colors and meta.provenance["untrained_start"] is True
     assert meta.arch_args == {"num_classes": 3, "in_channels": 3, "depth": 4,
-                              **UNTRAINED_START_ARGS["unet"]}
+                              "padding": "same", "batch_norm": True, "base_width": 16}
     assert meta.preprocessing.channel_order == "RGB" and meta.preprocessing.mean == (0.5, 0.5, 0.5)
     torch.manual_seed(5)
     fresh = get_model("unet", **meta.arch_args)

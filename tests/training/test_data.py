@@ -123,16 +123,17 @@ def test_check_labels_names_the_mask():
 
 
 def test_dataset_items_without_augmentation_are_the_preprocessed_sample():
-    image, mask = generate_sample(0, 32, 40)
+    image, mask = generate_sample(0, 40, 40)
     mask = mask.copy()
     mask[:3] = 255
     preprocessing = Preprocessing("RGB", (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
-    weights = np.random.default_rng(0).random((32, 40)).astype(np.float32)
-    dataset = SegmentationDataset([(image, mask)], preprocessing, weight_maps=[weights])
-    assert len(dataset) == 1
+    weights = np.random.default_rng(0).random((40, 40)).astype(np.float32)
+    # a crop of the image's size without zoom is the whole image
+    dataset = SegmentationDataset([(image, mask)], preprocessing, crop_size=40, weight_maps=[weights])
+    assert len(dataset) == 1  # 1,480 labelled pixels: one 40 x 40 crop covers them
     item = dataset[0]
     torch.testing.assert_close(item["image"], image_to_tensor(image, preprocessing))
-    assert item["target"].dtype == torch.int64 and item["target"].shape == (32, 40)
+    assert item["target"].dtype == torch.int64 and item["target"].shape == (40, 40)
     expected = torch.from_numpy(mask).long()
     expected[:3] = IGNORE_INDEX  # the label map's 255 becomes the target's ignore value
     assert torch.equal(item["target"], expected)

@@ -83,15 +83,16 @@ def test_train_runs_under_torchrun_with_two_cpu_processes(data, tmp_path):
     assert history["epochs"][-1]["val_mean_iou"] is not None
     assert len(history["train_images"]) == 6 and len(history["val_images"]) == 2
     # rank 0 alone logs at INFO: one line per epoch, not two
-    assert sum(line.startswith("INFO: epoch 1/2") for line in output.splitlines()) == 1, output[-3000:]
+    assert sum(line.startswith("INFO: epoch 1 (step 2)") for line in output.splitlines()) == 1, output[-3000:]
 
     ranks = [json.loads((record / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     for epoch in ("1", "2"):
         first, second = (r["epochs"][epoch] for r in ranks)
-        # 6 training images: 3 each, no image on both ranks, together all of them
-        assert len(first) == len(second) == 3
-        assert not set(first) & set(second) and sorted(first + second) == list(range(6))
+        # 6 labelled images of 48 x 48 = 6 crops of 48 x 48 an epoch, rounded up to 2 steps of 2 crops on
+        # each of 2 ranks: 4 crops each, no crop on both ranks, together all 8
+        assert len(first) == len(second) == 4
+        assert not set(first) & set(second) and sorted(first + second) == list(range(8))
     assert ranks[0]["epochs"]["1"] != ranks[0]["epochs"]["2"], "the sampler reshuffles every epoch"
 
 

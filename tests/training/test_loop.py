@@ -47,25 +47,29 @@ def collect(task, on_progress=None):
 
 def test_training_lowers_the_loss_and_reaches_a_good_miou(samples, tmp_path):
     model = small_unet()
-    result, seen = collect(train_steps(model, samples[:8], samples[8:], config(epochs=30), tmp_path, meta=CLASSES))
+    result, seen = collect(train_steps(model, samples[:8], samples[8:], config(epochs=None, steps=60), tmp_path,
+                                       meta=CLASSES))
     history = result.history
-    # figures seen on a 2-core CPU: loss 1.40 -> 0.28, val mIoU 0.18 -> 0.90 in 60 steps (~2 s)
-    assert history[0]["train_loss"] > 1.0
+    # 8 images of 80 x 80, all labelled: 51,200 pixels = 13 crops of 64 x 64 = 4 steps of 4 crops an epoch
+    assert result.steps == 60 and result.epochs_done == 15 and not result.stopped_early
+    assert [h["step"] for h in history] == list(range(4, 61, 4))
+    # figures seen on a 2-core CPU: loss 1.25 -> 0.15, val mIoU 0.16 -> 0.93 in 60 steps (~4 s)
+    assert history[0]["train_loss"] > 0.8
     assert np.mean([h["train_loss"] for h in history[-3:]]) < 0.5 * history[0]["train_loss"]
     assert history[0]["val_mean_iou"] < 0.5
     assert result.final_scores.mean_iou > 0.8
     assert result.final_scores.mean_iou == pytest.approx(history[-1]["val_mean_iou"])
-    assert result.steps == 60 and result.epochs_done == 30 and not result.stopped_early
 
     train = [p for p in seen if p.stage == "train"]
     assert [p.done for p in train] == list(range(1, 61)) and {p.total for p in train} == {60}
     assert set(train[0].metrics) >= {"loss", "lr", "images_per_s"}
     assert train[0].metrics["images_per_s"] > 0
-    # the poly schedule decays towards zero at the last step
-    assert train[0].metrics["lr"] == pytest.approx(0.01 * (1 - 1 / 60) ** 0.9)
-    assert train[-1].metrics["lr"] == pytest.approx(0.0, abs=1e-12)
+    # AdamW at 1e-3: a linear warm-up over the first 5 % (3 steps), then a cosine decay towards zero
+    assert train[0].metrics["lr"] == pytest.approx(1e-3 * (1 / 60) / 0.05)
+    assert train[3].metrics["lr"] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 3 / 60)))
+    assert train[-1].metrics["lr"] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 59 / 60)))
     val = [p for p in seen if p.stage == "val"]
-    assert len(val) == 30 and set(val[0].metrics) >= {"mean_iou", "mean_dice", "pixel_accuracy", "epoch"}
+    assert len(val) == 15 and set(val[0].metrics) >= {"mean_iou", "mean_dice", "pixel_accuracy", "epoch"}
 
     best_epoch = max(history, key=lambda h: h["val_mean_iou"])
     best_meta = read_meta(result.best_path)
@@ -73,14 +77,17 @@ def test_training_lowers_the_loss_and_reaches_a_good_miou(samples, tmp_path):
     assert best_meta.provenance["metrics"]["val_mean_iou"] == pytest.approx(best_epoch["val_mean_iou"])
     assert best_meta.class_names == CLASSES["class_names"]
     last_meta = read_meta(result.last_path)
-    assert last_meta.provenance["step"] == 60 and len(last_meta.provenance["history"]) == 30
-    assert last_meta.provenance["train_config"]["optimizer"] == "sgd"
+    assert last_meta.provenance["step"] == 60 and len(last_meta.provenance["history"]) == 15
+    assert last_meta.provenance["train_config"]["optimizer"] == "adamw"
+    # a model that learned is not flagged, and the check is kept with the checkpoint
+    assert result.collapse is not None and not result.collapse.collapsed
+    assert last_meta.provenance["collapse"]["collapsed"] is False
     # the saved weights are the trained model's
     reloaded, _ = load_checkpoint(result.last_path)
     for name, tensor in model.state_dict().items():
         assert torch.equal(reloaded.state_dict()[name], tensor.cpu())
     state = torch.load(tmp_path / "train_state.pt", weights_only=True)
-    assert state["step"] == 60 and state["epoch"] == 30 and state["finished"]
+    assert state["step"] == 60 and state["epoch"] == 15 and state["finished"]
 
 
 def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(samples, tmp_path):
@@ -88,7 +95,8 @@ def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(sample
     settings = config(epochs=3, batch_size=2, optimizer="adamw", lr=2e-3)
     straight = small_unet()
     full, _ = collect(train_steps(straight, train, val, settings, tmp_path / "straight", meta=CLASSES))
-    assert full.steps == 12
+    per_epoch = 7  # 13 crops of 64 x 64 cover the labelled pixels: 7 steps of 2
+    assert full.steps == 3 * per_epoch
 
     interrupted_dir = tmp_path / "interrupted"
     token = CancelToken()
@@ -101,15 +109,15 @@ def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(sample
         collect(train_steps(small_unet(), train, val, settings, interrupted_dir, meta=CLASSES, cancel=token),
                 stop_after_epoch_two)
     state = torch.load(interrupted_dir / "train_state.pt", weights_only=True)
-    assert (state["epoch"], state["step"]) == (2, 8)
+    assert (state["epoch"], state["step"]) == (2, 2 * per_epoch)
 
     # a model with other initial weights: everything must come from the saved files
     resumed_model = small_unet(seed=99)
     resumed, seen = collect(train_steps(resumed_model, train, val, settings, interrupted_dir, meta=CLASSES,
                                         resume=True))
     train_progress = [p for p in seen if p.stage == "train"]
-    assert [p.done for p in train_progress] == [9, 10, 11, 12]
-    assert resumed.steps == 12 and resumed.epochs_done == 3 and len(resumed.history) == 3
+    assert [p.done for p in train_progress] == list(range(2 * per_epoch + 1, 3 * per_epoch + 1))
+    assert resumed.steps == 3 * per_epoch and resumed.epochs_done == 3 and len(resumed.history) == 3
     for a, b in zip(resumed.history, full.history, strict=True):
         assert a["step"] == b["step"]
         assert a["lr"] == pytest.approx(b["lr"])
@@ -122,7 +130,7 @@ def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(sample
     # resuming a finished run does nothing
     again, seen_again = collect(train_steps(small_unet(seed=5), train, val, settings, interrupted_dir,
                                             meta=CLASSES, resume=True))
-    assert seen_again == [] and again.steps == 12 and again.epochs_done == 3
+    assert seen_again == [] and again.steps == 3 * per_epoch and again.epochs_done == 3
 
 
 def test_resume_with_more_epochs_extends_the_run(samples, tmp_path):
@@ -130,8 +138,9 @@ def test_resume_with_more_epochs_extends_the_run(samples, tmp_path):
     collect(train_steps(small_unet(), train, val, config(epochs=2), tmp_path, meta=CLASSES))
     result, seen = collect(train_steps(small_unet(), train, val, config(epochs=3), tmp_path, meta=CLASSES,
                                        resume=True))
-    assert [p.done for p in seen if p.stage == "train"] == [3]
-    assert result.steps == 3 and [h["epoch"] for h in result.history] == [1, 2, 3]
+    # 4 labelled images of 80 x 80: 7 crops of 64 x 64, 2 steps of 4 an epoch
+    assert [p.done for p in seen if p.stage == "train"] == [5, 6]
+    assert result.steps == 6 and [h["epoch"] for h in result.history] == [1, 2, 3]
 
 
 def test_resume_without_saved_state_is_an_error(samples, tmp_path):
@@ -147,17 +156,17 @@ def test_cancel_mid_epoch_keeps_the_previous_checkpoint(samples, tmp_path):
     def watch(progress):
         if progress.stage == "epoch" and progress.metrics["epoch"] == 1:
             snapshot.update({k: v.clone() for k, v in model.state_dict().items()})
-        if progress.stage == "train" and progress.done == 6:  # the middle of epoch 2
+        if progress.stage == "train" and progress.done == 10:  # the middle of epoch 2 (7 steps an epoch)
             token.cancel()
 
     with pytest.raises(TaskCancelled):
         collect(train_steps(model, samples[:8], samples[8:], config(batch_size=2), tmp_path, meta=CLASSES,
                             cancel=token), watch)
     reloaded, meta = load_checkpoint(tmp_path / "last.safetensors")
-    assert meta.provenance["epoch"] == 1 and meta.provenance["step"] == 4
+    assert meta.provenance["epoch"] == 1 and meta.provenance["step"] == 7
     for name, tensor in reloaded.state_dict().items():
         assert torch.equal(tensor, snapshot[name])
-    assert torch.load(tmp_path / "train_state.pt", weights_only=True)["step"] == 4
+    assert torch.load(tmp_path / "train_state.pt", weights_only=True)["step"] == 7
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.safetensors", "last.safetensors", "train_state.pt"]
 
 
@@ -198,7 +207,8 @@ def test_border_weight_dice_ce_batch_of_one_and_tiny_data(samples, tmp_path):
     settings = config(epochs=1, batch_size=1, loss="dice_ce", border_weight=True, schedule="cosine",
                       optimizer="adamw", augment=False)
     result, _ = collect(train_steps(small_unet(), samples[:3], samples[8:9], settings, tmp_path))
-    assert result.steps == 3 and math.isfinite(result.history[0]["train_loss"])
+    # 3 images of 80 x 80: 5 crops of 64 x 64 an epoch
+    assert result.steps == 5 and math.isfinite(result.history[0]["train_loss"])
     # a batch larger than the data set: one (smaller) batch per epoch instead of none
     result, _ = collect(train_steps(small_unet(), samples[:3], [], config(epochs=2, batch_size=8),
                                     tmp_path / "big_batch"))
@@ -207,11 +217,43 @@ def test_border_weight_dice_ce_batch_of_one_and_tiny_data(samples, tmp_path):
     assert result.best_path is not None and result.final_scores is None
 
 
-def test_time_budget_stops_after_the_epoch_that_passes_it(samples, tmp_path):
+def test_time_budget_stops_at_the_step_that_passes_it_and_resume_finishes_the_epoch(samples, tmp_path):
     result, _ = collect(train_steps(small_unet(), samples[:4], [], config(time_budget_s=1e-6), tmp_path))
-    assert result.stopped_early and result.epochs_done == 1 and result.steps == 1
-    resumed, _ = collect(train_steps(small_unet(), samples[:4], [], config(), tmp_path, resume=True))
-    assert resumed.epochs_done == 3 and not resumed.stopped_early
+    # at least one step, whatever the budget; the epoch it stopped in is recorded as partial
+    assert result.stopped_early and result.steps == 1 and result.epochs_done == 1
+    assert result.history[-1]["partial"] is True
+    assert read_meta(result.last_path).provenance["step"] == 1
+    resumed, seen = collect(train_steps(small_unet(), samples[:4], [], config(), tmp_path, resume=True))
+    assert [p.done for p in seen if p.stage == "train"] == [2, 3, 4, 5, 6]
+    assert resumed.epochs_done == 3 and resumed.steps == 6 and not resumed.stopped_early
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert not any(h.get("partial") for h in resumed.history)
+
+
+def test_a_run_of_seconds_alone_follows_the_clock(samples, tmp_path, monkeypatch):
+    from segstudio.training import loop
+
+    # a clock that moves 0.1 s a step, whatever this machine's speed
+    now = [0.0]
+    real_step = loop._step
+
+    def timed_step(*args, **kwargs):
+        now[0] += 0.1
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_clock", lambda: now[0])
+    monkeypatch.setattr(loop, "_step", timed_step)
+    settings = config(epochs=None, time_budget_s=1.5)
+    result, seen = collect(train_steps(small_unet(), samples[:4], samples[8:], settings, tmp_path))
+    train = [p for p in seen if p.stage == "train"]
+    assert result.steps == len(train) == 15 and not result.stopped_early
+    assert result.history[-1]["elapsed_s"] == pytest.approx(1.5)
+    # the schedule follows the clock: a warm-up over 5 % of the time (the first step, at a tenth of
+    # the rate: its end is unknown), then a cosine decay to zero
+    assert [p.metrics["lr"] for p in train] == pytest.approx(
+        [1e-4] + [1e-3 * 0.5 * (1 + math.cos(math.pi * k / 15)) for k in range(1, 15)])
+    # the progress total is the run's length as the pace says
+    assert {p.total for p in train[1:]} == {15}
 
 
 def test_labels_outside_the_model_are_refused(samples, tmp_path):
@@ -230,7 +272,8 @@ def test_labels_outside_the_model_are_refused(samples, tmp_path):
     "changes",
     [{"epochs": 0}, {"batch_size": 1.5}, {"optimizer": "adam"}, {"schedule": "step"}, {"loss": "focal"},
      {"amp": "fp8"}, {"device": "tpu"}, {"lr": -1.0}, {"lr": float("nan")}, {"seed": -1},
-     {"class_weights": [1, -2]}, {"time_budget_s": 0}, {"val_every": 0}, {"device": "cpu:1"}],
+     {"class_weights": [1, -2]}, {"time_budget_s": 0}, {"val_every": 0}, {"device": "cpu:1"}, {"steps": 0},
+     {"warmup": 1.0}, {"class_share": 1.5}, {"epochs": None}],
 )
 def test_config_validation(changes):
     with pytest.raises(InvalidArgumentError):
@@ -238,10 +281,17 @@ def test_config_validation(changes):
 
 
 def test_config_round_trip_and_defaults():
-    settings = TrainConfig(optimizer="adamw", class_weights=[1, 2, 3])
-    assert settings.effective_lr == 1e-3 and settings.effective_weight_decay == 1e-2
+    settings = TrainConfig(optimizer="sgd", class_weights=[1, 2, 3])
+    assert settings.effective_lr == 0.01 and settings.effective_weight_decay == 5e-4
     assert TrainConfig.from_dict(settings.to_dict()) == settings
-    assert TrainConfig().effective_lr == 0.01 and TrainConfig().num_workers == 0
+    defaults = TrainConfig()
+    assert (defaults.optimizer, defaults.schedule, defaults.loss) == ("adamw", "cosine", "auto")
+    assert defaults.effective_lr == 1e-3 and defaults.effective_weight_decay == 1e-4 and defaults.num_workers == 0
+    # settings written before runs had a warm-up keep none
+    old = {k: v for k, v in settings.to_dict().items() if k not in ("steps", "warmup", "class_share")}
+    assert TrainConfig.from_dict(old).warmup == 0.0
+    # "auto" takes Dice + cross-entropy when a class is rare
+    assert defaults.resolved_loss({0: 950, 1: 50}) == "dice_ce" and defaults.resolved_loss({0: 60, 1: 40}) == "ce"
     with pytest.raises(InvalidArgumentError, match="unknown"):
         TrainConfig.from_dict({"epochz": 3})
 

@@ -10,6 +10,8 @@ from segstudio.annotation.classes import ClassList
 from segstudio.annotation.document import ImageStatus
 from segstudio.errors import DataError, InvalidArgumentError, UnreadableInputError
 from segstudio.io.project import Project
+from segstudio.models.checkpoint import Preprocessing
+from segstudio.preprocess import MappedImage, volume_intensity, with_normalization
 from segstudio.synthetic import CLASS_COLORS, CLASS_NAMES, generate_sample
 from segstudio.training.project_data import (
     SampleSource,
@@ -160,8 +162,11 @@ def test_a_job_for_a_project_fine_tunes_its_active_version(tmp_path):
     assert sorted((project.folder / "models" / "runs").iterdir()) == runs_before
 
 
-def test_annotated_volume_slices_become_training_samples(tmp_path):
-    """Fine-tuning uses the annotated slices of a volume, windowed as inference sees them."""
+LEGACY = Preprocessing("RGB", (0.5,) * 3, (0.25,) * 3, normalization="dtype")
+
+
+def test_annotated_volume_slices_become_training_samples_mapped_as_inference_maps_them(tmp_path):
+    """Fine-tuning uses the annotated slices of a volume, each mapped by the whole volume as inference maps it."""
     from segstudio.io.project_opening import open_or_create
     from segstudio.training.project_data import load_source, sources_from_project
     from tests.io.test_dicom import make_ct_series
@@ -176,11 +181,17 @@ def test_annotated_volume_slices_become_training_samples(tmp_path):
     sources = sources_from_project(project)
     assert [s.slice_index for s in sources] == [1, 3]
     assert sources[0].stem.endswith("#z1")
-    image, labels = load_source(sources[0], num_classes=2)
-    assert image.dtype == np.uint8 and image.shape == (128, 128)
+    preprocessing = Preprocessing("RGB", (0.5,) * 3, (0.25,) * 3)
+    image, labels = load_source(sources[0], num_classes=2, preprocessing=preprocessing)
+    assert isinstance(image, MappedImage) and image.shape == (128, 128)
+    np.testing.assert_array_equal(np.asarray(image), document.volume.array[1])  # the stored HU
+    assert image.intensity == volume_intensity(document.volume.array, preprocessing)  # what inference uses
     assert labels[20, 20] == 1 and labels[0, 0] == 255
-    # CT slice 1 holds HU -23 everywhere: through the soft-tissue window (40, 400) that is grey 88
-    assert abs(int(image[0, 0]) - round((-23 - (40 - 0.5)) / 399 * 255 + 127.5)) <= 1
+    # a checkpoint from before the normalisation was recorded trains through the CT soft-tissue window:
+    # slice 1 holds HU -23 everywhere, grey 88 in the window (40, 400)
+    old, _ = load_source(sources[0], num_classes=2, preprocessing=LEGACY)
+    grey = old.intensity.apply(np.asarray(old))[0, 0] * 255
+    assert abs(grey - round((-23 - (40 - 0.5)) / 399 * 255 + 127.5)) <= 1
 
 
 def test_a_fixed_window_from_the_checkpoint_normalises_training_slices(tmp_path):
@@ -194,14 +205,15 @@ def test_a_fixed_window_from_the_checkpoint_normalises_training_slices(tmp_path)
     document.apply((slice(1, 2), slice(0, 5), slice(0, 5)), None, 1, "slice 1")
     project.save_document(0, document)
     source = sources_from_project(project)[0]
-    lung, _ = load_source(source, 2, window=(-600.0, 1500.0))  # HU -23 is bright in a lung window
-    soft, _ = load_source(source, 2)
-    assert int(lung[0, 0]) > int(soft[0, 0]) + 50
+    lung_window = with_normalization(Preprocessing(), "window", input_window=(-600.0, 1500.0))
+    lung, _ = load_source(source, 2, lung_window)  # HU -23 is bright in a lung window
+    soft, _ = load_source(source, 2, LEGACY)  # the file's (soft-tissue) window
+    assert lung.intensity.apply(np.asarray(lung))[0, 0] > soft.intensity.apply(np.asarray(soft))[0, 0] + 0.2
 
 
 @pytest.mark.filterwarnings("ignore:Expected explicit VR:UserWarning")
 def test_monochrome1_volume_slices_are_trained_on_inverted_as_shown(tmp_path):
-    """A real computed radiograph (MONOCHROME1): training sees it as the studio shows it."""
+    """A real computed radiograph (MONOCHROME1): training sees it inverted, as the studio shows it."""
     import shutil
 
     from segstudio.io.project_opening import open_or_create
@@ -215,11 +227,13 @@ def test_monochrome1_volume_slices_are_trained_on_inverted_as_shown(tmp_path):
     assert document.volume.invert
     document.apply((slice(0, 1), slice(2, 6), slice(2, 6)), None, 1, "a bone")
     project.save_document(0, document)
-    image, labels = load_source(sources_from_project(project)[0], num_classes=2)
     values = document.volume.array[0]
-    np.testing.assert_array_equal(image, apply_window(values, 1600.0, 2800.0, invert=True))  # the file's window
+    # an old checkpoint: through the file's window, inverted
+    image, labels = load_source(sources_from_project(project)[0], num_classes=2, preprocessing=LEGACY)
+    np.testing.assert_allclose(image.intensity.apply(np.asarray(image)) * 255,
+                               apply_window(values, 1600.0, 2800.0, invert=True), atol=0.51)
     assert labels[3, 3] == 1 and labels[0, 0] == 255
-    # with a window spanning the stored range, the lowest value is white
-    lo, hi = float(values.min()), float(values.max())
-    full, _ = load_source(sources_from_project(project)[0], 2, window=(lo + (hi - lo + 1) / 2, hi - lo + 1))
-    assert full[values == lo].tolist() == [255] and full[values == hi].tolist() == [0]
+    # a new one: between the volume's percentiles, inverted (the lowest values brightest)
+    image, _ = load_source(sources_from_project(project)[0], 2, Preprocessing())
+    mapped = image.intensity.apply(np.asarray(image))
+    assert mapped[values == values.min()].min() > 0.99 and mapped[values == values.max()].max() < 0.01

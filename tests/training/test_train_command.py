@@ -10,6 +10,7 @@ import pytest
 
 from segstudio import cli
 from segstudio.commands import train as train_command
+from segstudio.errors import InvalidArgumentError
 from segstudio.io.masks import default_palette, read_mask, write_indexed_png, write_label_png
 from segstudio.models.checkpoint import load_checkpoint, read_meta
 from segstudio.synthetic import CLASS_COLORS, generate_sample
@@ -106,21 +107,43 @@ def test_parser_and_model_args():
     train_command.add_parser(parser.add_subparsers())
     args = parser.parse_args(["train", "d", "--model", "unet", "--out", "o", "--model-arg", "base_width=16",
                               "--model-arg", "members=[\"fcn8s\", \"unet\"]", "--model-arg", "padding=same"])
-    assert args.run is train_command.run and args.epochs == 20 and args.optimizer == "sgd"
+    assert args.run is train_command.run and args.optimizer == "adamw" and args.loss == "auto"
+    # with no length given, a run lasts the default minutes
+    assert train_command.run_length(args) == (None, None, train_command.DEFAULT_MINUTES * 60)
     assert train_command.parse_model_args(args.model_arg) == {
         "base_width": 16, "members": ["fcn8s", "unet"], "padding": "same",
     }
+    steps = parser.parse_args(["train", "d", "--out", "o", "--steps", "100", "--minutes", "2"])
+    assert train_command.run_length(steps) == (None, 100, 120.0)
+    both = parser.parse_args(["train", "d", "--out", "o", "--minutes", "2", "--time-budget", "60"])
+    with pytest.raises(InvalidArgumentError, match="not both"):
+        train_command.run_length(both)
 
 
-def test_input_window_is_recorded_in_the_checkpoint(tmp_path):
-    from segstudio.commands.train import _with_input_window
+def test_normalisation_and_input_window_are_recorded_in_the_checkpoint():
+    from segstudio.commands.train import _with_normalization
     from segstudio.models import get_model
     from segstudio.models.checkpoint import make_meta
-    import argparse
 
-    meta = make_meta(get_model("unet", base_width=4, depth=2))
-    meta = _with_input_window(meta, argparse.Namespace(input_window="-600,1500"))
-    assert meta.preprocessing.input_window == (-600.0, 1500.0)
+    def args(**given):
+        values = {"input_window": None, "normalize": None, "percentiles": None, "value_range": None}
+        return argparse.Namespace(**{**values, **given})
+
+    fresh = _with_normalization(make_meta(get_model("unet", base_width=4, depth=2)), args(), keep=False)
+    assert fresh.preprocessing.normalization == "auto" and fresh.preprocessing.percentiles == (1.0, 99.8)
+    meta = _with_normalization(make_meta(get_model("unet", base_width=4, depth=2)),
+                               args(input_window="-600,1500", normalize="window"), keep=False)
+    assert meta.preprocessing.input_window == (-600.0, 1500.0) and meta.preprocessing.normalization == "window"
+    ranged = _with_normalization(make_meta(get_model("unet", base_width=4, depth=2)),
+                                 args(normalize="range", value_range="100,4000"), keep=False)
+    assert ranged.preprocessing.value_range == (100.0, 4000.0)
+    with pytest.raises(InvalidArgumentError, match="value range"):
+        _with_normalization(make_meta(get_model("unet", base_width=4, depth=2)), args(normalize="range"),
+                            keep=False)
+    # fine-tuning keeps the checkpoint's rule
+    old = make_meta(get_model("unet", base_width=4, depth=2))
+    old.preprocessing.normalization = "dtype"
+    assert _with_normalization(old, args(), keep=True).preprocessing.normalization == "dtype"
 
 
 @pytest.fixture

@@ -27,7 +27,10 @@ from PySide6.QtWidgets import (
 
 from segstudio.gui.panels._util import blocked
 
-MODES = (("Fast (train the head only)", True), ("Full (all layers)", False))
+MODES = (("Full (all layers)", False), ("Fast (train the head only)", True))
+
+#: the studio's default run: what a person can wait for, and what converged on real images on a 2-core CPU
+DEFAULT_MINUTES = 2
 
 
 def _score(value: Any) -> str:
@@ -53,16 +56,24 @@ class TrainingPanel(QWidget):
         self._val_share.setValue(0.25)
         self._val_share.setToolTip("Share of the corrected images held out to score the new version "
                                    "(images marked reviewed are preferred for validation)")
-        self._epochs = QSpinBox()
-        self._epochs.setRange(1, 1000)
-        self._epochs.setValue(15)
         self._minutes = QSpinBox()
         self._minutes.setRange(0, 24 * 60)
+        self._minutes.setValue(DEFAULT_MINUTES)
         self._minutes.setSuffix(" min")
         self._minutes.setSpecialValueText("no limit")
+        self._minutes.setToolTip("Train for this long (the learning rate decays with the clock); the run also "
+                                 "ends after the epochs below, if set")
+        self._epochs = QSpinBox()
+        self._epochs.setRange(0, 10000)
+        self._epochs.setValue(0)
+        self._epochs.setSpecialValueText("no limit")
+        self._epochs.setToolTip("One epoch covers the labelled pixels once (crops of 256 x 256 drawn where the "
+                                "labels are)")
         self._mode = QComboBox()
         for text, fast in MODES:
             self._mode.addItem(text, fast)
+        self._mode.setToolTip("Fast keeps the backbone as it is and trains the rest: quicker, for a model that "
+                              "already knows the images; an untrained network always trains in Full")
         self._device = QComboBox()
         self._device.addItems(["auto", "cpu", "cuda", "mps"])
         self._auto_adopt = QCheckBox("Adopt when better, then re-run on unreviewed images")
@@ -111,8 +122,8 @@ class TrainingPanel(QWidget):
         form.addRow("Start from", self._start_from)
         form.addRow("Train on", self._images)
         form.addRow("Validation share", self._val_share)
+        form.addRow("Train for", self._minutes)
         form.addRow("Epochs", self._epochs)
-        form.addRow("Time budget", self._minutes)
         form.addRow("Mode", self._mode)
         form.addRow("Device", self._device)
         buttons = QHBoxLayout()
@@ -147,7 +158,7 @@ class TrainingPanel(QWidget):
     # -- setters (no signals) ---------------------------------------------------
     def settings(self) -> dict[str, Any]:
         return {
-            "epochs": self._epochs.value(),
+            "epochs": self._epochs.value() or None,
             "time_budget_s": self._minutes.value() * 60.0 or None,
             "freeze_backbone": bool(self._mode.currentData()),
             "device": self._device.currentText(),
