@@ -80,8 +80,8 @@ def weak_parent(store: VersionStore, demo_id: str, train: list[SampleSource], st
     model = get_model(meta.architecture, **meta.arch_args)
     if steps:
         samples = load_sources(train, meta.num_classes).samples
-        config = TrainConfig(epochs=max(1, steps // max(1, len(samples) // 4)), batch_size=4, crop_size=256,
-                             optimizer="adamw", lr=3e-3, device="cpu")
+        config = TrainConfig(epochs=None, steps=steps, batch_size=4, crop_size=256, optimizer="adamw", lr=3e-3,
+                             device="cpu")
         run_to_completion(train_steps(model, samples, [], config, folder / "weak-run", meta=meta))
     path = save_checkpoint(folder / "weak.safetensors", model, meta)
     return store.import_checkpoint(path, name=f"weak ({steps} steps from scratch)", activate=False).id

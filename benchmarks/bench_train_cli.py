@@ -7,9 +7,9 @@ Run from the repository root::
 Each case writes a data folder, trains a U-Net from scratch with nothing but
 ``--model unet`` and a run length, predicts the held-out pixels with
 ``segstudio predict`` and scores them. ``--baseline-tree`` runs the same
-commands with another checkout of segstudio first (``PYTHONPATH`` pointing
-at it, same interpreter), so before and after print side by side from one
-run on one machine. A checkout without ``--minutes`` gets ``--time-budget``
+commands with another checkout of segstudio first (imported from that
+folder by the same interpreter), so before and after print side by side
+from one run on one machine. A checkout without ``--minutes`` gets ``--time-budget``
 and an epoch count it cannot reach instead.
 
 Cases (data: ``benchmarks/_realdata.py``):
@@ -28,7 +28,6 @@ Cases (data: ``benchmarks/_realdata.py``):
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -58,24 +57,34 @@ def write_folder(folder: Path, items: list[tuple[str, np.ndarray, np.ndarray | N
             Image.fromarray(labels).save(folder / "masks" / f"{name}.png")
 
 
+# Runs segstudio's CLI from a given checkout. An editable install puts a finder
+# on sys.meta_path that wins over PYTHONPATH, so it is taken off first.
+_BOOTSTRAP = (
+    "import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in str(f)]; "
+    "sys.path.insert(0, sys.argv[1]); import segstudio; "
+    "assert segstudio.__file__.startswith(sys.argv[1]), segstudio.__file__; "
+    "from segstudio.cli import main; sys.exit(main(sys.argv[2:]))"
+)
+
+
+def _command(tree: Path, *args: str) -> list[str]:
+    return [sys.executable, "-c", _BOOTSTRAP, str(tree), *args]
+
+
 def segstudio(tree: Path, *args: str, log: Path) -> float:
-    """Run ``python -m segstudio ARGS`` with *tree* first on the path; seconds taken."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    """Run the ``segstudio ARGS`` of the checkout *tree*; seconds taken."""
     started = time.monotonic()
     with open(log, "a", encoding="utf-8") as out:
         out.write(f"$ segstudio {' '.join(args)}\n")
         out.flush()
-        completed = subprocess.run([sys.executable, "-m", "segstudio", *args], env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, check=False)
+        completed = subprocess.run(_command(tree, *args), stdout=out, stderr=subprocess.STDOUT, check=False)
     if completed.returncode != 0:
         raise SystemExit(f"segstudio {args[0]} failed in {tree} (exit {completed.returncode}); see {log}")
     return time.monotonic() - started
 
 
 def has_minutes(tree: Path) -> bool:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    text = subprocess.run([sys.executable, "-m", "segstudio", "train", "--help"], env=env, capture_output=True,
-                          text=True, check=False).stdout
+    text = subprocess.run(_command(tree, "train", "--help"), capture_output=True, text=True, check=False).stdout
     return "--minutes" in text
 
 

@@ -122,32 +122,26 @@ def in_channels_of(preprocessing: Preprocessing) -> int:
     return channels
 
 
-def _pixel_values(data: np.ndarray) -> np.ndarray:
-    """The values a fit looks at: colour channels without alpha, as one flat array."""
-    if data.ndim == 3 and data.shape[-1] == 4:
-        data = data[..., :3]
-    return data.reshape(-1)
-
-
-def robust_range(data: np.ndarray, low: float, high: float) -> tuple[float, float]:
+def robust_range(data: np.ndarray, low: float, high: float, *, constant_ok: bool = True):
     """``(lo, hi)``: the *low* and *high* percentiles of the finite values.
 
     Falls back to the minimum and maximum where the percentiles coincide (a
-    mostly constant image), and to ``(v, v + 1)`` for a constant image (it
-    maps to 0). Arrays of more than 4 M values are subsampled evenly.
+    mostly constant image). A constant image gives ``(v, v + 1)`` (it maps
+    to 0) and one without a finite value ``(0, 1)``; with
+    ``constant_ok=False`` both give ``None``. Arrays of more than 4 M values
+    are subsampled evenly.
     """
-    values = _pixel_values(np.asarray(data))
+    values = np.asarray(data).reshape(-1)
     step = max(1, -(-values.size // _PERCENTILE_SAMPLE))
     sample = values[::step].astype(np.float64)
-    if sample.dtype.kind == "f":
-        sample = sample[np.isfinite(sample)]
+    sample = sample[np.isfinite(sample)]
     if sample.size == 0:
-        return 0.0, 1.0
+        return (0.0, 1.0) if constant_ok else None
     lo, hi = (float(v) for v in np.percentile(sample, [low, high]))
     if hi <= lo:
         lo, hi = float(sample.min()), float(sample.max())
     if hi <= lo:
-        hi = lo + 1.0
+        return (lo, lo + 1.0) if constant_ok else None
     return lo, hi
 
 
@@ -180,7 +174,9 @@ def resolved_mode(preprocessing: Preprocessing, dtype: np.dtype) -> str:
     return mode
 
 
-def fit_intensity(data: np.ndarray, preprocessing: Preprocessing, *, invert: bool = False) -> IntensityMap:
+def fit_intensity(
+    data: np.ndarray, preprocessing: Preprocessing, *, invert: bool = False, volume: bool = False
+) -> IntensityMap:
     """The :class:`IntensityMap` of a whole image (or volume) under a checkpoint's rule.
 
     Parameters
@@ -192,6 +188,9 @@ def fit_intensity(data: np.ndarray, preprocessing: Preprocessing, *, invert: boo
         The checkpoint's preprocessing; its ``normalization`` decides.
     invert:
         Map ``x -> 1 - x`` after the rest (MONOCHROME1).
+    volume:
+        *data* is a ``Z x H x W`` (or ``Z x H x W x 3``) volume, not an
+        ``H x W x C`` image whose fourth channel (alpha) is left out.
 
     Raises
     ------
@@ -204,6 +203,8 @@ def fit_intensity(data: np.ndarray, preprocessing: Preprocessing, *, invert: boo
     if data.dtype.kind not in "biuf":
         raise InvalidArgumentError(f"pixel type {data.dtype} is not an image type")
     check_preprocessing(preprocessing)
+    if not volume and data.ndim == 3 and data.shape[2] == 4:
+        data = data[..., :3]  # alpha is no intensity
     mode = resolved_mode(preprocessing, data.dtype)
     if mode == "dtype":
         low, high = _type_range(data.dtype)
@@ -215,6 +216,37 @@ def fit_intensity(data: np.ndarray, preprocessing: Preprocessing, *, invert: boo
         low, high = (float(v) for v in preprocessing.value_range)
         return IntensityMap(low, high, clip=True, invert=invert)
     return _window_map(preprocessing.input_window, invert)
+
+
+def check_volume(
+    volume: np.ndarray, *, window: tuple[float, float] | None = None, invert: bool = False
+) -> np.ndarray:
+    """*volume* as an array, after checking that it can be segmented slice by
+    slice with this window and inversion.
+
+    Raises
+    ------
+    InvalidArgumentError
+        Not ``Z x H x W`` or ``Z x H x W x 3``, not numeric, a window or
+        *invert* on a colour volume, or a window narrower than 1.
+    """
+    from segstudio.windowing import window_bounds
+
+    array = np.asarray(volume)
+    if array.ndim not in (3, 4) or (array.ndim == 4 and array.shape[3] != 3):
+        raise InvalidArgumentError(f"a volume must be Z x H x W or Z x H x W x 3, got shape {array.shape}")
+    if array.dtype.kind not in "biuf":
+        raise InvalidArgumentError(f"cannot segment voxels of type {array.dtype}")
+    if array.ndim == 4 and invert:
+        raise InvalidArgumentError("inversion (MONOCHROME1) applies to grey volumes, not to colour ones")
+    if window is not None:
+        if array.ndim == 4:
+            raise InvalidArgumentError("a window applies to grey volumes (CT, MR), not to colour ones")
+        center, width = (float(v) for v in window)
+        if not np.isfinite(center):
+            raise InvalidArgumentError(f"window centre must be a finite number, got {center}")
+        window_bounds(center, width)  # raises for a width below 1
+    return array
 
 
 def volume_intensity(
@@ -240,27 +272,20 @@ def volume_intensity(
         A window or *invert* on a colour volume, a bad window, or a
         non-numeric volume.
     """
-    array = np.asarray(volume)
-    if array.ndim not in (3, 4) or (array.ndim == 4 and array.shape[3] != 3):
-        raise InvalidArgumentError(f"a volume must be Z x H x W or Z x H x W x 3, got shape {array.shape}")
-    if array.dtype.kind not in "biuf":
-        raise InvalidArgumentError(f"cannot segment voxels of type {array.dtype}")
-    colour = array.ndim == 4
-    if colour and invert:
-        raise InvalidArgumentError("inversion (MONOCHROME1) applies to grey volumes, not to colour ones")
     window = preprocessing.input_window
     if window is None and preprocessing.normalization == "dtype":
         window = view_window
-    if window is not None and preprocessing.normalization not in ("range",):
-        if colour:
-            raise InvalidArgumentError("a window applies to grey volumes (CT, MR), not to colour ones")
+    if preprocessing.normalization == "range":
+        window = None
+    array = check_volume(volume, window=window, invert=invert)
+    if window is not None:
         return _window_map(window, invert)
     if preprocessing.normalization == "dtype":
         if array.dtype == np.uint8:
             return IntensityMap(0.0, 255.0, invert=invert)
         low, high = robust_range(array, *LEGACY_VOLUME_PERCENTILES)
         return IntensityMap(low, high, clip=True, invert=invert)
-    return fit_intensity(array, preprocessing, invert=invert)
+    return fit_intensity(array, preprocessing, invert=invert, volume=True)
 
 
 def to_unit_range(

@@ -72,6 +72,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--loss", choices=["auto", "ce", "dice_ce"], default="auto",
                         help="auto (default): Dice + cross-entropy when a class holds under 10%% of the labelled "
                         "pixels, else cross-entropy")
+    parser.add_argument("--affinity", type=float, default=1.0,
+                        help="weight of the term that spreads labels into unlabelled pixels of similar intensity "
+                        "nearby (sparse corrections; default 1, 0 turns it off)")
     parser.add_argument("--border-weight", action="store_true",
                         help="weight the loss by the U-Net border map (separates touching objects)")
     parser.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], default="auto",
@@ -92,8 +95,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         "slices (and, with --normalize window, every image) become the model's input through it")
     parser.add_argument("--val-every", type=int, default=1, help="validate every N epochs (default 1)")
     parser.add_argument("--paper-variant", action="store_true",
-                        help="with --model: the paper's network (for U-Net: valid convolutions, 64 channels, no "
-                        "BatchNorm) instead of the training default (U-Net: same padding, BatchNorm, 16 channels)")
+                        help="with --model: the paper's network (for U-Net: valid convolutions, 64 channels, depth "
+                        "4, no BatchNorm) instead of the training default (U-Net: same padding, BatchNorm, 16 "
+                        "channels, depth 3)")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="builder argument, e.g. base_width=32 (values parsed as JSON where possible)")
     parser.set_defaults(run=run)
@@ -268,7 +272,8 @@ def _train(args: argparse.Namespace, context: Any) -> int:
     config = TrainConfig(
         epochs=epochs, steps=steps, time_budget_s=budget, batch_size=args.batch_size, crop_size=args.crop,
         class_share=args.class_share, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
-        schedule=args.schedule, warmup=args.warmup, loss=args.loss, border_weight=args.border_weight,
+        schedule=args.schedule, warmup=args.warmup, loss=args.loss, affinity=args.affinity,
+        border_weight=args.border_weight,
         freeze_backbone=args.freeze_backbone, amp=args.amp, device=args.device, seed=args.seed,
         val_every=args.val_every,
     )
@@ -299,6 +304,10 @@ def _train(args: argparse.Namespace, context: Any) -> int:
     in_channels = 3 if any(image.ndim == 3 for image, _ in loaded.samples) else 1
     check_labels(loaded.samples, num_classes, [pairs_by_image[path] for path in loaded.paths])
     model, meta = _build_model(args, num_classes, in_channels, names, colors)
+    pretrained = any(item.split("=", 1)[0].strip() == "weights_backbone" for item in args.model_arg)
+    if args.freeze_backbone and args.checkpoint is None and not pretrained:
+        log.warning("--freeze-backbone on a network trained from scratch keeps its random backbone; "
+                    "it learns far less than a full run")
 
     train = [loaded.samples[i] for i in train_index]
     val = [loaded.samples[i] for i in val_index]

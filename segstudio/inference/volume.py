@@ -29,37 +29,21 @@ import numpy as np
 from segstudio.errors import InvalidArgumentError
 from segstudio.inference.predictor import PredictionResult, Predictor
 from segstudio.io.masks import unlabelled_for
-from segstudio.preprocess import MappedImage, volume_intensity
+from segstudio.preprocess import LEGACY_VOLUME_PERCENTILES, MappedImage, check_volume, robust_range, volume_intensity
 from segstudio.tasks import CancelToken, Progress, Task
 from segstudio.windowing import apply_window, invert_grey
 
 log = logging.getLogger(__name__)
 
-# Percentiles of more voxels than this are taken on an even subsample: the
-# result is the same to well below a grey level and a 512 x 512 x 600 CT
-# needs no 1.2 GB float64 copy.
-_PERCENTILE_SAMPLE = 1 << 24
-
-
 def volume_display_range(volume_array: np.ndarray) -> tuple[float, float] | None:
-    """``(lo, hi)``: the 0.5th and 99.5th percentiles of the finite values.
+    """``(lo, hi)``: the 0.5th and 99.5th percentiles of the finite values (how
+    volumes without a window are shown).
 
     Falls back to the minimum and maximum when the percentiles coincide (a
     mostly constant volume); ``None`` when every value is the same or none is
     finite.
     """
-    values = np.asarray(volume_array).reshape(-1)
-    step = max(1, -(-values.size // _PERCENTILE_SAMPLE))
-    sample = values[::step].astype(np.float64)
-    sample = sample[np.isfinite(sample)]
-    if sample.size == 0:
-        return None
-    lo, hi = (float(v) for v in np.percentile(sample, [0.5, 99.5]))
-    if hi <= lo:
-        lo, hi = float(sample.min()), float(sample.max())
-    if hi <= lo:
-        return None
-    return lo, hi
+    return robust_range(volume_array, *LEGACY_VOLUME_PERCENTILES, constant_ok=False)
 
 
 def slice_normaliser(
@@ -84,18 +68,9 @@ def slice_normaliser(
         A window or *invert* on a colour volume, a bad window, or a
         non-numeric volume.
     """
-    array = np.asarray(volume_array)
-    if array.ndim not in (3, 4) or (array.ndim == 4 and array.shape[3] != 3):
-        raise InvalidArgumentError(f"a volume must be Z x H x W or Z x H x W x 3, got shape {array.shape}")
-    if array.dtype.kind not in "biuf":
-        raise InvalidArgumentError(f"cannot segment voxels of type {array.dtype}")
-    if array.ndim == 4 and invert:
-        raise InvalidArgumentError("inversion (MONOCHROME1) applies to grey volumes, not to colour ones")
+    array = check_volume(volume_array, window=window, invert=invert)
     if window is not None:
-        if array.ndim == 4:
-            raise InvalidArgumentError("a window applies to grey volumes (CT, MR), not to colour ones")
         center, width = (float(v) for v in window)
-        apply_window(array[:1, :1, :1], center, width)  # checks the window before any slice is predicted
         return lambda k: apply_window(array[k], center, width, invert=invert)
     normalise = _percentile_normaliser(array)
     return (lambda k: invert_grey(normalise(k))) if invert else normalise

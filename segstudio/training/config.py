@@ -75,6 +75,11 @@ class TrainConfig:
     loss:
         ``"auto"`` (Dice + cross-entropy when a class holds less than 10 % of
         the labelled pixels, else cross-entropy), ``"ce"`` or ``"dice_ce"``.
+    affinity:
+        Weight of the pairwise term that spreads labels into unlabelled
+        pixels of similar intensity nearby
+        (:func:`~segstudio.training.pairwise.affinity_loss`); it acts only on
+        crops with unlabelled pixels. 0 turns it off.
     class_weights:
         Optional cross-entropy weight per class.
     border_weight:
@@ -120,6 +125,7 @@ class TrainConfig:
     schedule: str = "cosine"
     warmup: float = 0.05
     loss: str = "auto"
+    affinity: float = 1.0
     class_weights: list[float] | None = None
     border_weight: bool = False
     freeze_backbone: bool = False
@@ -166,6 +172,9 @@ class TrainConfig:
             raise InvalidArgumentError(
                 f"device must be one of {', '.join(DEVICES)} (or cuda:N), got {self.device!r}"
             )
+        if isinstance(self.affinity, bool) or not isinstance(self.affinity, int | float) \
+                or not math.isfinite(self.affinity) or self.affinity < 0:
+            raise InvalidArgumentError(f"affinity must be a non-negative number, got {self.affinity!r}")
         for name in ("lr", "weight_decay", "time_budget_s"):
             value = getattr(self, name)
             if value is None:
@@ -211,8 +220,9 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         values = dict(values)
         if "steps" not in values:
-            # settings written before runs had a warm-up (or a length in steps)
+            # settings written before runs had a warm-up, the pairwise term (or a length in steps)
             values.setdefault("warmup", 0.0)
+            values.setdefault("affinity", 0.0)
         unknown = sorted(set(values) - known)
         if unknown:
             raise InvalidArgumentError(f"unknown training setting(s): {', '.join(unknown)}")

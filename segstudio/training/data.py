@@ -233,8 +233,9 @@ class SegmentationDataset(Dataset):
 
     Each item is a dict: ``"image"`` (float32 ``C x crop x crop``,
     normalised), ``"target"`` (int64 ``crop x crop``, unlabelled =
-    :data:`~segstudio.training.losses.IGNORE_INDEX`) and, when weight maps
-    are given, ``"weights"`` (float32 ``crop x crop``).
+    :data:`~segstudio.training.losses.IGNORE_INDEX`), ``"inside"`` (bool
+    ``crop x crop``: False where the crop reaches past the image) and, when
+    weight maps are given, ``"weights"`` (float32 ``crop x crop``).
 
     Crops come from :class:`~segstudio.training.sampling.LabelledPixelSampler`:
     every crop holds labelled pixels, images weigh by their labelled area, and
@@ -334,19 +335,21 @@ class SegmentationDataset(Dataset):
         height, width = labels.shape
         y0, x0 = max(top, 0), max(left, 0)
         y1, x1 = min(top + window, height), min(left + window, width)
-        inside = (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
+        region = (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
         planes = np.zeros((self.in_channels, window, window), np.float32)
         target = np.full((window, window), IGNORE_INDEX, np.int32)
+        in_image = np.zeros((window, window), np.uint8)
         weights = np.zeros((window, window), np.float32) if self.weight_maps is not None else None
         if y1 > y0 and x1 > x0:
-            planes[(slice(None), *inside)] = to_unit_range(
+            in_image[region] = 1
+            planes[(slice(None), *region)] = to_unit_range(
                 image[y0:y1, x0:x1], self.in_channels, channel_order=self.preprocessing.channel_order,
                 intensity=self.intensities[index],
             )
-            target[inside] = labels_to_target(np.asarray(labels[y0:y1, x0:x1]))
+            target[region] = labels_to_target(np.asarray(labels[y0:y1, x0:x1]))
             if weights is not None:
-                weights[inside] = self.weight_maps[index][y0:y1, x0:x1]
-        cut = {"image": planes, "mask": target}
+                weights[region] = self.weight_maps[index][y0:y1, x0:x1]
+        cut = {"image": planes, "mask": target, "inside": in_image}
         if weights is not None:
             cut["weights"] = weights
         return cut
@@ -369,6 +372,7 @@ class SegmentationDataset(Dataset):
         item: dict[str, Any] = {
             "image": tv_tensors.Image(torch.from_numpy(cut["image"])),
             "mask": tv_tensors.Mask(torch.from_numpy(cut["mask"])),
+            "inside": tv_tensors.Mask(torch.from_numpy(cut["inside"])),
         }
         if "weights" in cut:
             item["weights"] = tv_tensors.Mask(torch.from_numpy(cut["weights"]))
@@ -388,6 +392,7 @@ class SegmentationDataset(Dataset):
         out = {
             "image": normalize(item["image"].as_subclass(torch.Tensor).float(), self.preprocessing),
             "target": item["mask"].as_subclass(torch.Tensor).long(),
+            "inside": item["inside"].as_subclass(torch.Tensor).bool(),
         }
         if "weights" in item:
             out["weights"] = item["weights"].as_subclass(torch.Tensor).float()

@@ -61,7 +61,8 @@ from segstudio.training.data import Sample, SegmentationDataset, check_labels
 from segstudio.training.distributed import DistributedContext
 from segstudio.training.evaluate import evaluate
 from segstudio.training.freeze import freeze_backbone, restore_requires_grad
-from segstudio.training.losses import border_weight_map, build_loss
+from segstudio.training.losses import IGNORE_INDEX, border_weight_map, build_loss
+from segstudio.training.pairwise import affinity_loss
 from segstudio.training.state import (
     BEST_NAME,
     LAST_NAME,
@@ -318,6 +319,8 @@ def train_steps(
         if resume:
             restore_optimizers(saved, optimizer, scaler, out)
         loss_fn = build_loss(loss_name, config.class_weights).to(device)
+        unit = tuple(torch.tensor(v, dtype=torch.float32, device=device)[:, None, None]
+                     for v in (base.preprocessing.mean, base.preprocessing.std))
         length = [f"{total_steps} steps" if total_steps is not None else None,
                   f"{config.time_budget_s:.0f} s" if config.time_budget_s else None]
         log.info(
@@ -367,7 +370,7 @@ def train_steps(
                                                      config.warmup, step_end=plan.progress(run.step + 1, elapsed))
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                loss = _step(net, batch, loss_fn, optimizer, scaler, device, amp_dtype, config, run.step)
+                loss = _step(net, batch, loss_fn, optimizer, scaler, device, amp_dtype, config, run.step, unit)
                 run.step += 1
                 losses.append(loss)
                 now = time.perf_counter()
@@ -500,8 +503,10 @@ def _step(
     amp_dtype: torch.dtype | None,
     config: TrainConfig,
     step: int,
+    unit: tuple[torch.Tensor, torch.Tensor],
 ) -> float:
-    """One optimisation step; returns the loss."""
+    """One optimisation step; returns the loss. ``unit``: the preprocessing's
+    mean and std (``C x 1 x 1``), to take the input back to 0..1."""
     non_blocking = device.type == "cuda"
     images = batch["image"].to(device, non_blocking=non_blocking)
     if config.channels_last:
@@ -522,6 +527,13 @@ def _step(
         raise
     # the loss runs in float32 whatever the autocast precision
     loss = loss_fn(logits.float(), target, weights)
+    if config.affinity > 0 and bool((target == IGNORE_INDEX).any()):
+        # sparse labels: spread them into the unlabelled pixels along the image (back in 0..1)
+        mean, std = unit
+        grey = (images.float() * std + mean).mean(dim=1)
+        inside = batch.get("inside")
+        inside = inside.to(device, non_blocking=non_blocking) if inside is not None else None
+        loss = loss + config.affinity * affinity_loss(logits, grey, target, inside)
     if not torch.isfinite(loss) and scaler is None:
         raise InvalidArgumentError(
             f"training diverged at step {step + 1} (the loss is {loss.item()}); lower the learning rate"

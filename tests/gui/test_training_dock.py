@@ -4,7 +4,7 @@ resume, cancel, versions and rollback, with the window responsive."""
 import os
 
 import pytest
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 
 from segstudio.demo import prepare_demo
 
@@ -162,17 +162,26 @@ def _demo_with_a_new_class(folder):
     return project
 
 
+def _train_one_epoch_adopting(qtbot, window, project):
+    """Open the project, press Train (one epoch, Fast, Adopt when better) and wait for the run to finish."""
+    assert window.open_path(project.folder)
+    training, panel = window.training, window.training_panel
+    # as a user sets the dock: one epoch, Fast, on the CPU, a quarter held out, adopt when better
+    panel._epochs.setValue(1)
+    panel._mode.setCurrentIndex(panel._mode.findData(True))
+    panel._device.setCurrentText("cpu")
+    panel._val_share.setValue(0.25)
+    panel._auto_adopt.setChecked(True)
+    with qtbot.waitSignal(training.runEnded, timeout=120000) as ended:
+        qtbot.mouseClick(panel._train, Qt.MouseButton.LeftButton)
+    assert ended.args[0] == "finished", window.last_error
+    return training, panel
+
+
 def test_a_run_for_new_classes_is_adopted_without_comparing_the_parent(qtbot, window, tmp_path, caplog):
     caplog.set_level("INFO", logger="segstudio.gui.training_runs")
     project = _demo_with_a_new_class(tmp_path / "demo")
-    assert window.open_path(project.folder)
-    training = window.training
-    panel = window.training_panel
-    panel.trainRequested.emit({**panel.settings(), "epochs": 1, "freeze_backbone": True, "device": "cpu",
-                               "val_fraction": 0.25, "auto_adopt": True})
-    with qtbot.waitSignal(training.runEnded, timeout=120000) as ended:
-        pass
-    assert ended.args[0] == "finished", window.last_error
+    training, panel = _train_one_epoch_adopting(qtbot, window, project)
     assert "trainer: the model learns the project's 4 classes: kept background, cytoplasm, nucleus; new debris; " \
            "dropped none" in caplog.messages
     versions = training.store.list()
@@ -240,3 +249,30 @@ def test_without_a_model_or_an_architecture_training_says_what_to_choose(qtbot, 
     assert not window.training.running
     assert "choose an architecture or a checkpoint" in window.last_error.text()
     assert window.training.store.list() == []
+
+
+def test_a_collapsed_run_is_flagged_and_never_adopted(qtbot, window, tmp_path):
+    """A run whose model answers one class everywhere says so, and stays out even where a run
+    for new classes would be adopted without comparison."""
+    import torch
+
+    from segstudio.models.checkpoint import load_checkpoint, save_checkpoint
+    from segstudio.training.versions import VersionStore
+
+    from segstudio.resources import DEMO_MODEL, resource_path
+
+    project = _demo_with_a_new_class(tmp_path / "demo")
+    model, meta = load_checkpoint(resource_path(*DEMO_MODEL))
+    with torch.no_grad():
+        model.classifier.bias.copy_(torch.tensor([50.0, 0.0, 0.0]))  # background, whatever the image
+    biased = save_checkpoint(tmp_path / "background.safetensors", model, meta)
+    VersionStore(project.folder).import_checkpoint(biased, name="answers background", activate=True)
+    training, panel = _train_one_epoch_adopting(qtbot, window, project)
+    versions = training.store.list()
+    assert [v.id for v in versions] == ["v0001", "v0002"]
+    new = versions[-1]
+    assert new.collapsed and "'background'" in new.collapse["reason"]
+    assert training.store.active_id == "v0001"  # not adopted, although its classes are new
+    assert "v0002 COLLAPSED, not adopted" in panel._status.text()
+    assert "collapsed" in window.statusBar().currentMessage()
+    assert panel.versions.item(1, 3).text() == "collapsed"

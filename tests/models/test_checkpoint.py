@@ -197,3 +197,43 @@ def test_a_fixed_input_window_round_trips_and_old_files_have_none(tmp_path):
     assert ckpt.read_meta(path).preprocessing.input_window == (40.0, 400.0)
     plain = ckpt.save_checkpoint(tmp_path / "plain.safetensors", model, ckpt.make_meta(model))
     assert ckpt.read_meta(plain).preprocessing.input_window is None
+
+
+def _rewrite_metadata(path, change):
+    """Edit a checkpoint's JSON metadata in place, as an older segstudio would have written it."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+        metadata = handle.metadata()
+    data = json.loads(metadata[ckpt.METADATA_KEY])
+    change(data)
+    save_file(tensors, str(path), metadata={**metadata, ckpt.METADATA_KEY: json.dumps(data)})
+
+
+def test_a_checkpoint_from_before_the_normalisation_was_recorded_keeps_dividing_by_the_type_maximum(tmp_path):
+    import numpy as np
+
+    from segstudio.preprocess import image_to_tensor
+
+    model = _small_unet()
+    path = ckpt.save_checkpoint(tmp_path / "old.safetensors", model, ckpt.make_meta(model))
+    assert ckpt.read_meta(path).preprocessing.normalization == "auto"  # what new ones record
+    for key in ("normalization", "percentiles", "value_range"):
+        _rewrite_metadata(path, lambda data, key=key: data["preprocessing"].pop(key))
+    preprocessing = ckpt.read_meta(path).preprocessing
+    assert preprocessing.normalization == "dtype"
+    image = np.array([[0, 100], [200, 300]], np.uint16)
+    expected = (image / 65535.0 - preprocessing.mean[0]) / preprocessing.std[0]
+    np.testing.assert_allclose(image_to_tensor(image, preprocessing)[0].numpy(), expected, rtol=1e-5)
+    _, loaded = ckpt.load_checkpoint(path)
+    assert loaded.preprocessing == preprocessing
+
+
+def test_a_damaged_normalisation_is_refused(tmp_path):
+    model = _small_unet()
+    path = ckpt.save_checkpoint(tmp_path / "bad.safetensors", model, ckpt.make_meta(model))
+    _rewrite_metadata(path, lambda data: data["preprocessing"].update(normalization="magic"))
+    with pytest.raises(CheckpointError, match="preprocessing is damaged: normalization must be one of"):
+        ckpt.read_meta(path)

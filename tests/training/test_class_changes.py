@@ -129,7 +129,8 @@ def test_an_untrained_start_is_a_first_version_with_the_projects_classes(tmp_pat
     assert version.name == "untrained start (unet)" and version.class_names == ["sky", "road", "car"]
     model, meta = load_checkpoint(version.checkpoint)
     assert meta.class_colors == colors and meta.provenance["untrained_start"] is True
-    assert meta.arch_args == {"num_classes": 3, "in_channels": 3, "depth": 4,
+    # the registry's training variant of U-Net
+    assert meta.arch_args == {"num_classes": 3, "in_channels": 3, "depth": 3,
                               "padding": "same", "batch_norm": True, "base_width": 16}
     assert meta.preprocessing.channel_order == "RGB" and meta.preprocessing.mean == (0.5, 0.5, 0.5)
     torch.manual_seed(5)

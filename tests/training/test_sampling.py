@@ -77,6 +77,9 @@ def test_an_image_smaller_than_the_crop_is_padded_with_unlabelled_pixels():
         target = dataset[index]["target"]
         assert target.shape == (64, 64)
         assert int((target == 1).sum()) == 600 and int((target == IGNORE_INDEX).sum()) == 64 * 64 - 600
+        # the crop says where the image is, so that padding takes part in no pairwise term
+        inside = dataset[index]["inside"]
+        assert inside.dtype == torch.bool and torch.equal(inside, target == 1)
 
 
 def test_crops_are_a_function_of_seed_epoch_and_index():

@@ -202,7 +202,8 @@ class TrainingPanel(QWidget):
         active_row = -1
         for row, version in enumerate(versions):
             marker = " (active)" if version.id == active_id else ""
-            cells = [f"{version.id}{marker}", version.parent or version.name, _score(version.mean_iou), version.status]
+            status = "collapsed" if getattr(version, "collapsed", False) else version.status
+            cells = [f"{version.id}{marker}", version.parent or version.name, _score(version.mean_iou), status]
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, version.id)
