@@ -223,9 +223,10 @@ def annotate(name: str, images: list[tuple[str, np.ndarray, np.ndarray]], second
         trained = time.monotonic() - started
         totals[0] += pixels
         totals[1] += scratch_pixels
-        ratio = scratch_pixels / max(pixels, 1)
+        # no pixel to correct: the proposal already reached the target Dice
+        ratio = f"{scratch_pixels / pixels:5.1f}x" if pixels else "  none"
         print(f"  {stem:10s} {proposal_dice:13.3f} {pixels:8d} {strokes:7d} {trained:7.0f} | "
-              f"{scratch_pixels:16d} {scratch_strokes:7d} | {ratio:5.1f}x", flush=True)
+              f"{scratch_pixels:16d} {scratch_strokes:7d} | {ratio}", flush=True)
     print(f"  all images: {totals[0]} pixels with the model, {totals[1]} without "
           f"({totals[1] / max(totals[0], 1):.1f}x fewer)", flush=True)
 

@@ -92,7 +92,9 @@ class MappedImage(np.ndarray):
     """An image array that carries the :class:`IntensityMap` it must be fed with.
 
     A volume's slice is one: its map comes from the whole volume. Views and
-    slices of it (tiles, crops) keep the map; ``numpy.asarray`` drops it.
+    slices of it (tiles, crops) and ``astype`` copies keep the map;
+    ``numpy.asarray`` drops it, and so does arithmetic, whose values the map
+    was not fitted on.
     """
 
     intensity: IntensityMap | None
@@ -104,6 +106,14 @@ class MappedImage(np.ndarray):
 
     def __array_finalize__(self, obj) -> None:
         self.intensity = getattr(obj, "intensity", None)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        def plain(values):
+            return tuple(np.asarray(x) if isinstance(x, MappedImage) else x for x in values)
+
+        if "out" in kwargs:
+            kwargs["out"] = plain(kwargs["out"])
+        return getattr(ufunc, method)(*plain(inputs), **kwargs)
 
     def __reduce__(self):
         # pickled (to a worker process) as a plain array plus its map
@@ -275,8 +285,6 @@ def volume_intensity(
     window = preprocessing.input_window
     if window is None and preprocessing.normalization == "dtype":
         window = view_window
-    if preprocessing.normalization == "range":
-        window = None
     array = check_volume(volume, window=window, invert=invert)
     if window is not None:
         return _window_map(window, invert)
@@ -414,7 +422,8 @@ def with_normalization(
     ------
     InvalidArgumentError
         An unknown mode, or a mode without the values it needs (``"range"``
-        needs *value_range*, ``"window"`` an input window).
+        needs *value_range* and takes no input window, ``"window"`` needs
+        an input window).
     """
     changed = replace(
         preprocessing,
@@ -423,5 +432,7 @@ def with_normalization(
         value_range=tuple(value_range) if value_range is not None else preprocessing.value_range,
         input_window=tuple(input_window) if input_window is not None else preprocessing.input_window,
     )
+    if mode == "range" and input_window is None:
+        changed = replace(changed, input_window=None)  # a window carried over from before means nothing here
     check_preprocessing(changed)
     return changed

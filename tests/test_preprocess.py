@@ -159,7 +159,10 @@ def test_percentile_range_window_and_their_checks():
     windowed = with_normalization(GREY_IDENTITY, "window", input_window=(40.0, 400.0))
     np.testing.assert_allclose(image_to_tensor(ct, windowed)[0].numpy() * 255,
                                apply_window(ct, 40.0, 400.0).astype(np.float64), atol=0.51)
-    for mode, values in (("range", {}), ("window", {}), ("nonsense", {}), ("percentile", {"percentiles": (5, 2)})):
+    # a window carried over from a windowed model is dropped by "range"; asked for together, refused
+    assert with_normalization(windowed, "range", value_range=(0.0, 100.0)).input_window is None
+    for mode, values in (("range", {}), ("window", {}), ("nonsense", {}), ("percentile", {"percentiles": (5, 2)}),
+                         ("range", {"value_range": (0.0, 1.0), "input_window": (40.0, 400.0)})):
         with pytest.raises(InvalidArgumentError):
             with_normalization(GREY_IDENTITY, mode, **values)
 
@@ -185,6 +188,10 @@ def test_tiles_of_an_image_map_as_the_whole_image_does():
     # a MappedImage carries its map into tiles and crops
     mapped = MappedImage(image, intensity)
     torch.testing.assert_close(image_to_tensor(mapped[:, :48], GREY_IDENTITY), whole[:, :, :48])
+    assert mapped.astype(np.float32)[:, :48].intensity == intensity
+    # arithmetic makes other values, which the map was not fitted on: it is dropped
+    assert not isinstance(mapped * 2, MappedImage) and not isinstance(np.sqrt(mapped), MappedImage)
+    assert fit_intensity(mapped + 1000, GREY_IDENTITY) != intensity
 
 
 def test_a_volume_is_mapped_by_its_own_statistics_never_by_the_display():

@@ -95,6 +95,9 @@ def check_preprocessing(preprocessing: Preprocessing) -> None:
         lo, hi = (float(v) for v in preprocessing.value_range)
         if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
             raise InvalidArgumentError(f"the value range must be two finite numbers, low < high, got {lo}, {hi}")
+        if preprocessing.input_window is not None:
+            raise InvalidArgumentError("normalization 'range' maps a fixed value range and takes no input window; "
+                                       "use 'window' for a CT/MR window")
     if mode == "window":
         if preprocessing.input_window is None:
             raise InvalidArgumentError("normalization 'window' needs an input window (centre, width)")

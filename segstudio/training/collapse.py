@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from segstudio.metrics import mean_iou
+from segstudio.metrics import iou_per_class
 from segstudio.models.checkpoint import CheckpointMeta
+from segstudio.tasks import CancelToken
 from segstudio.training.data import Sample
 from segstudio.training.evaluate import confusion_of
 
@@ -123,9 +124,12 @@ def verdict(
             f"it predicts {names[top]!r} on {100 * predicted[top] / total:.1f} % of its own training pixels, "
             f"where the labels hold {int((truth > 0).sum())} classes"
         )
-    model_iou = mean_iou(score_cm) if score_cm.sum() else float("nan")
+    # both over the classes the labels hold: a class the model only predicts
+    # costs its pixels in the other classes' IoU, not a zero of its own
     score_truth = score_cm.sum(axis=1)
-    majority_iou = mean_iou(majority_confusion(score_truth, majority)) if score_truth.sum() else float("nan")
+    present = score_truth > 0
+    model_iou = _mean_iou_over(score_cm, present)
+    majority_iou = _mean_iou_over(majority_confusion(score_truth, majority), present)
     if np.isfinite(model_iou) and np.isfinite(majority_iou) and model_iou <= majority_iou \
             and int((score_truth > 0).sum()) >= 2:
         reasons.append(
@@ -143,6 +147,12 @@ def verdict(
     )
 
 
+def _mean_iou_over(cm: np.ndarray, classes: np.ndarray) -> float:
+    if not classes.any():
+        return float("nan")
+    return float(np.nanmean(iou_per_class(cm)[classes]))
+
+
 def check_collapse(
     model: nn.Module,
     train_samples: Sequence[Sample],
@@ -152,6 +162,7 @@ def check_collapse(
     *,
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    cancel: CancelToken | None = None,
 ) -> CollapseReport:
     """Run the model on (up to 8 of) its training images and on the
     validation images, and judge (see the module docstring).
@@ -162,7 +173,7 @@ def check_collapse(
     chosen = sorted(range(len(train_samples)),
                     key=lambda i: -int(_labelled_count(train_samples[i][1])))[:_MAX_IMAGES]
     train = [train_samples[i] for i in chosen]
-    options = {"amp_dtype": amp_dtype, "channels_last": channels_last}
+    options = {"amp_dtype": amp_dtype, "channels_last": channels_last, "cancel": cancel}
     train_cm = confusion_of(model, train, meta, device, max_side=_MAX_SIDE, **options)
     if val_samples:
         score_cm = confusion_of(model, val_samples, meta, device, **options)

@@ -364,8 +364,9 @@ class SegmentationDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         choice = self.sampler.draw(rng)
         window = self.crop_size
-        if self.scale is not None and self.scale[0] != self.scale[1]:
-            factor = math.exp(rng.uniform(math.log(self.scale[0]), math.log(self.scale[1])))
+        if self.scale is not None and self.scale != (1.0, 1.0):
+            low, high = self.scale
+            factor = low if low == high else math.exp(rng.uniform(math.log(low), math.log(high)))
             window = max(1, round(self.crop_size / factor))
         top, left = place_window(choice, self.sampler.shapes[choice.sample], window, rng)
         cut = self._cut(choice.sample, top, left, window)

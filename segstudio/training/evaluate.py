@@ -22,7 +22,8 @@ _MARGIN = 32
 def labelled_view(image: np.ndarray, labels: np.ndarray, preprocessing, *, max_side: int | None = None):
     """The part of a sample worth running the model on: the bounding box of
     its labelled pixels plus a margin (the whole image when it is all
-    labelled), at most ``max_side`` pixels a side around the box's centre.
+    labelled), at most ``max_side`` pixels a side around the labelled pixel
+    nearest the box's centre.
     The image part carries the whole image's intensity map, so it looks to
     the model as it does in the whole image. ``None`` when nothing is labelled.
     """
@@ -35,12 +36,18 @@ def labelled_view(image: np.ndarray, labels: np.ndarray, preprocessing, *, max_s
     bounds = []
     for first, last, extent in ((rows[0], rows[-1], height), (cols[0], cols[-1], width)):
         start, stop = max(0, int(first) - _MARGIN), min(extent, int(last) + 1 + _MARGIN)
-        if max_side is not None and stop - start > max_side:
-            centre = (start + stop) // 2
-            start = min(max(0, centre - max_side // 2), extent - max_side)
-            stop = start + max_side
-        bounds.append(slice(start, stop))
-    window = tuple(bounds)
+        bounds.append([start, stop])
+    if max_side is not None and any(stop - start > max_side for start, stop in bounds):
+        # centred on the labelled pixel nearest the box's centre, so that the window holds labels
+        ys, xs = np.nonzero(labelled)
+        centre_y, centre_x = (bounds[0][0] + bounds[0][1]) / 2, (bounds[1][0] + bounds[1][1]) / 2
+        nearest = int(np.argmin(np.abs(ys - centre_y) + np.abs(xs - centre_x)))
+        for axis, (centre, extent) in enumerate(((ys[nearest], height), (xs[nearest], width))):
+            start, stop = bounds[axis]
+            if stop - start > max_side:
+                start = min(max(0, int(centre) - max_side // 2), extent - max_side)
+                bounds[axis] = [start, start + max_side]
+    window = tuple(slice(start, stop) for start, stop in bounds)
     if window == (slice(0, height), slice(0, width)):
         return image, labels
     intensity = fit_intensity(image, preprocessing)

@@ -9,8 +9,9 @@ Crops come from the labelled pixels (:mod:`segstudio.training.sampling`);
 an epoch covers the labelled pixels once. A run is as long as its epochs,
 its steps or its time budget say, whichever ends first; the learning rate
 warms up and then decays over that length (by the clock when a time budget
-is set). At the end of each epoch, and when the run stops, it writes, each
-file atomically:
+is set). At the end of each epoch (skipping epochs while writing takes more
+than a tenth of the time, see ``_SAVE_SHARE``), and when the run stops, it
+writes, each file atomically:
 
 * ``last.safetensors``: the model, with the epoch, step, scores and history
   in the checkpoint's provenance;
@@ -25,7 +26,7 @@ training pixels, or no better than always answering the most common class.
 The result, the checkpoints' provenance and the log say so.
 
 Cancelling raises :class:`~segstudio.tasks.TaskCancelled` and leaves the
-files of the last finished epoch as they were; ``resume=True`` picks up from
+files of the last saved epoch as they were; ``resume=True`` picks up from
 them at the same step and the same point of the learning-rate schedule.
 """
 
@@ -78,10 +79,18 @@ from segstudio.training.state import (
 
 log = logging.getLogger(__name__)
 
-# In a run with a time budget, a validation is skipped while the last one
-# took more than this share of the time since (large validation images must
-# not eat the budget).
+# An epoch can be a single step (a fully labelled 512 x 512 image is four
+# crops), so its validation and files are skipped while they cost too much:
+# a validation while the last one took more than this share of the time
+# since (in a timed run always, so that large validation images do not eat
+# the budget; otherwise once it took more than _COSTLY_S seconds) ...
 _VALIDATION_SHARE = 0.25
+# ... and a save whose last one took more than _COSTLY_S seconds, while that
+# was more than its share of the time since (a VGG net's files with their
+# optimizer state are gigabytes). The last epoch always validates and saves,
+# and so does an epoch whose validation improved.
+_SAVE_SHARE = 0.1
+_COSTLY_S = 1.0
 
 #: the clock of time budgets (a module attribute, so tests can drive it)
 _clock = time.monotonic
@@ -332,8 +341,8 @@ def train_steps(
             f", {distributed.world_size} processes ({distributed.backend})" if distributed is not None else "",
         )
         started = _clock() - run.elapsed_s
-        last_validation_s = 0.0
-        since_validation = _clock()
+        last_validation_s = last_save_s = 0.0
+        since_validation = since_save = _clock()
         stopped = False
         first_step = run.step
         while run.step == first_step or not plan.done(run.step, _clock() - started):
@@ -402,8 +411,9 @@ def train_steps(
                     record["partial"] = True  # the run's length ended inside this epoch
             scores = None
             due = (epoch + 1) % config.val_every == 0 or finished
-            if due and config.time_budget_s is not None and not finished:
-                due = last_validation_s <= _VALIDATION_SHARE * (_clock() - since_validation)
+            if due and not finished:
+                due = _affordable(last_validation_s, _clock() - since_validation, _VALIDATION_SHARE,
+                                  floor=0.0 if config.time_budget_s is not None else _COSTLY_S)
             if is_main and val_samples and due:
                 validation_started = _clock()
                 scores = evaluate(
@@ -433,13 +443,17 @@ def train_steps(
                 model.eval()
                 if is_main:
                     run.collapse = check_collapse(model, train_samples, val_samples, base, device,
-                                                  amp_dtype=amp_dtype, channels_last=config.channels_last)
+                                                  amp_dtype=amp_dtype, channels_last=config.channels_last,
+                                                  cancel=cancel)
                     if run.collapse.collapsed:
                         log.warning("the model collapsed: %s", run.collapse.reason)
-            if is_main:
+            if is_main and (finished or improved or _affordable(last_save_s, _clock() - since_save, _SAVE_SHARE)):
+                save_started = _clock()
                 _save_epoch(out, model, _epoch_meta(base, run, total_steps, config),
                             improved or not val_samples, _state(run, total_steps, steps_per_epoch, optimizer,
                                                                 scaler, config))
+                since_save = _clock()
+                last_save_s = since_save - save_started
             # the other ranks wait for rank 0's files before going on
             dist_utils.barrier(distributed)
             epoch_metrics = {"epoch": run.epoch, "loss": record["train_loss"]}
@@ -459,6 +473,11 @@ def train_steps(
     finally:
         if frozen is not None:
             restore_requires_grad(frozen)
+
+
+def _affordable(last_cost_s: float, since_s: float, share: float, floor: float = _COSTLY_S) -> bool:
+    """Whether a validation or save is due again: one that took up to ``floor`` seconds always is."""
+    return last_cost_s <= floor or last_cost_s <= share * since_s
 
 
 def _epoch_meta(base: CheckpointMeta, run: RunState, total_steps: int | None, config: TrainConfig) -> CheckpointMeta:

@@ -101,7 +101,8 @@ def _one_scale(probabilities: torch.Tensor, grey: torch.Tensor, unlabelled: torc
         image = -F.max_pool2d(-image, downsample, ceil_mode=True)  # a pooled pixel is image if all of it is
     height, width = probabilities.shape[-2:]
     total = probabilities.sum() * 0.0
-    weight_sum = 0.0
+    # summed as tensors: a float() per pair would wait for the GPU dozens of times a step
+    weight_sum = torch.zeros((), device=probabilities.device)
     for dy in range(-radius, radius + 1):
         for dx in range(0, radius + 1):
             # each unordered pair once: the right half-plane of the window
@@ -117,5 +118,6 @@ def _one_scale(probabilities: torch.Tensor, grey: torch.Tensor, unlabelled: torc
             gated = affinity * torch.maximum(unlabelled[a], unlabelled[b]) * image[a] * image[b]
             agreement = (probabilities[a] * probabilities[b]).sum(dim=1, keepdim=True)
             total = total + (gated * (1.0 - agreement)).sum()
-            weight_sum += float(gated.sum())
-    return total / weight_sum if weight_sum > 0 else total
+            weight_sum = weight_sum + gated.sum().detach()
+    # no pair with an unlabelled pixel: total is 0 (with its graph), and so is the result
+    return total / weight_sum.clamp_min(1e-12)

@@ -24,6 +24,7 @@ from torch import nn
 
 from segstudio.errors import CheckpointError, InvalidArgumentError
 from segstudio.models.checkpoint import load_weights, read_meta
+from segstudio.training.collapse import CollapseReport
 from segstudio.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,6 @@ LAST_NAME = "last.safetensors"
 BEST_NAME = "best.safetensors"
 STATE_NAME = "train_state.pt"
 STATE_FORMAT = 2
-#: formats this version resumes (1: before runs had a time used)
-_READABLE_FORMATS = (1, 2)
 
 
 @dataclass
@@ -68,8 +67,15 @@ def load_run_state(out_dir: Path, model: nn.Module) -> tuple[RunState, dict[str,
         raw = torch.load(state_path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as exc:
         raise CheckpointError(f"the training state cannot be read ({exc})", path=state_path) from None
-    if not isinstance(raw, dict) or raw.get("format") not in _READABLE_FORMATS:
+    if not isinstance(raw, dict) or "format" not in raw:
         raise CheckpointError("not a segstudio training state", path=state_path)
+    if raw["format"] != STATE_FORMAT:
+        # format 1 counted one crop per image as an epoch: its steps and epochs mean something else now
+        raise CheckpointError(
+            f"this run was started by an older segstudio (training state format {raw['format']}) and cannot be "
+            f"resumed; start a new run from its weights instead (--checkpoint {LAST_NAME})",
+            path=state_path,
+        )
     last_epoch = read_meta(last_path).provenance.get("epoch")
     if last_epoch != raw["epoch"]:
         raise CheckpointError(
@@ -78,6 +84,7 @@ def load_run_state(out_dir: Path, model: nn.Module) -> tuple[RunState, dict[str,
             path=out_dir,
         )
     load_weights(model, last_path)
+    collapse = read_meta(last_path).provenance.get("collapse")
     run = RunState(
         epoch=int(raw["epoch"]),
         step=int(raw["step"]),
@@ -85,6 +92,7 @@ def load_run_state(out_dir: Path, model: nn.Module) -> tuple[RunState, dict[str,
         best_mean_iou=float(raw["best_mean_iou"]),
         finished=bool(raw["finished"]),
         elapsed_s=float(raw.get("elapsed_s") or 0.0),
+        collapse=CollapseReport.from_dict(collapse) if isinstance(collapse, Mapping) else None,
     )
     return run, raw
 

@@ -148,6 +148,44 @@ def test_resume_without_saved_state_is_an_error(samples, tmp_path):
         collect(train_steps(small_unet(), samples[:2], [], config(), tmp_path, resume=True))
 
 
+def test_a_run_started_by_an_older_segstudio_is_not_resumed(samples, tmp_path):
+    collect(train_steps(small_unet(), samples[:4], [], config(epochs=1), tmp_path))
+    state = torch.load(tmp_path / "train_state.pt", weights_only=True)
+    state["format"] = 1  # its steps counted one crop per image as an epoch
+    torch.save(state, tmp_path / "train_state.pt")
+    with pytest.raises(CheckpointError, match=r"older segstudio.*--checkpoint last\.safetensors"):
+        collect(train_steps(small_unet(), samples[:4], [], config(epochs=2), tmp_path, resume=True))
+
+
+def test_costly_saves_are_spread_out_and_the_last_epoch_always_saves(samples, tmp_path, monkeypatch):
+    from segstudio.training import loop
+
+    # a step takes 1 s and writing the files 2 s (a VGG net's weights and optimizer state)
+    now = [0.0]
+    real_step, real_save = loop._step, loop._save_epoch
+    saved_at_step = []
+
+    def timed_step(*args, **kwargs):
+        now[0] += 1.0
+        return real_step(*args, **kwargs)
+
+    def slow_save(out, model, meta, as_best, state):
+        now[0] += 2.0
+        saved_at_step.append(state["step"])
+        return real_save(out, model, meta, as_best, state)
+
+    monkeypatch.setattr(loop, "_clock", lambda: now[0])
+    monkeypatch.setattr(loop, "_step", timed_step)
+    monkeypatch.setattr(loop, "_save_epoch", slow_save)
+    # 4 images: 2 steps an epoch, 10 epochs
+    result, _ = collect(train_steps(small_unet(), samples[:4], [], config(epochs=10), tmp_path))
+    # the first epoch saves (at t = 2 s, done at 4 s); the next save waits until 10 x 2 s have passed
+    # (t = 24 s, step 22), so the run's end at step 20 is the next one
+    assert result.steps == 20 and saved_at_step == [2, 20]
+    assert read_meta(result.last_path).provenance["step"] == 20
+    assert torch.load(tmp_path / "train_state.pt", weights_only=True)["step"] == 20
+
+
 def test_cancel_mid_epoch_keeps_the_previous_checkpoint(samples, tmp_path):
     model = small_unet()
     token = CancelToken()

@@ -6,6 +6,7 @@ import torch
 
 from segstudio.errors import DataError
 from segstudio.models.checkpoint import Preprocessing
+from segstudio.training.augment import build_augmentation
 from segstudio.training.data import SegmentationDataset, crops_per_epoch_for
 from segstudio.training.losses import IGNORE_INDEX
 from segstudio.training.sampling import CropChoice, LabelledPixelSampler, place_window
@@ -85,10 +86,11 @@ def test_an_image_smaller_than_the_crop_is_padded_with_unlabelled_pixels():
 def test_crops_are_a_function_of_seed_epoch_and_index():
     image, labels = sparse_image(256, seed=1)
     dataset = SegmentationDataset([(image, labels)], GREY, crop_size=64, crops_per_epoch=4,
-                                  scale=(0.75, 1.25), seed=7)
+                                  scale=(0.75, 1.25), augment=build_augmentation(None), seed=7)
     first = dataset[2]
-    torch.manual_seed(123)  # the caller's generator does not matter
+    torch.manual_seed(123)  # the caller's generator does not matter, flips and contrast included
     assert torch.equal(dataset[2]["image"], first["image"])
+    assert torch.equal(dataset[2]["target"], first["target"])
     dataset.set_epoch(1)
     assert not torch.equal(dataset[2]["image"], first["image"])
     other_seed = SegmentationDataset([(image, labels)], GREY, crop_size=64, crops_per_epoch=4, seed=8)

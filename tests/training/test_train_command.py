@@ -120,6 +120,24 @@ def test_parser_and_model_args():
         train_command.run_length(both)
 
 
+def test_the_command_defaults_are_the_training_defaults():
+    # the parser repeats them so that `segstudio --help` needs no torch: they must not drift apart
+    from segstudio.models.checkpoint import NORMALIZATIONS
+    from segstudio.training import TrainConfig
+
+    parser = argparse.ArgumentParser()
+    train_command.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["train", "d", "--out", "o"])
+    defaults = TrainConfig()
+    given = {"batch_size": args.batch_size, "crop_size": args.crop, "class_share": args.class_share,
+             "optimizer": args.optimizer, "schedule": args.schedule, "warmup": args.warmup, "loss": args.loss,
+             "affinity": args.affinity, "seed": args.seed, "val_every": args.val_every}
+    assert given == {name: getattr(defaults, name) for name in given}
+    normalize = next(a for a in parser._subparsers._group_actions[0].choices["train"]._actions
+                     if a.dest == "normalize")
+    assert tuple(normalize.choices) == NORMALIZATIONS
+
+
 def test_normalisation_and_input_window_are_recorded_in_the_checkpoint():
     from segstudio.commands.train import _with_normalization
     from segstudio.models import get_model
