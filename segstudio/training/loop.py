@@ -79,16 +79,18 @@ from segstudio.training.state import (
 
 log = logging.getLogger(__name__)
 
-# An epoch can be a single step (a fully labelled 512 x 512 image is four
-# crops), so its validation and files are skipped while they cost too much:
-# a validation while the last one took more than this share of the time
-# since (in a timed run always, so that large validation images do not eat
-# the budget; otherwise once it took more than _COSTLY_S seconds) ...
+# In a run with a time budget, a validation is skipped while the last one
+# took more than this share of the time since (large validation images must
+# not eat the budget). Otherwise every epoch validates: an epoch covers the
+# labelled training pixels once, and a forward pass over the validation
+# pixels costs a fraction of that.
 _VALIDATION_SHARE = 0.25
-# ... and a save whose last one took more than _COSTLY_S seconds, while that
-# was more than its share of the time since (a VGG net's files with their
-# optimizer state are gigabytes). The last epoch always validates and saves,
-# and so does an epoch whose validation improved.
+# An epoch can be a single step (a fully labelled 512 x 512 image is four
+# crops), so its files are skipped while they cost too much: a save whose
+# last one took more than _COSTLY_S seconds, while that was more than this
+# share of the time since (a VGG net's files with their optimizer state are
+# gigabytes). The last epoch always saves, and so does one whose validation
+# improved.
 _SAVE_SHARE = 0.1
 _COSTLY_S = 1.0
 
@@ -411,9 +413,8 @@ def train_steps(
                     record["partial"] = True  # the run's length ended inside this epoch
             scores = None
             due = (epoch + 1) % config.val_every == 0 or finished
-            if due and not finished:
-                due = _affordable(last_validation_s, _clock() - since_validation, _VALIDATION_SHARE,
-                                  floor=0.0 if config.time_budget_s is not None else _COSTLY_S)
+            if due and config.time_budget_s is not None and not finished:
+                due = _affordable(last_validation_s, _clock() - since_validation, _VALIDATION_SHARE, floor=0.0)
             if is_main and val_samples and due:
                 validation_started = _clock()
                 scores = evaluate(

@@ -202,3 +202,19 @@ def test_train_command_on_16_bit_masks_trains_a_300_class_model(data16, tmp_path
     assert cli.main(_args(data16, tmp_path / "bad", *SMALL_UNET, "--epochs", "1", "--crop", "32")) == 1
     err = capsys.readouterr().err
     assert "img0.png" in err and "[255, 299]" in err and "(0..2; 65535 = unlabelled)" in err
+
+
+def test_a_vgg_network_from_scratch_is_warned_about(data, tmp_path, caplog):
+    out = tmp_path / "deeplab"
+    args = ["train", str(data), "--out", str(out), "--model", "deeplab_largefov", "--steps", "1", "--crop", "32",
+            "--batch-size", "1", "--device", "cpu", "--val-fraction", "0"]
+    with caplog.at_level(logging.WARNING):
+        assert cli.main(args) == 0
+    warned = [r.getMessage() for r in caplog.records if "from scratch" in r.getMessage()]
+    assert len(warned) == 1 and "weights_backbone=imagenet" in warned[0]
+    # from its checkpoint, no such warning
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert cli.main([*args[:3], str(tmp_path / "tuned"), "--checkpoint", str(out / "last.safetensors"),
+                         *args[6:]]) == 0
+    assert not [r for r in caplog.records if "from scratch" in r.getMessage()]
