@@ -148,6 +148,26 @@ def test_resume_without_saved_state_is_an_error(samples, tmp_path):
         collect(train_steps(small_unet(), samples[:2], [], config(), tmp_path, resume=True))
 
 
+def test_a_run_stopped_inside_an_epoch_resumes_at_its_crop_and_matches_an_uninterrupted_run(samples, tmp_path):
+    # a constant rate, so that the run's length does not change the schedule
+    def settings(steps):
+        return config(epochs=None, steps=steps, schedule="constant", warmup=0.0)
+
+    train = samples[:4]  # 2 steps an epoch
+    straight = small_unet()
+    full, _ = collect(train_steps(straight, train, [], settings(7), tmp_path / "straight"))
+    first, _ = collect(train_steps(small_unet(), train, [], settings(5), tmp_path / "cut"))
+    assert first.steps == 5 and first.history[-1]["partial"] is True  # stopped after 1 of epoch 3's 2 steps
+    resumed_model = small_unet(seed=99)
+    resumed, seen = collect(train_steps(resumed_model, train, [], settings(7), tmp_path / "cut", resume=True))
+    assert [p.done for p in seen if p.stage == "train"] == [6, 7]
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    assert resumed.history[-1]["partial"] is True and not resumed.history[2].get("partial")
+    straight_state, resumed_state = straight.state_dict(), resumed_model.state_dict()
+    for name in straight_state:
+        torch.testing.assert_close(resumed_state[name], straight_state[name], rtol=1e-4, atol=1e-5)
+
+
 def test_a_run_started_by_an_older_segstudio_is_not_resumed(samples, tmp_path):
     collect(train_steps(small_unet(), samples[:4], [], config(epochs=1), tmp_path))
     state = torch.load(tmp_path / "train_state.pt", weights_only=True)
