@@ -1,8 +1,9 @@
 """The open project and its current document, with autosave.
 
-Every label edit restarts a short timer; when it fires (at most
-``AUTOSAVE_MS`` after the last edit) the current document's labels and the
-project file are written atomically. The label file is written from a
+Every label edit restarts a short timer; when it fires (``AUTOSAVE_MS``
+after the last edit, and never more than ``AUTOSAVE_MAX_WAIT_MS`` after the
+first unsaved one, so that continuous painting is saved too) the current
+document's labels and the project file are written atomically. The label file is written from a
 snapshot on one background writer thread (an 8192 x 8192 PNG takes most of
 a second to compress, which the window must not wait for); the small
 project file is written at once. Switching images saves first; closing the
@@ -29,6 +30,8 @@ from segstudio.io.project import Project
 log = logging.getLogger(__name__)
 
 AUTOSAVE_MS = 1000
+#: while edits keep coming, labels are saved at least this often
+AUTOSAVE_MAX_WAIT_MS = 2000
 
 
 class Session(QObject):
@@ -53,6 +56,11 @@ class Session(QObject):
         self._timer.setSingleShot(True)
         self._timer.setInterval(AUTOSAVE_MS)
         self._timer.timeout.connect(self.save)
+        # started by the first unsaved edit and not restarted by the next ones
+        self._deadline = QTimer(self)
+        self._deadline.setSingleShot(True)
+        self._deadline.setInterval(AUTOSAVE_MAX_WAIT_MS)
+        self._deadline.timeout.connect(self.save)
         self._last_status: ImageStatus | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segstudio-autosave")
         #: queued writes: (future, project, image index, the labels snapshot)
@@ -140,7 +148,12 @@ class Session(QObject):
             self.project.entries[self.index].status = document.status
             self.statusChanged.emit(self.index, document.status.value)
         if document.dirty:
-            self._timer.start()
+            self._schedule_save()
+
+    def _schedule_save(self) -> None:
+        self._timer.start()
+        if not self._deadline.isActive():
+            self._deadline.start()
 
     def match_label_type(self) -> None:
         """Give the open image's labels the project's type after the class
@@ -153,7 +166,7 @@ class Session(QObject):
             return
         if index == self.index and self.document is not None:
             self.document.set_status(status)
-            self._timer.start()
+            self._schedule_save()
         else:
             self.project.entries[index].status = status
             self.project.save()
@@ -163,7 +176,7 @@ class Session(QObject):
         """A prediction for image ``index`` arrived (from a worker)."""
         if index == self.index and self.document is not None:
             self.document.set_prediction(result)
-            self._timer.start()
+            self._schedule_save()
         else:
             self.predictions[index] = result
             entry = self.project.entries[index]
@@ -180,6 +193,7 @@ class Session(QObject):
         one could not be (its snapshot is kept for the next try).
         """
         self._timer.stop()
+        self._deadline.stop()
         project, document = self.project, self.document
         if project is None:
             return self._collect(wait=True) if wait else True
@@ -240,7 +254,11 @@ class Session(QObject):
 
     @property
     def has_unsaved(self) -> bool:
-        return bool(self._unsaved) or bool(self.document is not None and self.document.dirty)
+        """Edits not yet on disk: the open image's, snapshots whose write
+        failed (waiting for a retry), and writes still under way."""
+        self._collect(wait=False)  # a write that failed since the last look becomes a retry
+        return (bool(self._unsaved) or bool(self._pending)
+                or bool(self.document is not None and self.document.dirty))
 
     def close(self) -> bool:
         """Save and close the project; False (and nothing closed) if the

@@ -247,6 +247,49 @@ def test_autosave_writes_within_two_seconds(qtbot, window, image_folder):
     assert read_mask(entry.labels_path)[30, 30] == window.canvas.active_class
 
 
+def test_continuous_painting_is_saved_while_it_goes_on(qtbot, window, image_folder):
+    # a stroke every 200 ms for 3 s: the 1 s quiet-time timer never fires, the 2 s deadline does
+    window.open_path(image_folder)
+    window.set_tool(Tool.BRUSH)
+    entry = window.session.project.entries[0]
+    saved_while_painting = []
+    for step in range(15):
+        QTest.mouseClick(window.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                         _point(window.canvas, 10 + 5 * step, 30))
+        qtbot.wait(200)
+        saved_while_painting.append(entry.labels_path.is_file())
+    assert any(saved_while_painting)
+    # what the deadline saved is what was painted by then: the first stroke
+    first_save = read_mask(entry.labels_path)
+    assert first_save[10, 30] == window.canvas.active_class
+    assert window.session.save(wait=True)
+    assert read_mask(entry.labels_path)[80, 30] == window.canvas.active_class
+
+
+def test_a_write_under_way_or_failed_counts_as_unsaved(qtbot, window, image_folder, monkeypatch):
+    import threading
+
+    window.open_path(image_folder)
+    project = window.session.project
+    release = threading.Event()
+    real_write = project.write_labels
+
+    def failing_write(index, labels):
+        release.wait(10)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(project, "write_labels", failing_write)
+    window.session.document.apply((slice(0, 10), slice(0, 10)), None, 1, "paint")
+    window.session.save()  # queued; the document is no longer dirty
+    assert window.session.has_unsaved  # the write is still under way
+    release.set()
+    qtbot.waitUntil(lambda: not window.session._pending, timeout=5000)
+    assert window.session.has_unsaved  # it failed: the snapshot waits for a retry
+    monkeypatch.setattr(project, "write_labels", real_write)
+    assert window.session.save(wait=True) and not window.session.has_unsaved
+    assert (read_mask(project.entries[0].labels_path)[:10, :10] == 1).all()
+
+
 def test_export_from_the_project(qtbot, window, image_folder, tmp_path):
     from segstudio.io.export import export_project
     from segstudio.tasks import run_to_completion
