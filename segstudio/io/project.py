@@ -41,6 +41,7 @@ from segstudio.errors import (
     UnreadableInputError,
 )
 from segstudio.io.images import list_image_files, read_image
+from segstudio.io.leftovers import remove_leftovers
 from segstudio.io.project_entry import ImageEntry
 from segstudio.io.project_paths import UNSAFE_ID_CHARS, make_id, portable, resolve
 from segstudio.io.masks import LABEL_DTYPES, atomic_write_bytes, convert_labels, read_mask, write_label_png
@@ -219,11 +220,13 @@ class Project:
                 path=project_file,
             ) from None
         try:
-            return cls._from_json(path, data)
+            project = cls._from_json(path, data)
         except SegstudioError as exc:
             raise UnreadableInputError(
                 f"the project file is not valid: {exc.problem}", path=project_file
             ) from None
+        remove_leftovers(path, [project.labels_folder])
+        return project
 
     @classmethod
     def _from_json(cls, folder: Path, data: Any) -> Project:

@@ -270,3 +270,41 @@ def test_delete_class_is_all_or_nothing(tmp_path, images):
     mapping = project.delete_class(1)
     assert project.classes.names == ["background", "nucleus"] and mapping[2] == 1
     assert (project.read_labels(0)[:3] == 1).all()
+
+
+def test_opening_a_project_removes_the_temporary_files_of_killed_writes(tmp_path, images):
+    import os
+    import tempfile
+    import time
+
+    folder, _ = images
+    project_dir = tmp_path / "data" / "project"
+    project = Project.create(project_dir, [folder], _classes())
+    doc = project.load_document(0)
+    doc.paint(*disk(5, 5, 3, doc.shape), 1)
+    project.save_document(0, doc)
+    labels_dir = project.entries[0].labels_path.parent
+    (project_dir / "models" / "runs" / "r1").mkdir(parents=True)
+
+    def leftover(directory, name, age_s):
+        # named as an atomic write names its temporary file
+        handle, path = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+        os.write(handle, b"half a file")
+        os.close(handle)
+        os.utime(path, (time.time() - age_s, time.time() - age_s))
+        return path
+
+    stale = [leftover(labels_dir, "a.png", 300), leftover(project_dir, "project.json", 120),
+             leftover(project_dir / "models" / "runs" / "r1", "last.safetensors", 7200)]
+    kept = [leftover(labels_dir, "b.png", 5),  # maybe another window's write, under way
+            leftover(project_dir / "models" / "runs" / "r1", "train_state.pt", 600)]
+    (project_dir / "notes.tmp").write_text("the user's own file")
+    old = time.time() - 7200
+    os.utime(project_dir / "notes.tmp", (old, old))
+
+    again = Project.open(project_dir)
+    assert [p for p in stale if os.path.exists(p)] == []
+    assert all(os.path.exists(p) for p in kept)
+    assert (project_dir / "notes.tmp").read_text() == "the user's own file"
+    # the labels themselves are untouched
+    assert (again.load_document(0).labels == doc.labels).all()
