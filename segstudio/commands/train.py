@@ -252,10 +252,6 @@ def run(args: argparse.Namespace) -> int:
         cleanup(context)
 
 
-#: the networks built on a VGG16 trunk without normalisation layers, as their papers have them
-_VGG_NETWORKS = frozenset({"fcn32s", "fcn16s", "fcn8s", "deeplab_largefov", "deeplab_msc_largefov", "deconvnet"})
-
-
 def _train(args: argparse.Namespace, context: Any) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -270,6 +266,7 @@ def _train(args: argparse.Namespace, context: Any) -> int:
         load_samples,
         train_steps,
     )
+    from segstudio.models.registry import get_spec
     from segstudio.training.data import check_labels
 
     epochs, steps, budget = run_length(args)
@@ -312,7 +309,7 @@ def _train(args: argparse.Namespace, context: Any) -> int:
     if args.freeze_backbone and args.checkpoint is None and not pretrained:
         log.warning("--freeze-backbone on a network trained from scratch keeps its random backbone; "
                     "it learns far less than a full run")
-    if args.checkpoint is None and not pretrained and meta.architecture in _VGG_NETWORKS:
+    if args.checkpoint is None and not pretrained and get_spec(meta.architecture).pretrained_trunk:
         # measured on a 2-core CPU: FCN-8s 18 s and DeepLab-LargeFOV 1.6 s a step of 4 crops of 128 x 128;
         # after 150 steps from scratch (4.7 minutes) DeepLab still answered one class
         log.warning("%s from scratch: its VGG16 trunk has no normalisation layers and learns slowly without "

@@ -3,8 +3,8 @@
 Every label edit restarts a short timer; when it fires (``AUTOSAVE_MS``
 after the last edit, and never more than ``AUTOSAVE_MAX_WAIT_MS`` after the
 first unsaved one, so that continuous painting is saved too) the current
-document's labels and the project file are written atomically. The label file is written from a
-snapshot on one background writer thread (an 8192 x 8192 PNG takes most of
+document's labels and the project file are written atomically. The label
+file is written from a snapshot on one background writer thread (an 8192 x 8192 PNG takes most of
 a second to compress, which the window must not wait for); the small
 project file is written at once. Switching images saves first; closing the
 window waits for the writer, so no edit is ever lost.
@@ -255,8 +255,7 @@ class Session(QObject):
     @property
     def has_unsaved(self) -> bool:
         """Edits not yet on disk: the open image's, snapshots whose write
-        failed (waiting for a retry), and writes still under way."""
-        self._collect(wait=False)  # a write that failed since the last look becomes a retry
+        failed (waiting for a retry), and writes not yet seen to succeed."""
         return (bool(self._unsaved) or bool(self._pending)
                 or bool(self.document is not None and self.document.dirty))
 

@@ -32,13 +32,11 @@ def is_temporary(name: str) -> bool:
 
 def _candidates(folder: Path, recursive: bool) -> Iterable[Path]:
     if not folder.is_dir() or folder.is_symlink():
-        return []
-    if recursive:
-        found = []
-        for root, dirs, files in os.walk(folder, followlinks=False):
-            found.extend(Path(root) / name for name in files if is_temporary(name))
-        return found
-    return [path for path in folder.iterdir() if is_temporary(path.name)]
+        return
+    for root, _dirs, files in os.walk(folder):  # symlinked folders are not followed
+        yield from (Path(root) / name for name in files if is_temporary(name))
+        if not recursive:
+            return
 
 
 def remove_leftovers(project_folder: Path, label_folders: Iterable[Path] = (), *, now: float | None = None) -> int:
@@ -53,12 +51,8 @@ def remove_leftovers(project_folder: Path, label_folders: Iterable[Path] = (), *
     places = [(project_folder, False, LABELS_AGE_S), (project_folder / "models", True, MODELS_AGE_S)]
     places += [(Path(folder), False, LABELS_AGE_S) for folder in label_folders]
     removed = 0
-    seen: set[Path] = set()
     for folder, recursive, age in places:
         for path in _candidates(folder, recursive):
-            if path in seen:
-                continue
-            seen.add(path)
             try:
                 if path.is_symlink() or not path.is_file() or now - path.stat().st_mtime < age:
                     continue

@@ -67,7 +67,7 @@ class Preprocessing:
 
     A volume is one image here: its percentiles come from the whole volume,
     so every slice is mapped alike. ``input_window`` also fixes how volume
-    slices become the model's input in every mode but ``"range"``; without
+    slices become the model's input (``"range"`` takes none); without
     it, a ``"dtype"`` checkpoint's volume input follows the window the user
     views with (the old behaviour), and no other mode looks at the display.
     """

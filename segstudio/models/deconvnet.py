@@ -92,6 +92,7 @@ class DeconvNet(nn.Module):
 
 @register_model(
     "deconvnet",
+    pretrained_trunk=True,
     output_stride=1,
     summary="learned unpooling decoder: fine object shapes; heavy (252M parameters)",
 )

@@ -115,6 +115,7 @@ def _deeplab(num_classes: int, in_channels: int, weights_backbone: str | None, m
 
 @register_model(
     "deeplab_largefov",
+    pretrained_trunk=True,
     output_stride=8,
     summary="dilated VGG16, large field of view, light (20.5M); pair with the dense CRF",
 )
@@ -127,6 +128,7 @@ def deeplab_largefov(
 
 @register_model(
     "deeplab_msc_largefov",
+    pretrained_trunk=True,
     output_stride=8,
     summary="LargeFOV plus multi-scale branches from the image and pool1-4: sharper boundaries",
 )

@@ -157,7 +157,12 @@ def _fcn(
     return model
 
 
-@register_model("fcn32s", output_stride=32, summary="coarse blobs; the FCN baseline (VGG16, one 32x upsampling)")
+@register_model(
+    "fcn32s",
+    output_stride=32,
+    summary="coarse blobs; the FCN baseline (VGG16, one 32x upsampling)",
+    pretrained_trunk=True,
+)
 def fcn32s(
     *,
     num_classes: int = 21,
@@ -170,7 +175,12 @@ def fcn32s(
     return _fcn(32, num_classes, in_channels, weights_backbone, learnable_upsampling, reference_alignment)
 
 
-@register_model("fcn16s", output_stride=16, summary="FCN with a pool4 skip: finer boundaries than 32s")
+@register_model(
+    "fcn16s",
+    output_stride=16,
+    summary="FCN with a pool4 skip: finer boundaries than 32s",
+    pretrained_trunk=True,
+)
 def fcn16s(
     *,
     num_classes: int = 21,
@@ -183,7 +193,12 @@ def fcn16s(
     return _fcn(16, num_classes, in_channels, weights_backbone, learnable_upsampling, reference_alignment)
 
 
-@register_model("fcn8s", output_stride=8, summary="FCN with pool4 + pool3 skips: the best FCN on detail")
+@register_model(
+    "fcn8s",
+    output_stride=8,
+    summary="FCN with pool4 + pool3 skips: the best FCN on detail",
+    pretrained_trunk=True,
+)
 def fcn8s(
     *,
     num_classes: int = 21,

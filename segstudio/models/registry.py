@@ -38,6 +38,9 @@ class ModelSpec:
     #: train --model NAME``, the studio's first model): measured to converge in
     #: minutes on a CPU; the builder's own defaults stay the paper's
     train_args: Mapping[str, Any] = field(default_factory=dict)
+    #: built on a VGG16 trunk (no normalisation layers) that starts from ImageNet
+    #: weights with ``weights_backbone="imagenet"``; from scratch it learns slowly
+    pretrained_trunk: bool = False
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -52,6 +55,7 @@ def register_model(
     mean: tuple[float, ...] = IMAGENET_MEAN,
     std: tuple[float, ...] = IMAGENET_STD,
     train_args: Mapping[str, Any] | None = None,
+    pretrained_trunk: bool = False,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator that adds a builder to the registry under ``name``."""
 
@@ -67,6 +71,7 @@ def register_model(
             mean=mean,
             std=std,
             train_args=dict(train_args or {}),
+            pretrained_trunk=pretrained_trunk,
         )
         return builder
 

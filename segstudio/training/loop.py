@@ -414,7 +414,7 @@ def train_steps(
             scores = None
             due = (epoch + 1) % config.val_every == 0 or finished
             if due and config.time_budget_s is not None and not finished:
-                due = _affordable(last_validation_s, _clock() - since_validation, _VALIDATION_SHARE, floor=0.0)
+                due = last_validation_s <= _VALIDATION_SHARE * (_clock() - since_validation)
             if is_main and val_samples and due:
                 validation_started = _clock()
                 scores = evaluate(
@@ -448,7 +448,7 @@ def train_steps(
                                                   cancel=cancel)
                     if run.collapse.collapsed:
                         log.warning("the model collapsed: %s", run.collapse.reason)
-            if is_main and (finished or improved or _affordable(last_save_s, _clock() - since_save, _SAVE_SHARE)):
+            if is_main and (finished or improved or _save_due(last_save_s, _clock() - since_save)):
                 save_started = _clock()
                 _save_epoch(out, model, _epoch_meta(base, run, total_steps, config),
                             improved or not val_samples, _state(run, total_steps, steps_per_epoch, optimizer,
@@ -476,9 +476,9 @@ def train_steps(
             restore_requires_grad(frozen)
 
 
-def _affordable(last_cost_s: float, since_s: float, share: float, floor: float = _COSTLY_S) -> bool:
-    """Whether a validation or save is due again: one that took up to ``floor`` seconds always is."""
-    return last_cost_s <= floor or last_cost_s <= share * since_s
+def _save_due(last_save_s: float, since_s: float) -> bool:
+    """Whether an epoch's files are written: always while a save is cheap."""
+    return last_save_s <= _COSTLY_S or last_save_s <= _SAVE_SHARE * since_s
 
 
 def _epoch_meta(base: CheckpointMeta, run: RunState, total_steps: int | None, config: TrainConfig) -> CheckpointMeta:

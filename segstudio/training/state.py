@@ -76,7 +76,8 @@ def load_run_state(out_dir: Path, model: nn.Module) -> tuple[RunState, dict[str,
             f"resumed; start a new run from its weights instead (--checkpoint {LAST_NAME})",
             path=state_path,
         )
-    last_epoch = read_meta(last_path).provenance.get("epoch")
+    provenance = read_meta(last_path).provenance
+    last_epoch = provenance.get("epoch")
     if last_epoch != raw["epoch"]:
         raise CheckpointError(
             f"{LAST_NAME} is from epoch {last_epoch} but {STATE_NAME} from epoch {raw['epoch']} "
@@ -84,7 +85,7 @@ def load_run_state(out_dir: Path, model: nn.Module) -> tuple[RunState, dict[str,
             path=out_dir,
         )
     load_weights(model, last_path)
-    collapse = read_meta(last_path).provenance.get("collapse")
+    collapse = provenance.get("collapse")
     run = RunState(
         epoch=int(raw["epoch"]),
         step=int(raw["step"]),
