@@ -41,6 +41,7 @@ from segstudio.errors import (
     UnreadableInputError,
 )
 from segstudio.io.images import list_image_files, read_image
+from segstudio.io.class_change import ClassChange, read_journal, remove_stale_staged
 from segstudio.io.leftovers import remove_leftovers
 from segstudio.io.project_entry import ImageEntry
 from segstudio.io.project_paths import UNSAFE_ID_CHARS, make_id, portable, resolve
@@ -55,7 +56,6 @@ from segstudio.io.project_volumes import (
     volume_fields_to_json,
     write_label_volume,
 )
-from segstudio.tasks import CancelToken, Progress, Task
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +225,32 @@ class Project:
             raise UnreadableInputError(
                 f"the project file is not valid: {exc.problem}", path=project_file
             ) from None
+        project._finish_interrupted_change()
         remove_leftovers(path, [project.labels_folder])
         return project
+
+    def _finish_interrupted_change(self) -> None:
+        """Finish a class deletion that a killed process left half done (see
+        :mod:`segstudio.io.class_change`), or remove what it staged before
+        its journal was written."""
+        label_folders = sorted({e.labels_path.parent for e in self.entries} | {self.labels_folder})
+        change = read_journal(self.folder)
+        if change is None:
+            remove_stale_staged(label_folders)
+            return
+        current = self.classes.to_list()
+        if current in (change.before, change.after):
+            change.apply()
+            if current == change.before:
+                self.classes = ClassList.from_list(change.after)
+                self.save()
+            log.warning("finished a class deletion that was interrupted: the classes are now %s",
+                        ", ".join(self.classes.names))
+        else:  # the project changed since: the record is stale
+            log.warning("ignored the record of an interrupted class deletion in %s: the project's "
+                        "classes no longer match it", self.folder)
+            change.discard()
+        change.finish()
 
     @classmethod
     def _from_json(cls, folder: Path, data: Any) -> Project:
@@ -474,22 +498,27 @@ class Project:
         converted to the project's.
         """
         entry = self.entries[self._check_index(index)]
-        labels = convert_labels(labels, self.classes.label_dtype, path=entry.labels_path)
+        self._write_label_file(entry, labels, self.classes, entry.labels_path)
+
+    def _write_label_file(self, entry: ImageEntry, labels: np.ndarray, classes: ClassList, path: Path) -> None:
+        labels = convert_labels(labels, classes.label_dtype, path=entry.labels_path)
         if entry.is_volume:
-            write_label_volume(entry.labels_path, labels, len(self.classes))
+            write_label_volume(path, labels, len(classes))
         else:
-            write_label_png(entry.labels_path, labels, self.classes.colors)
+            write_label_png(path, labels, classes.colors)
 
     def delete_class(self, index: int, replacement: int | None = None) -> np.ndarray:
-        """Remove class *index* and renumber every saved label file, all or nothing.
+        """Remove class *index*, renumber every saved label file and save the
+        project file, all or nothing, even when the process is killed midway.
 
-        Every file is read and renumbered in memory before the class list or
-        any file changes, so one unreadable file stops the deletion with the
-        project intact. Its pixels become *replacement* (a class index before
-        the removal) or unlabelled; going from 255 classes to 254 also
-        narrows the files to 8-bit. The open document is not touched: give
-        it the returned table (:meth:`Document.remap_labels`). The project
-        file is not saved; call :meth:`save`.
+        Its pixels become *replacement* (a class index before the removal)
+        or unlabelled; going from 255 classes to 254 also narrows the files
+        to 8-bit. The renumbered files are written beside their targets
+        first, so one unreadable file stops the deletion with the project
+        intact; then a journal makes the change one that is finished the
+        next time the project opens if the process dies (see
+        :mod:`segstudio.io.class_change`). The open document is not touched:
+        give it the returned table (:meth:`Document.remap_labels`).
 
         Raises
         ------
@@ -498,43 +527,26 @@ class Project:
         UnreadableInputError
             A label file cannot be read (nothing has changed).
         ExportError
-            A file cannot be written.
+            A file cannot be written (nothing has changed unless it was
+            ``project.json``; the journal finishes the change on open).
         """
         mapping = self.classes.removal_mapping(index, replacement)
-        renumbered = list(self._renumbered(mapping))  # raises before any change
+        after = ClassList.from_list(self.classes.to_list())
+        after.remove(index)
+        change = ClassChange(self.folder, self.classes.to_list(), after.to_list())
+        try:
+            for entry_index, labels in self._renumbered(mapping):
+                entry = self.entries[entry_index]
+                self._write_label_file(entry, labels, after, change.stage(entry.labels_path))
+        except BaseException:
+            change.discard()
+            raise
+        change.commit()
         self.classes.remove(index)
-        for entry_index, labels in renumbered:
-            self.write_labels(entry_index, labels)  # the new palette and depth
+        change.apply()
+        self.save()
+        change.finish()
         return mapping
-
-    def remap_saved_labels(self, mapping: np.ndarray, *, cancel: CancelToken | None = None) -> Task[int]:
-        """Rewrite every saved label file through a lookup table, all or nothing.
-
-        Call this after :meth:`ClassList.remove` with the table of
-        :meth:`ClassList.removal_mapping` (or use :meth:`delete_class`, which
-        does both): 256 or 65536 entries (the label type before the
-        removal), whose own type (uint8 or uint16) is the label type after
-        it. Every file is read and renumbered before any is written. A
-        generator: yields :class:`Progress` per image and returns the number
-        of files rewritten.
-
-        Raises
-        ------
-        InvalidArgumentError
-            *mapping* is not such a table.
-        UnreadableInputError, ExportError
-            A label file cannot be read or written.
-        """
-        renumbered = []
-        total = len(self.entries)
-        for done, item in enumerate(self._renumbered(mapping), start=1):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            renumbered.append(item)
-            yield Progress(done, total, message=self.entries[item[0]].display_name, stage="relabel")
-        for entry_index, labels in renumbered:
-            self.write_labels(entry_index, labels)
-        return len(renumbered)
 
     def _renumbered(self, mapping: np.ndarray) -> Iterable[tuple[int, np.ndarray]]:
         """``(entry index, labels through the table)`` for every saved file whose labels change."""

@@ -55,3 +55,24 @@ def resolve(folder: Path, stored: str) -> Path:
     if not path.is_absolute():
         path = folder / PurePosixPath(stored)
     return Path(os.path.normpath(path))
+
+
+def is_inside(folder: Path, path: Path) -> bool:
+    """Whether *path*, symbolic links resolved, lies inside *folder* (resolved too)."""
+    root = os.path.realpath(folder)
+    real = os.path.realpath(path)
+    try:
+        return os.path.commonpath([root, real]) == root and real != root
+    except ValueError:  # another drive on Windows
+        return False
+
+
+def inside(folder: Path, stored: str) -> Path | None:
+    """The path *stored* (relative to *folder*, or absolute) if it stays inside *folder*, else None."""
+    path = resolve(folder, stored)
+    return path if is_inside(folder, path) else None
+
+
+def portable_inside(folder: Path, path: Path) -> str:
+    """*path*, which lies inside *folder*, relative to it with POSIX separators."""
+    return PurePosixPath(*Path(os.path.relpath(path, folder)).parts).as_posix()

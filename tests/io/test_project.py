@@ -155,8 +155,6 @@ def test_missing_image_and_mismatched_labels(tmp_path, images):
 
 
 def test_deleting_a_class_renumbers_every_saved_label_file(tmp_path, images):
-    from segstudio.tasks import run_to_completion
-
     folder, _ = images
     project = Project.create(tmp_path / "project", [folder], _classes())
     saved = []
@@ -167,9 +165,8 @@ def test_deleting_a_class_renumbers_every_saved_label_file(tmp_path, images):
         doc.labels[8:12, :] = 2
         project.save_document(index, doc)
         saved.append(doc.labels.copy())
-    mapping = project.classes.removal_mapping(1)  # "cell" goes, its pixels become unlabelled
-    project.classes.remove(1)
-    assert run_to_completion(project.remap_saved_labels(mapping)) == 2
+    project.delete_class(1)  # "cell" goes, its pixels become unlabelled
+    assert Project.open(project.folder).classes.names == ["background", "nucleus"]
     for index in range(2):
         labels = project.load_document(index).labels
         expected = saved[index].copy()
@@ -231,8 +228,6 @@ def test_16_bit_file_with_classes_beyond_an_8_bit_project_names_the_file(tmp_pat
 
 
 def test_deleting_a_class_of_255_narrows_every_saved_file_to_8_bit(tmp_path, images):
-    from segstudio.tasks import run_to_completion
-
     folder, _ = images
     project = Project.create(tmp_path / "project", [folder], _many_classes(255))
     for index in range(2):
@@ -240,9 +235,7 @@ def test_deleting_a_class_of_255_narrows_every_saved_file_to_8_bit(tmp_path, ima
         doc.labels[:4, :] = 254
         doc.labels[4:8, :] = 7
         project.save_document(index, doc)
-    mapping = project.classes.removal_mapping(7, replacement=0)
-    project.classes.remove(7)
-    assert run_to_completion(project.remap_saved_labels(mapping)) == 2
+    project.delete_class(7, replacement=0)
     for index in range(2):
         with Image.open(project.entries[index].labels_path) as png:
             assert png.mode == "P"
@@ -250,7 +243,7 @@ def test_deleting_a_class_of_255_narrows_every_saved_file_to_8_bit(tmp_path, ima
         assert labels.dtype == np.uint8
         assert (labels[:4] == 253).all() and (labels[4:8] == 0).all() and (labels[8:] == 255).all()
     with pytest.raises(InvalidArgumentError):
-        run_to_completion(project.remap_saved_labels(np.arange(256)))
+        list(project._renumbered(np.arange(256)))
 
 
 def test_delete_class_is_all_or_nothing(tmp_path, images):

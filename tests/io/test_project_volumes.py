@@ -175,9 +175,7 @@ def test_deleting_a_class_renumbers_label_volumes(ct_folder, tmp_path):
     doc.labels[0] = 1
     doc.labels[1] = 2
     project.save_document(0, doc)
-    mapping = project.classes.removal_mapping(1)
-    project.classes.remove(1)
-    assert run_to_completion(project.remap_saved_labels(mapping)) == 1
+    project.delete_class(1)
     labels = read_label_volume(project.entries[0].labels_path)
     assert (labels[0] == 255).all() and (labels[1] == 1).all() and (labels[2] == 255).all()
 
@@ -319,9 +317,7 @@ def test_a_volume_in_a_project_of_300_classes_keeps_uint16_labels(ct_folder, tmp
     assert np.array_equal(Project.open(project.folder).load_document(0).labels, doc.labels)
     # deleting classes until 254 remain narrows the file to uint8
     while len(project.classes) > 254:
-        mapping = project.classes.removal_mapping(10)
-        project.classes.remove(10)
-        run_to_completion(project.remap_saved_labels(mapping))
+        project.delete_class(10)
     narrowed = read_label_volume(project.entries[0].labels_path)
     assert narrowed.dtype == np.uint8
     assert (narrowed[0] == 253).all() and (narrowed[1, :5] == 209).all() and narrowed[2, 0, 0] == 255
