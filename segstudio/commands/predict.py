@@ -183,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
             f"--model {args.model} does not match the checkpoint, which holds a {meta.architecture!r} model"
         )
     jobs, failures = _collect_jobs(args)
+    _refuse_writing_over_sources(jobs, args.out)
     if args.fmt not in (None, "png") and any(not job.is_volume for job in jobs):
         log.info("2-D images are written as PNG masks; --format %s applies to volumes", args.fmt)
     log.info(
@@ -208,6 +209,21 @@ def run(args: argparse.Namespace) -> int:
         log.error("%d of %d input(s) failed", len(failures), total)
         return 1
     return 0
+
+
+def _refuse_writing_over_sources(jobs: list[_Job], out: Path) -> None:
+    """Source images are never written: refuse an output folder where an output would replace one."""
+    from segstudio.io.project_paths import same_file_key
+
+    sources = {same_file_key(job.source) for job in jobs}
+    for job in jobs:
+        for name in (job.stem, f"{job.stem}.png", f"{job.stem}.nii.gz", f"{job.stem}.seg.dcm",
+                     f"{job.stem}.probs.npz"):
+            if same_file_key(out / name) in sources:
+                raise InvalidArgumentError(
+                    f"--out {out} holds the input {name}, which an output would replace; source images "
+                    f"are never written. Choose another output folder"
+                )
 
 
 def _label_map(labels: np.ndarray, meta) -> np.ndarray:

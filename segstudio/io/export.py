@@ -51,6 +51,7 @@ from segstudio.errors import ExportError, InvalidArgumentError, SegstudioError
 from segstudio.io.images import read_image, to_uint8_display
 from segstudio.io.masks import atomic_write_bytes, unlabelled_for, write_label_png
 from segstudio.io.project import ImageEntry, Project
+from segstudio.io.project_paths import is_inside, same_file_key
 from segstudio.io.volume import is_nifti_path, looks_like_dicom
 from segstudio.tasks import CancelToken, Progress, Task
 
@@ -150,12 +151,30 @@ def overlay_image(image: np.ndarray, labels: np.ndarray, colors: list[tuple[int,
     return out
 
 
-def _export_one(project: Project, index: int, labels: np.ndarray, target: Path, stem: str,
+class _Place:
+    """Where an export writes a name: inside the chosen folder, and never over a source image."""
+
+    def __init__(self, target: Path, project: Project) -> None:
+        self.target = target
+        self.sources = {same_file_key(entry.source) for entry in project.entries}
+
+    def __call__(self, name: str) -> Path:
+        path = self.target / name
+        if not is_inside(self.target, path):
+            raise ExportError(f"the output name {name!r} would lie outside the export folder; not written",
+                              path=self.target)
+        if same_file_key(path) in self.sources:
+            raise ExportError("this is a source image of the project; exports never write over one",
+                              path=path)
+        return path
+
+
+def _export_one(project: Project, index: int, labels: np.ndarray, place: _Place, stem: str,
                 fmt: str, class_files: list[str]) -> list[Path]:
     entry = project.entries[index]
     colors = project.classes.colors
     if fmt == "png":
-        return [write_label_png(target / f"{stem}.png", labels, colors)]
+        return [write_label_png(place(f"{stem}.png"), labels, colors)]
     if fmt == "overlay":
         image = read_image(entry.source)
         if image.shape[:2] != labels.shape:
@@ -165,7 +184,7 @@ def _export_one(project: Project, index: int, labels: np.ndarray, target: Path, 
                 path=entry.labels_path,
             )
         pixels = overlay_image(image, labels, colors)
-        return [atomic_write_bytes(target / f"{stem}_overlay.png", _encode_png(pixels))]
+        return [atomic_write_bytes(place(f"{stem}_overlay.png"), _encode_png(pixels))]
     written = []
     unlabelled = unlabelled_for(labels)
     counts = np.bincount(labels.ravel(), minlength=unlabelled + 1)
@@ -174,7 +193,7 @@ def _export_one(project: Project, index: int, labels: np.ndarray, target: Path, 
             log.warning("%s: label value %d has no class; not exported", entry.labels_path, class_index)
             continue
         mask = np.where(labels == class_index, np.uint8(255), np.uint8(0))
-        path = target / f"{stem}_{class_files[class_index]}.png"
+        path = place(f"{stem}_{class_files[class_index]}.png")
         written.append(atomic_write_bytes(path, _encode_png(mask)))
     return written
 
@@ -197,14 +216,14 @@ def _skip_reason(entry: ImageEntry, fmt: str) -> str | None:
     return None
 
 
-def _export_volume(project: Project, entry: ImageEntry, labels: np.ndarray, target: Path,
+def _export_volume(project: Project, entry: ImageEntry, labels: np.ndarray, place: _Place,
                    fmt: str) -> list[Path]:
     from segstudio.annotation.document import ImageStatus
     from segstudio.io.medical_export import write_dicom_seg, write_nifti_labels, write_png_slices
     from segstudio.io.project_volumes import read_source_volume
 
     if fmt == "png":
-        return write_png_slices(target / entry.id, labels, project.classes.colors)
+        return write_png_slices(place(entry.id), labels, project.classes.colors)
     volume = read_source_volume(entry.source, entry.selector)
     if volume.shape_zyx != labels.shape:
         raise ExportError(
@@ -214,13 +233,13 @@ def _export_volume(project: Project, entry: ImageEntry, labels: np.ndarray, targ
         )
     if fmt == "nifti":
         # write_nifti_labels makes unlabelled voxels background, as medical viewers expect.
-        return [write_nifti_labels(target / f"{entry.id}.nii.gz", labels, volume)]
+        return [write_nifti_labels(place(f"{entry.id}.nii.gz"), labels, volume)]
     if not ((labels != 0) & (labels != unlabelled_for(labels))).any():
         log.info("skipping %s: only background is labelled, DICOM SEG would hold no segment",
                  entry.display_name)
         return []
     algorithm = "AUTOMATIC" if entry.status is ImageStatus.PREDICTED else "SEMIAUTOMATIC"
-    return [write_dicom_seg(target / f"{entry.id}.seg.dcm", labels, volume, project.classes.names,
+    return [write_dicom_seg(place(f"{entry.id}.seg.dcm"), labels, volume, project.classes.names,
                             project.classes.colors, algorithm_type=algorithm)]
 
 
@@ -270,6 +289,7 @@ def export_project(
         raise ExportError(f"cannot create folder: {exc.strerror or exc}", path=target) from None
     total = len(project.entries)
     stems = _output_stems(project)
+    place = _Place(target, project)
     class_files = _class_file_names(project.classes.names)
     written: list[Path] = []
     failures: list[SegstudioError] = []
@@ -288,9 +308,9 @@ def export_project(
                 log.info("skipping %s: no labels", entry.display_name)
                 skipped += 1
             elif entry.is_volume:
-                written.extend(_export_volume(project, entry, labels, target, fmt))
+                written.extend(_export_volume(project, entry, labels, place, fmt))
             else:
-                written.extend(_export_one(project, index, labels, target, stems[index], fmt, class_files))
+                written.extend(_export_one(project, index, labels, place, stems[index], fmt, class_files))
         except SegstudioError as error:
             log.error("%s", error)
             failures.append(error)

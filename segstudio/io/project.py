@@ -44,7 +44,15 @@ from segstudio.io.images import list_image_files, read_image
 from segstudio.io.class_change import ClassChange, read_journal, remove_stale_staged
 from segstudio.io.leftovers import remove_leftovers
 from segstudio.io.project_entry import ImageEntry
-from segstudio.io.project_paths import UNSAFE_ID_CHARS, make_id, portable, resolve
+from segstudio.io.project_paths import (
+    UNSAFE_ID_CHARS,
+    inside,
+    is_inside,
+    make_id,
+    portable,
+    resolve,
+    same_file_key,
+)
 from segstudio.io.masks import LABEL_DTYPES, atomic_write_bytes, convert_labels, read_mask, write_label_png
 from segstudio.io.project_volumes import (
     LABEL_VOLUME_SUFFIX,
@@ -278,6 +286,7 @@ class Project:
                 raise InvalidArgumentError(f"image id {entry.id!r} appears twice")
             seen.add(entry.id.casefold())
             entries.append(entry)
+        cls._check_written_paths(folder, entries)
         model = data.get("model", {})
         crf = data.get("crf") or None
         if not isinstance(model, dict):
@@ -300,7 +309,8 @@ class Project:
             image_id, source = item["id"], item["source"]
         except KeyError as exc:
             raise InvalidArgumentError(f"image {position} has no {exc.args[0]!r}") from None
-        if not isinstance(image_id, str) or not image_id or UNSAFE_ID_CHARS.search(image_id):
+        if (not isinstance(image_id, str) or not image_id or UNSAFE_ID_CHARS.search(image_id)
+                or image_id.startswith(".")):
             raise InvalidArgumentError(f"image {position} has a bad id {image_id!r}")
         if not isinstance(source, str) or not source:
             raise InvalidArgumentError(f"image {image_id!r} has a bad source path {source!r}")
@@ -314,8 +324,40 @@ class Project:
         labels = item.get("labels", f"{LABELS_FOLDER}/{image_id}{suffix}")
         if not isinstance(labels, str) or not labels:
             raise InvalidArgumentError(f"image {image_id!r} has a bad labels path {labels!r}")
-        return ImageEntry(image_id, resolve(folder, source), status, resolve(folder, labels),
+        labels_path = inside(folder, labels)
+        if labels_path is None:
+            raise InvalidArgumentError(
+                f"image {image_id!r} has its label file at {labels!r}, outside the project folder; "
+                f"segstudio writes only inside the project"
+            )
+        if labels_path.suffix.lower() != suffix:
+            raise InvalidArgumentError(
+                f"image {image_id!r} has a label file {labels!r} that is not a {suffix} file"
+            )
+        return ImageEntry(image_id, resolve(folder, source), status, labels_path,
                           kind=kind, selector=selector, description=description)
+
+    @staticmethod
+    def _check_written_paths(folder: Path, entries: list[ImageEntry]) -> None:
+        """Refuse a project whose label files would overwrite a source image or each other,
+        or whose models folder leads outside it."""
+        sources = {same_file_key(entry.source) for entry in entries}
+        label_files: dict[str, str] = {}
+        for entry in entries:
+            key = same_file_key(entry.labels_path)
+            if key in sources:
+                raise InvalidArgumentError(
+                    f"image {entry.id!r} has its label file at a source image "
+                    f"({entry.labels_path.name}); source images are never written"
+                )
+            if key in label_files:
+                raise InvalidArgumentError(
+                    f"images {label_files[key]!r} and {entry.id!r} share the label file {entry.labels_path.name}"
+                )
+            label_files[key] = entry.id
+        models = folder / "models"
+        if models.exists() and not is_inside(folder, models):
+            raise InvalidArgumentError("its models folder leads outside the project folder (a link?)")
 
     # ------------------------------------------------------------------
     # Images
@@ -498,6 +540,9 @@ class Project:
         converted to the project's.
         """
         entry = self.entries[self._check_index(index)]
+        if not is_inside(self.folder, entry.labels_path):  # a link made since the project opened
+            raise ExportError("the label file lies outside the project folder (a link?); not written",
+                              path=entry.labels_path)
         self._write_label_file(entry, labels, self.classes, entry.labels_path)
 
     def _write_label_file(self, entry: ImageEntry, labels: np.ndarray, classes: ClassList, path: Path) -> None:

@@ -115,3 +115,14 @@ def test_evaluate_with_no_matching_names(tmp_path, capsys):
     write_indexed_png(tmp_path / "gt" / "b.png", np.zeros((4, 4), np.uint8), COLORS)
     assert cli.main(["evaluate", str(tmp_path / "pred"), str(tmp_path / "gt")]) == 1
     assert "no predicted mask has a ground-truth mask" in capsys.readouterr().err
+
+
+def test_predict_into_the_input_folder_never_writes_over_a_source(checkpoint, image_folder, capsys):
+    folder, _ = image_folder
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    code = cli.main(["predict", str(folder), "--checkpoint", str(checkpoint), "--out", str(folder),
+                     "--device", "cpu"])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "source images are never written" in err and "Traceback" not in err
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
