@@ -142,6 +142,8 @@ class Document:
         self.crf_labels: np.ndarray | None = None
         self.revision = 0
         self.dirty = False
+        #: a document of a project open read-only: the tools change nothing
+        self.read_only = False
         self._history = History(history_bytes)
         self._listeners: list[Listener] = []
         self._stroke: _Stroke | None = None
@@ -251,6 +253,8 @@ class Document:
         bool
             Whether any pixel changed.
         """
+        if self.read_only:
+            return False
         if self._stroke is None:
             return self.apply(region, mask, value, "Paint")
         value = _check_value(value, self.unlabelled)
@@ -307,6 +311,8 @@ class Document:
             False, and no history entry, when no pixel changed.
         """
         self.end_stroke()
+        if self.read_only:
+            return False
         value = _check_value(value, self.unlabelled)
         region, mask = self._region_and_mask(region, mask)
         view = self.labels[region]
@@ -400,6 +406,8 @@ class Document:
         labels = self._source_labels(source)
         region, mask = self._region_and_mask(region or full_region(self.shape), mask)
         self.end_stroke()
+        if self.read_only:
+            return False
         incoming = labels[region]
         selection = np.ones(region_shape(region), bool) if mask is None else mask.copy()
         if class_index is not None:
@@ -468,7 +476,7 @@ class Document:
     def set_status(self, status: ImageStatus | str) -> None:
         """Set the review status (no undo step; listeners hear None)."""
         status = self._check_status(status)
-        if status is self.status:
+        if status is self.status or self.read_only:
             return
         self.status = status
         self._changed(None)

@@ -33,6 +33,7 @@ from segstudio.gui.panels.classes import ClassesPanel
 from segstudio.gui.panels.crf import CRFPanel
 from segstudio.gui.panels.images import ImagesPanel
 from segstudio.gui.panels.layers import LayersPanel
+from segstudio.io.project_lock import ProjectLockedError
 from segstudio.gui.panels.model import ModelPanel
 from segstudio.gui.panels.training import TrainingPanel
 from segstudio.gui.panels.volume import VolumePanel
@@ -154,15 +155,37 @@ class MainWindow(QMainWindow):
     # -- projects -------------------------------------------------------------
     def open_path(self, path: str | Path) -> bool:
         """Open a project folder, a folder of images or image files."""
+        if not self._open_with(lambda **access: project_opening.open_or_create(Path(path), **access)):
+            return False
+        self._remember_recent(Path(path))
+        return True
+
+    def _open_with(self, opener) -> bool:
+        """Open what *opener* (``open_or_create`` with its path) gives, holding the
+        project's lock; when another window holds it, ask: read-only, take over, or cancel."""
         try:
-            project = project_opening.open_or_create(Path(path))
-            problems = self.session.open_project(project)
+            try:
+                project = opener(lock=True)
+            except ProjectLockedError as locked:
+                choice = studio_actions.ask_about_lock(self, locked)
+                if choice is None:
+                    return False
+                if choice == "take-over":
+                    project = opener(lock=True, take_over=True)
+                else:
+                    project = opener(read_only=f"it is open in another window: {locked.owner.describe()}")
+            try:
+                problems = self.session.open_project(project)
+            except SegstudioError:
+                project.release()
+                raise
         except SegstudioError as error:
             self.report_error("Cannot open", error)
             return False
         if problems:
             self.report_error(f"{len(problems)} image(s) cannot be read; the others are open", problems[0])
-        self._remember_recent(Path(path))
+        if project.read_only is not None:
+            self.statusBar().showMessage(f"Read-only: {project.read_only}. Nothing you change is saved.")
         return True
 
     def _on_project_changed(self) -> None:
@@ -225,7 +248,8 @@ class MainWindow(QMainWindow):
     def _update_title(self) -> None:
         project = self.session.project
         name = project.folder.name if project else "no project"
-        self.setWindowTitle(f"segstudio — {name}")
+        read_only = " [read-only]" if self.session.read_only else ""
+        self.setWindowTitle(f"segstudio — {name}{read_only}")
 
     def _remember_recent(self, path: Path) -> None:
         settings = QSettings()
@@ -474,15 +498,7 @@ class MainWindow(QMainWindow):
             self.open_path(folder)
 
     def open_path_list(self, paths: list[Path]) -> bool:
-        try:
-            project = project_opening.create_for_files(paths)
-            problems = self.session.open_project(project)
-        except SegstudioError as error:
-            self.report_error("Cannot open", error)
-            return False
-        if problems:
-            self.report_error(f"{len(problems)} image(s) cannot be read; the others are open", problems[0])
-        return True
+        return self._open_with(lambda **access: project_opening.create_for_files(paths, **access))
 
     def current_image(self) -> np.ndarray | None:
         return self.session.document.image if self.session.document else None

@@ -26,6 +26,7 @@ from segstudio.errors import SegstudioError
 from segstudio.inference.predictor import PredictionResult
 from segstudio.io.masks import convert_labels
 from segstudio.io.project import Project
+from segstudio.io.project_lock import REFRESH_S
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,9 @@ class Session(QObject):
         self._watch = QTimer(self)  # notices failed writes on the GUI thread
         self._watch.setInterval(300)
         self._watch.timeout.connect(lambda: self._collect(wait=False))
+        self._heartbeat = QTimer(self)  # keeps the project's lock fresh (see io.project_lock)
+        self._heartbeat.setInterval(int(REFRESH_S * 1000))
+        self._heartbeat.timeout.connect(self._refresh_lock)
 
     @property
     def classes(self) -> ClassList:
@@ -89,6 +93,8 @@ class Session(QObject):
             )
         self.project = project
         self.predictions.clear()
+        if project.lock is not None:
+            self._heartbeat.start()
         self.projectChanged.emit()
         problems: list[SegstudioError] = []
         count = len(project.entries)
@@ -117,6 +123,7 @@ class Session(QObject):
             document.labels[...] = convert_labels(unsaved, document.labels.dtype)
             document.dirty = True
         self._detach()
+        document.read_only = self.read_only
         self.document = document
         self.index = index
         self.project.current = index
@@ -127,6 +134,20 @@ class Session(QObject):
         self._unsubscribe = document.subscribe(self._on_document_changed)
         self.documentChanged.emit(index)
         return document
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the open project may not be written (another studio holds it)."""
+        return self.project is not None and self.project.read_only is not None
+
+    def _refresh_lock(self) -> None:
+        if self.project is not None and self.project.lock is not None:
+            self.project.lock.refresh()
+
+    def _release(self) -> None:
+        self._heartbeat.stop()
+        if self.project is not None:
+            self.project.release()
 
     def _detach(self) -> None:
         if self._unsubscribe is not None:
@@ -162,7 +183,7 @@ class Session(QObject):
             self.document.set_label_dtype(self.project.classes.label_dtype)
 
     def set_status(self, index: int, status: ImageStatus) -> None:
-        if self.project is None:
+        if self.project is None or self.read_only:
             return
         if index == self.index and self.document is not None:
             self.document.set_status(status)
@@ -180,7 +201,7 @@ class Session(QObject):
         else:
             self.predictions[index] = result
             entry = self.project.entries[index]
-            if entry.status == ImageStatus.NEW:
+            if entry.status == ImageStatus.NEW and not self.read_only:
                 entry.status = ImageStatus.PREDICTED
                 self.project.save()
                 self.statusChanged.emit(index, entry.status.value)
@@ -197,6 +218,8 @@ class Session(QObject):
         project, document = self.project, self.document
         if project is None:
             return self._collect(wait=True) if wait else True
+        if self.read_only:  # its documents cannot be edited: nothing to write
+            return True
         retry, self._unsaved = self._unsaved, {}
         for index, snapshot in retry.items():
             if not (index == self.index and document is not None and document.dirty):
@@ -265,6 +288,7 @@ class Session(QObject):
         if not self.save(wait=True):
             return False
         self._detach()
+        self._release()
         self.project = None
         self.predictions.clear()
         self._unsaved.clear()
@@ -275,6 +299,7 @@ class Session(QObject):
         """Close without saving (the user chose to lose unsaved labels)."""
         self._collect(wait=True)
         self._detach()
+        self._release()
         self.project = None
         self.predictions.clear()
         self._unsaved.clear()

@@ -233,6 +233,28 @@ def adopt_model_classes(window: MainWindow, meta) -> None:
         )
 
 
+def ask_about_lock(window: MainWindow, locked) -> str | None:
+    """Another window holds the project (a :class:`ProjectLockedError`): ``"read-only"``,
+    ``"take-over"`` or None (cancel), as the user chooses. Read-only is the default."""
+    box = QMessageBox(window)
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle("Project in use")
+    box.setText(f"{locked.path} is open in another window:\n{locked.owner.describe()}.")
+    box.setInformativeText(
+        "If both windows edit it, one overwrites the other's labels. Open it read-only to look, "
+        "or take it over only if that window has crashed or is closed.")
+    read_only = box.addButton("Open read-only", QMessageBox.ButtonRole.AcceptRole)
+    take_over = box.addButton("Take over", QMessageBox.ButtonRole.DestructiveRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    read_only.setObjectName("lock_read_only")
+    take_over.setObjectName("lock_take_over")
+    box.setDefaultButton(read_only)
+    window.lock_box = box  # tests find and click it
+    box.exec()
+    clicked = box.clickedButton()
+    return "read-only" if clicked is read_only else "take-over" if clicked is take_over else None
+
+
 def delete_class(window: MainWindow, index: int, replacement: int) -> None:
     """Remove class ``index`` everywhere; its pixels become ``replacement``
     (another class, or -1 = unlabelled) and higher classes shift down. Going

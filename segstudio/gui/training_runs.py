@@ -130,9 +130,16 @@ class TrainingRuns(QObject):
             return False
         return bool(provenance.get("untrained_start"))
 
+    def _check_writable(self, why: str) -> None:
+        project = self.window.session.project
+        if project is not None and project.read_only is not None:
+            raise SegstudioError(f"the project is open read-only ({project.read_only}); {why}",
+                                 path=project.folder)
+
     def activate(self, version_id: str) -> None:
         """Make a version active (or roll back): the Model panel runs it from now on."""
         try:
+            self._check_writable("the active version is recorded in the project")
             self.store.set_active(version_id)
         except SegstudioError as error:
             self.window.report_error("Cannot activate the version", error)
@@ -155,6 +162,7 @@ class TrainingRuns(QObject):
             return
         self.window.session.save(wait=True)  # the trainer reads the labels from disk
         try:
+            self._check_writable("training stores each model version in the project")
             if self.store is None:
                 self.open_project()
             self._ensure_active_version()

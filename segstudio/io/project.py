@@ -41,9 +41,10 @@ from segstudio.errors import (
     UnreadableInputError,
 )
 from segstudio.io.images import list_image_files, read_image
-from segstudio.io.class_change import ClassChange, read_journal, remove_stale_staged
+from segstudio.io.class_change import JOURNAL_FILE, ClassChange, read_journal, remove_stale_staged
 from segstudio.io.leftovers import remove_leftovers
 from segstudio.io.project_entry import ImageEntry
+from segstudio.io.project_lock import ProjectLock
 from segstudio.io.project_paths import (
     UNSAFE_ID_CHARS,
     inside,
@@ -122,6 +123,9 @@ class Project:
         self.current = current if self.entries else 0
         self.model_settings: dict[str, Any] = dict(model_settings or {})
         self.crf_settings: dict[str, Any] = dict(crf_settings) if crf_settings else _default_crf_settings()
+        #: why nothing may be written (another studio holds the lock), or None
+        self.read_only: str | None = None
+        self.lock: ProjectLock | None = None
 
     # ------------------------------------------------------------------
     # Creating and opening
@@ -195,8 +199,14 @@ class Project:
         return project
 
     @classmethod
-    def open(cls, folder: str | os.PathLike[str]) -> Project:
+    def open(cls, folder: str | os.PathLike[str], *, lock: bool = False, take_over: bool = False,
+             read_only: str | None = None) -> Project:
         """Open the project in *folder* (or the ``project.json`` file itself).
+
+        With *lock* (the studio), the project's lock is taken first
+        (:mod:`segstudio.io.project_lock`; *take_over* replaces another's).
+        With *read_only* (the reason, shown to the user) nothing is ever
+        written, not even the repairs of an interrupted write.
 
         Raises
         ------
@@ -204,6 +214,8 @@ class Project:
             No project file, damaged JSON, another format, a newer format
             version, or entries that do not make sense; the message names
             the file.
+        ProjectLockedError
+            *lock* and another studio holds the project.
         """
         path = Path(os.path.abspath(folder))
         if path.name == PROJECT_FILE and not path.is_dir():
@@ -233,9 +245,44 @@ class Project:
             raise UnreadableInputError(
                 f"the project file is not valid: {exc.problem}", path=project_file
             ) from None
-        project._finish_interrupted_change()
+        if read_only is not None:
+            project.read_only = read_only
+            if (path / JOURNAL_FILE).exists():
+                log.warning("%s: a class deletion is under way or was interrupted; opened read-only, the "
+                            "labels may not match the classes until the project is opened for editing", path)
+            return project
+        if lock:
+            project.take_lock(take_over=take_over)
+        try:
+            project._finish_interrupted_change()
+        except BaseException:
+            project.release()
+            raise
         remove_leftovers(path, [project.labels_folder])
         return project
+
+    def take_lock(self, *, take_over: bool = False) -> None:
+        """Hold this project's lock until :meth:`release` (see :mod:`segstudio.io.project_lock`).
+
+        Raises
+        ------
+        ProjectLockedError
+            Another studio holds it and *take_over* is False.
+        """
+        lock = ProjectLock(self.folder)
+        lock.acquire(take_over=take_over)
+        self.lock = lock
+
+    def release(self) -> None:
+        """Give up the lock, if held (closing the project)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def _check_writable(self, path: Path) -> None:
+        if self.read_only is not None:
+            raise ExportError(f"the project is open read-only ({self.read_only}); nothing was written",
+                              path=path)
 
     def _finish_interrupted_change(self) -> None:
         """Finish a class deletion that a killed process left half done (see
@@ -540,6 +587,7 @@ class Project:
         converted to the project's.
         """
         entry = self.entries[self._check_index(index)]
+        self._check_writable(entry.labels_path)
         if not is_inside(self.folder, entry.labels_path):  # a link made since the project opened
             raise ExportError("the label file lies outside the project folder (a link?); not written",
                               path=entry.labels_path)
@@ -575,6 +623,7 @@ class Project:
             A file cannot be written (nothing has changed unless it was
             ``project.json``; the journal finishes the change on open).
         """
+        self._check_writable(self.project_file)
         mapping = self.classes.removal_mapping(index, replacement)
         after = ClassList.from_list(self.classes.to_list())
         after.remove(index)
@@ -644,7 +693,12 @@ class Project:
         ------
         ExportError
             The file cannot be written, or a setting is not JSON-serialisable.
+            A project open read-only writes nothing: its settings changes
+            (a model, a class colour) last as long as the window.
         """
+        if self.read_only is not None:
+            log.debug("%s is open read-only; project.json not written", self.folder)
+            return self.project_file
         try:
             text = json.dumps(self.to_json(), indent=2, ensure_ascii=False)
         except (TypeError, ValueError) as exc:

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from segstudio.annotation.classes import ClassList
 from segstudio.errors import UnreadableInputError
@@ -48,23 +49,31 @@ def user_projects_dir() -> Path:
     return Path(user_data_dir("segstudio", appauthor=False)) / "projects"
 
 
-def open_or_create(path: Path) -> Project:
+def open_or_create(path: Path, **access: Any) -> Project:
     """Open the project for *path*, making it first if there is none (see the module docstring).
+
+    *access* goes to :meth:`Project.open` (``lock``, ``take_over``,
+    ``read_only``); a project opened read-only is not extended with the
+    folder's new images.
 
     Raises
     ------
     UnreadableInputError
         The path does not exist, or a folder holds nothing to annotate.
+    ProjectLockedError
+        ``lock`` was asked for and another studio holds the project.
     """
     path = Path(path)
     if path.is_file() and path.name == PROJECT_FILE:
-        return Project.open(path.parent)
+        return Project.open(path.parent, **access)
     if path.is_dir() and (path / PROJECT_FILE).is_file():
-        return Project.open(path)
+        return Project.open(path, **access)
     if path.is_dir():
         nested = path / FOLDER_PROJECT
         if (nested / PROJECT_FILE).is_file():
-            project = Project.open(nested)
+            project = Project.open(nested, **access)
+            if project.read_only is not None:
+                return project
             images, volumes = _folder_contents(path, required=False)
             project.add_images(images)
             if volumes:
@@ -73,13 +82,13 @@ def open_or_create(path: Path) -> Project:
             return project
         images, volumes = _folder_contents(path, required=True)
         target = nested if os.access(path, os.W_OK) else _user_project_folder(path)
-        return _create_or_extend(target, images, [path] if volumes else [])
+        return _create_or_extend(target, images, [path] if volumes else [], **access)
     if path.is_file():
-        return create_for_files([path])
+        return create_for_files([path], **access)
     raise UnreadableInputError("no such file or folder", path=path)
 
 
-def create_for_files(paths: list[Path]) -> Project:
+def create_for_files(paths: list[Path], **access: Any) -> Project:
     """A project in the per-user data directory for image, DICOM and NIfTI files.
 
     Raises
@@ -92,7 +101,7 @@ def create_for_files(paths: list[Path]) -> Project:
     others = [p for p in paths if p not in volumes]
     images = list_image_files(others) if others else []
     anchor = (images or volumes)[0]
-    return _create_or_extend(_user_project_folder(anchor), images, volumes)
+    return _create_or_extend(_user_project_folder(anchor), images, volumes, **access)
 
 
 def _folder_contents(folder: Path, *, required: bool) -> tuple[list[Path], bool]:
@@ -149,22 +158,27 @@ def _user_project_folder(anchor: Path) -> Path:
     return user_projects_dir() / f"{volume_file_stem(anchor) or 'images'}-{digest}"
 
 
-def _create_or_extend(folder: Path, images: list[Path], volumes: list[Path]) -> Project:
+def _create_or_extend(folder: Path, images: list[Path], volumes: list[Path], **access: Any) -> Project:
     """Open or make the project in *folder* and add what is new.
 
     A volume that cannot be read is logged and left out, so that the rest
     opens; only when nothing at all can be added is its error raised (before
     anything is written).
     """
-    found, errors = _find_all(volumes)
     if (folder / PROJECT_FILE).is_file():
-        project = Project.open(folder)
+        project = Project.open(folder, **access)
+        if project.read_only is not None:
+            return project
+        found, _errors = _find_all(volumes)
         project.add_images(images)
     else:
+        found, errors = _find_all(volumes)
         if not images and not found and errors:
             raise errors[0]
         log.info("new project in %s", folder)
         project = Project.create(folder, images, default_classes())
+        if access.get("lock"):
+            project.take_lock()
     project.add_volume_candidates(found)
     project.save()
     return project
