@@ -239,6 +239,9 @@ class Project:
                 f"the project file is damaged (invalid JSON at line {exc.lineno}, column {exc.colno})",
                 path=project_file,
             ) from None
+        except RecursionError:
+            raise UnreadableInputError("the project file is damaged (nested too deeply to read)",
+                                       path=project_file) from None
         try:
             project = cls._from_json(path, data)
         except SegstudioError as exc:

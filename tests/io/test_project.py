@@ -121,6 +121,9 @@ def test_create_refuses_an_existing_project(tmp_path, images):
     "content, message",
     [
         ("{ not json", "damaged"),
+        ("[" * 100000 + "]" * 100000, "nested too deeply"),
+        ('{"format": "segstudio-project", "version": 1, "model": ' + "[" * 100000 + "]" * 100000 + "}",
+         "nested too deeply"),
         ('{"format": "something-else", "version": 1}', "not a segstudio project"),
         ('{"format": "segstudio-project", "version": 7, "classes": [], "images": []}', "newer segstudio"),
         ('{"format": "segstudio-project", "version": 1, "images": [{"id": "a"}]}', "no 'source'"),
