@@ -17,13 +17,24 @@ from pathlib import Path
 import numpy as np
 
 from segstudio.errors import InvalidArgumentError, UnreadableInputError
+from segstudio.io.limits import check_pixels
 from segstudio.io.volume import Volume
 
 log = logging.getLogger(__name__)
 
 _NOT_NIFTI = "not a NIfTI image (expected a .nii or .nii.gz file with a NIfTI-1 or NIfTI-2 header)"
-# nibabel reports damaged files through many unrelated exception types.
-_LOAD_ERRORS: tuple[type[BaseException], ...] = (ValueError, EOFError, OSError, zlib.error, MemoryError)
+# nibabel reports damaged files through many unrelated exception types: a
+# negative dimension reaches mmap as OverflowError, a dim[0] or datatype it
+# does not know is a HeaderDataError (an Exception of its own, see _load_errors).
+_LOAD_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, EOFError, OSError, OverflowError, zlib.error, MemoryError,
+)
+
+
+def _load_errors() -> tuple[type[BaseException], ...]:
+    from nibabel.spatialimages import HeaderDataError
+
+    return (*_LOAD_ERRORS, HeaderDataError)
 
 
 def _load(path: Path):
@@ -40,11 +51,24 @@ def _load(path: Path):
         image = nib.load(path)
     except ImageFileError as exc:
         raise UnreadableInputError(_NOT_NIFTI, path=path) from exc
-    except _LOAD_ERRORS as exc:
-        raise UnreadableInputError(f"{_NOT_NIFTI} or the file is damaged", path=path) from exc
+    except _load_errors() as exc:
+        raise UnreadableInputError(f"{_NOT_NIFTI} or the file is damaged ({_short(exc)})", path=path) from exc
     if not isinstance(image, nib.Nifti1Pair):  # Nifti1Image and Nifti2Image derive from it
         raise UnreadableInputError(f"{_NOT_NIFTI}; nibabel read it as {type(image).__name__}", path=path)
+    shape = tuple(int(n) for n in image.shape)
+    if not shape or any(n <= 0 for n in shape):
+        raise UnreadableInputError(
+            f"the header declares dimensions {' x '.join(map(str, shape)) or 'none'}; every dimension must be "
+            "at least 1 (the file is damaged)",
+            path=path,
+        )
     return image
+
+
+def _short(exc: BaseException) -> str:
+    """The first line of an exception's text (nibabel's may print a whole matrix)."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
 
 
 def _values(image, path: Path, volume_index: int | None) -> np.ndarray:
@@ -77,14 +101,29 @@ def _values(image, path: Path, volume_index: int | None) -> np.ndarray:
             raise InvalidArgumentError(f"volume_index {volume_index} given but the image is {len(shape)}-D",
                                        path=path)
         slicer = (slice(None),) * len(shape)
+    _check_memory(image, shape[:3], path)
     try:
         # The proxy applies scl_slope / scl_inter and reads only the chosen volume.
         data = np.asanyarray(image.dataobj[slicer])
-    except _LOAD_ERRORS as exc:
+    except _load_errors() as exc:
         raise UnreadableInputError("NIfTI image data is truncated or damaged", path=path) from exc
     while data.ndim < 3:
         data = data[..., np.newaxis]
     return data
+
+
+def _check_memory(image, shape: tuple[int, ...], path: Path) -> None:
+    """Refuse before reading when the declared voxels would not fit.
+
+    A few kilobytes of header can declare 4096 x 4096 x 256 voxels; nibabel
+    allocates the whole array before it finds the data missing.
+    """
+    stored = image.get_data_dtype()
+    slope, inter = image.dataobj.slope, image.dataobj.inter
+    scaled = not (slope in (None, 1) and inter in (None, 0))
+    # Scaled data come out of nibabel as float64 before they become float32 here.
+    itemsize = max(stored.itemsize, 8) if scaled else stored.itemsize
+    check_pixels(shape, itemsize, path, "the volume")
 
 
 def _as_zyx(data: np.ndarray) -> np.ndarray:
@@ -123,8 +162,10 @@ def read_nifti(path: str | os.PathLike[str], volume_index: int | None = None) ->
     Raises
     ------
     UnreadableInputError
-        Missing, empty, damaged or non-NIfTI file; a 4-D image without a
-        volume_index; more than four dimensions.
+        Missing, empty, damaged or non-NIfTI file (a header nibabel refuses,
+        a dimension below 1); a 4-D image without a volume_index; more than
+        four dimensions; more voxels than memory allows
+        (:func:`segstudio.io.limits.check_pixels`), checked before reading.
     InvalidArgumentError
         volume_index out of range.
     """
@@ -134,7 +175,13 @@ def read_nifti(path: str | os.PathLike[str], volume_index: int | None = None) ->
     image = _load(path)
     data = _values(image, path, volume_index)
     array = _as_zyx(data)
-    affine = np.asarray(image.affine, dtype=np.float64)
+    try:
+        affine = np.asarray(image.affine, dtype=np.float64)
+        header = image.header.copy()
+    except _load_errors() as exc:
+        raise UnreadableInputError(f"the NIfTI header is damaged ({_short(exc)})", path=path) from exc
+    if not np.all(np.isfinite(affine)):
+        raise UnreadableInputError("the NIfTI affine (qform/sform) holds values that are not finite", path=path)
     sizes = nib.affines.voxel_sizes(affine)
     volume = Volume(
         array=array,
@@ -144,7 +191,7 @@ def read_nifti(path: str | os.PathLike[str], volume_index: int | None = None) ->
         kind="nifti",
         modality=None,
         description=path.name,
-        nifti_header=image.header.copy(),
+        nifti_header=header,
     )
     log.info("read NIfTI %s: %s %s, spacing %s mm", path.name, array.shape, array.dtype,
              tuple(round(s, 4) for s in volume.spacing))

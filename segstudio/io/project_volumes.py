@@ -239,7 +239,7 @@ def _dicom_file_candidate(path: Path) -> VolumeCandidate:
 
 
 def _nifti_candidates(path: Path) -> list[VolumeCandidate]:
-    from segstudio.io.nifti import _load  # maps every nibabel failure to our error
+    from segstudio.io.nifti import _load  # maps every nibabel failure (and a bad shape) to our error
 
     shape = _load(path).shape  # header only: the data stay on disk
     stem = volume_file_stem(path)
@@ -249,39 +249,66 @@ def _nifti_candidates(path: Path) -> list[VolumeCandidate]:
     return [VolumeCandidate(path, {"volume_index": k}, f"vol {k}", f"{stem}_vol{k}") for k in range(count)]
 
 
-def find_volumes(path: str | os.PathLike[str]) -> list[VolumeCandidate]:
+def find_volumes(
+    path: str | os.PathLike[str], *, skipped: list[SegstudioError] | None = None
+) -> list[VolumeCandidate]:
     """The volumes a path holds, in display order.
 
     * a folder: one candidate per DICOM series in it (a ``series_uid``
       selector when there are several) and the NIfTI files in it (sub-folders
-      are not searched);
+      are not searched); a NIfTI file that cannot be read, or DICOM files
+      that form no readable series, are left out with a one-line warning
+      naming them, so that one bad file does not hide the others;
     * a DICOM file: one candidate;
     * a ``.nii``/``.nii.gz`` file: one, or one per volume of a 4-D image
       (``volume_index`` selector, described as ``vol k``);
     * a TIFF file: one (a multi-page stack).
 
+    Parameters
+    ----------
+    path:
+        A folder or file.
+    skipped:
+        If given, the errors of the files left out of a folder are appended
+        to it (a command reports them as failures).
+
     Raises
     ------
     UnreadableInputError
-        The path does not exist, is none of the above, or holds no volume;
-        a NIfTI or DICOM header cannot be read.
+        The path does not exist, is none of the above, or holds no volume
+        (in a folder: nothing at all could be read; the first problem is
+        named); a NIfTI or DICOM header of the file given cannot be read.
     """
     path = Path(os.path.abspath(path))
     if path.is_dir():
         files = _folder_files(path)
         niftis = [p for p in files if is_nifti_path(p)]
         candidates: list[VolumeCandidate] = []
+        problems: list[SegstudioError] = []
         if _may_be_dicom(files):
             try:
                 candidates.extend(_dicom_series_candidates(path))
-            except UnreadableInputError:
+            except UnreadableInputError as error:
                 if not niftis:
                     raise
-                log.info("%s: no readable DICOM series beside the NIfTI files", path)
+                log.warning("skipping the DICOM files: %s", error)
+                problems.append(error)
         for nifti in niftis:
-            candidates.extend(_nifti_candidates(nifti))
+            try:
+                candidates.extend(_nifti_candidates(nifti))
+            except SegstudioError as error:
+                log.warning("skipping %s", error)
+                problems.append(error)
         if not candidates:
+            if problems:
+                raise UnreadableInputError(
+                    f"no readable DICOM series or NIfTI volume in folder ({len(problems)} file(s) or series "
+                    f"skipped; the first: {problems[0]})",
+                    path=path,
+                )
             raise UnreadableInputError("no DICOM series or NIfTI volumes in folder", path=path)
+        if skipped is not None:
+            skipped.extend(problems)
         return candidates
     if not path.exists():
         raise UnreadableInputError("no such file or folder", path=path)

@@ -207,6 +207,47 @@ def test_a_damaged_dicom_file_does_not_stop_the_images_from_opening(tmp_path, ca
     assert "half.dcm" in caplog.text
 
 
+def _folder_with_bad_niftis(folder):
+    """Two good NIfTI files and three bad ones (each of the kinds the bug hunt found) in *folder*."""
+    from tests.io.test_nifti import crafted_nifti
+
+    folder.mkdir()
+    good = [crafted_nifti(folder / "a_good.nii"), crafted_nifti(folder / "z_good.nii.gz")]
+    bad = [crafted_nifti(folder / "b_negative.nii", dims=(3, 4, -32768, 2)),
+           crafted_nifti(folder / "c_datatype.nii", datatype=9999),
+           crafted_nifti(folder / "d_dim0.nii", dims=(9,))]
+    return good, bad
+
+
+def test_one_bad_nifti_in_a_folder_does_not_hide_the_others(tmp_path, caplog):
+    good, bad = _folder_with_bad_niftis(tmp_path / "niftis")
+    make_ct_series(tmp_path / "niftis", z_offsets=(0.0, 5.0))  # and a DICOM series beside them
+    skipped = []
+    with caplog.at_level(logging.WARNING, logger="segstudio"):
+        found = find_volumes(tmp_path / "niftis", skipped=skipped)
+    assert [(c.source.name, c.series_uid is not None) for c in found] == [
+        ("niftis", True), ("a_good.nii", False), ("z_good.nii.gz", False)]
+    assert [e.path for e in skipped] == [str(p) for p in bad]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name.startswith(
+        "segstudio")]
+    for path in bad:  # one line each, naming the file
+        assert sum(str(path) in w for w in warnings) == 1
+    assert all("\n" not in w for w in warnings)
+    # the project opens every readable volume of the folder too
+    project = project_opening.open_or_create(tmp_path / "niftis")
+    assert sorted(e.source.name for e in project.entries) == ["a_good.nii", "niftis", "z_good.nii.gz"]
+
+
+def test_a_folder_of_only_bad_niftis_names_the_first_problem(tmp_path):
+    _good, bad = _folder_with_bad_niftis(tmp_path / "bad")
+    for path in _good:
+        path.unlink()
+    with pytest.raises(UnreadableInputError) as info:
+        find_volumes(tmp_path / "bad")
+    assert info.value.path == str(tmp_path / "bad")
+    assert "3 file(s) or series skipped" in info.value.problem and str(bad[0]) in info.value.problem
+
+
 def test_folder_probe_and_errors(tmp_path):
     folder = tmp_path / "plain"
     folder.mkdir()
