@@ -29,11 +29,16 @@ from segstudio.io.dicom_geometry import (
     Geometry,
     apply_rescale,
     check_consistent,
+    frame_count,
     frame_planes,
+    header_value,
+    modality_lut,
     plane_of,
     sort_slices,
+    stated_spacing,
 )
-from segstudio.io.volume import Volume
+from segstudio.io.limits import check_pixels
+from segstudio.io.volume import Volume, is_nifti_path
 from segstudio.tasks import CancelToken, Progress, Task, run_to_completion
 
 log = logging.getLogger(__name__)
@@ -168,14 +173,17 @@ def _pixels(ds, path: Path) -> np.ndarray:
             f"DICOM file holds no image (no Pixel Data); it is a {_sop_class_name(ds)} object{hint}",
             path=path,
         )
+    frames = frame_count(ds, path)
+    samples = _samples(ds, path)
+    if _is_image(ds):
+        check_pixels((frames, int(ds.Rows), int(ds.Columns)), _itemsize(ds, path), path, "the volume",
+                     channels=samples)
     try:
         array = ds.pixel_array
     except (RuntimeError, NotImplementedError, ValueError, TypeError, AttributeError, ImportError) as exc:
         raise UnreadableInputError(_decode_problem(ds, exc), path=path) from exc
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if samples == 1 and "ModalityLUTSequence" in ds:
-        array = _modality_lut(ds, array, path)
+        array = modality_lut(ds, array, path)
     if frames == 1:
         array = array[np.newaxis]
     if samples not in (1, 3) or array.ndim != (4 if samples == 3 else 3):
@@ -185,22 +193,16 @@ def _pixels(ds, path: Path) -> np.ndarray:
     return array
 
 
-def _modality_lut(ds, array: np.ndarray, path: Path) -> np.ndarray:
-    """Stored values through the file's Modality LUT Sequence (PS3.3 C.11.1.1).
+def _samples(ds, path: Path) -> int:
+    value = header_value(ds, "SamplesPerPixel", path)
+    return int(value) if value not in (None, "") else 1
 
-    Some modalities (XA, some CR and secondary captures) map stored values
-    to meaningful ones with a table instead of Rescale Slope/Intercept; the
-    plane's rescale is then the identity (see ``dicom_geometry._rescale``).
-    """
-    try:
-        from pydicom.pixels import apply_modality_lut
-    except ImportError:  # pydicom 2.x
-        from pydicom.pixel_data_handlers.util import apply_modality_lut
 
-    try:
-        return np.asarray(apply_modality_lut(array, ds))
-    except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
-        raise UnreadableInputError(f"its Modality LUT Sequence cannot be applied ({exc})", path=path) from exc
+def _itemsize(ds, path: Path) -> int:
+    """Bytes per decoded sample, from BitsAllocated (1-bit data decode to bytes)."""
+    value = header_value(ds, "BitsAllocated", path)
+    bits = int(value) if value not in (None, "") else 8
+    return max(1, (bits + 7) // 8)
 
 
 # --------------------------------------------------------------------------
@@ -228,9 +230,15 @@ def _candidate_files(folder: Path, recursive: bool) -> list[Path]:
 def _scan(
     files: Sequence[Path], cancel: CancelToken | None = None
 ) -> tuple[dict[str, list[tuple[Path, object]]], list[str]]:
-    """Group the image headers by series; return the groups and what was skipped."""
+    """Group the image headers by series; return the groups and what was skipped.
+
+    Damaged DICOM files get a warning each; files that are not DICOM at all
+    get one warning line per folder, with their count and a few names
+    (NIfTI files are left out of it: they are volumes of their own).
+    """
     groups: dict[str, list[tuple[Path, object]]] = {}
     skipped: list[str] = []
+    not_dicom: dict[Path, list[str]] = {}
     for path in files:
         if cancel is not None:
             cancel.raise_if_cancelled()
@@ -239,6 +247,8 @@ def _scan(
         except UnreadableInputError as exc:
             if exc.problem == "not a DICOM file":
                 log.debug("skipping %s: not DICOM", path.name)
+                if not is_nifti_path(path):
+                    not_dicom.setdefault(path.parent, []).append(path.name)
             else:
                 log.warning("skipping %s", exc)
                 skipped.append(str(exc))
@@ -246,13 +256,21 @@ def _scan(
         if not _is_image(ds):
             log.info("skipping %s: not an image (%s)", path.name, _sop_class_name(ds))
             continue
-        if _too_short(path, ds):
-            problem = UnreadableInputError("DICOM file is truncated (smaller than its pixel data)", path=path)
+        try:
+            frame_count(ds, path)
+            problem = (UnreadableInputError("DICOM file is truncated (smaller than its pixel data)", path=path)
+                       if _too_short(path, ds) else None)
+        except UnreadableInputError as exc:
+            problem = exc
+        if problem is not None:
             log.warning("skipping %s", problem)
             skipped.append(str(problem))
             continue
         uid = str(ds.get("SeriesInstanceUID", "") or "")
         groups.setdefault(uid, []).append((path, ds))
+    for folder, names in not_dicom.items():
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        log.warning("%s: skipped %d file(s) that are not DICOM (%s)", folder, len(names), shown)
     return groups, skipped
 
 
@@ -277,7 +295,11 @@ def _too_short(path: Path, ds) -> bool:
 
 def _series_info(uid: str, members: list[tuple[Path, object]]) -> SeriesInfo:
     first = members[0][1]
-    number = first.get("SeriesNumber")
+    try:
+        number = first.get("SeriesNumber")
+        number = int(number) if number not in (None, "") else None
+    except (TypeError, ValueError, OverflowError):
+        number = None  # only used for sorting and naming
     return SeriesInfo(
         series_uid=uid,
         modality=str(first.get("Modality", "")) or None,
@@ -286,7 +308,7 @@ def _series_info(uid: str, members: list[tuple[Path, object]]) -> SeriesInfo:
         rows=int(first.Rows),
         columns=int(first.Columns),
         files=tuple(p for p, _ in members),
-        series_number=int(number) if number not in (None, "") else None,
+        series_number=number,
     )
 
 
@@ -360,8 +382,8 @@ def _choose_series(groups: dict, series_uid: str | None, where: Path) -> list[tu
 
 
 def _read_multiframe(path: Path, ds, skipped: list[str]) -> Volume:
+    planes, stated = frame_planes(ds, path)  # header values first: a bad one fails before decoding
     stored = _pixels(ds, path)
-    planes, stated = frame_planes(ds)
     labels = [f"frame {i + 1}" for i in range(len(planes))]
     check_consistent(planes, [stored.shape[1:3]] * len(planes), [path] * len(planes), "the file")
     geometry = sort_slices(planes, stated, labels, path)
@@ -399,7 +421,7 @@ def _volume(array, geometry: Geometry, source: Path, datasets: list, first, skip
     description = str(first.get("SeriesDescription", "") or "") or source.name
     notes = [f"skipped {s}" for s in skipped] + geometry.warnings
     for note in geometry.warnings:
-        log.warning("%s: %s", source.name, note)
+        log.warning("%s: %s", source, note)
     volume = Volume(
         array=np.ascontiguousarray(array),
         spacing=geometry.spacing,
@@ -413,6 +435,7 @@ def _volume(array, geometry: Geometry, source: Path, datasets: list, first, skip
         slice_origins=geometry.origins,
         warnings=notes,
         invert=invert,
+        geometry_known=geometry.known,
     )
     log.info("read DICOM %r (%s): %s %s, spacing %s mm%s", description, volume.modality,
              volume.array.shape, volume.array.dtype, tuple(round(s, 4) for s in volume.spacing),
@@ -486,7 +509,7 @@ def read_series_steps(
 
     if single is not None:
         ds = _read_dataset(single, headers_only=False)
-        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        if frame_count(ds, single) > 1:
             return _read_multiframe(single, ds, [])
         members = [(single, ds)]
         skipped: list[str] = []
@@ -499,7 +522,7 @@ def read_series_steps(
                 path=root,
             )
         members = _choose_series(groups, series_uid, root)
-        if any(int(ds.get("NumberOfFrames", 1) or 1) > 1 for _, ds in members):
+        if any(frame_count(ds, path) > 1 for path, ds in members):
             if len(members) > 1:
                 raise UnreadableInputError(
                     f"the series is made of {len(members)} multi-frame files; open them one file at a time",
@@ -508,13 +531,20 @@ def read_series_steps(
             path = members[0][0]
             return _read_multiframe(path, _read_dataset(path, headers_only=False), skipped)
 
+    if single is None and _is_image(members[0][1]):
+        # The whole series before any slice is decoded: a few kilobytes of header each can declare gigabytes.
+        first = members[0][1]
+        check_pixels((len(members), int(first.Rows), int(first.Columns)), _itemsize(first, members[0][0]), root,
+                     "the volume", channels=_samples(first, members[0][0]))
     paths: list[Path] = []
     datasets: list = []
     slices: list[np.ndarray] = []
+    planes = []
     for done, (path, header) in enumerate(members):
         if cancel is not None:
             cancel.raise_if_cancelled()
         try:
+            plane = plane_of(header, path)  # a bad rescale or geometry value: this file, named
             ds = header if "PixelData" in header else _read_dataset(path, headers_only=False)
             pixels = _pixels(ds, path)
         except UnreadableInputError as exc:
@@ -526,6 +556,7 @@ def read_series_steps(
             paths.append(path)
             datasets.append(_drop_pixels(ds))
             slices.append(pixels[0])
+            planes.append(plane)
         yield Progress(done + 1, len(members), message=path.name, stage="read")
     if not slices:
         raise UnreadableInputError(f"none of the {len(members)} file(s) of the series could be read: {skipped[0]}",
@@ -533,11 +564,9 @@ def read_series_steps(
 
     source = single if single is not None else root
     invert = _inverted(datasets, paths, source)
-    planes = [plane_of(ds) for ds in datasets]
     what = f"series {str(datasets[0].get('SeriesDescription', '') or '')!r}"
     check_consistent(planes, [px.shape for px in slices], paths, what)
-    stated = datasets[0].get("SpacingBetweenSlices") or datasets[0].get("SliceThickness")
-    geometry = sort_slices(planes, float(stated) if stated not in (None, "") else None,
+    geometry = sort_slices(planes, stated_spacing(datasets[0], paths[0]),
                            [p.name for p in paths], single if single is not None else root)
     array = apply_rescale([slices[i] for i in geometry.order], [planes[i] for i in geometry.order])
     del slices

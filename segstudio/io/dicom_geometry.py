@@ -1,4 +1,5 @@
-"""Where DICOM slices are: sorting along the slice normal, the LPS affine, rescale.
+"""Where DICOM slices are: sorting along the slice normal, the LPS affine, rescale
+and Modality LUT, and the header values they rest on, checked.
 
 Split from :mod:`segstudio.io.dicom` (which reads the files) so that each
 stays small. Everything here works on pydicom datasets already read.
@@ -7,6 +8,7 @@ stays small. Everything here works on pydicom datasets already read.
 from __future__ import annotations
 
 import collections
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,54 @@ _ORIENTATION_TOL = 1e-4
 _SPACING_REL_TOL = 1e-3
 _SAME_POSITION_MM = 1e-3
 _UNEVEN_REL_TOL = 0.01
+
+
+def header_value(item, keyword: str, where: Path | None):
+    """``item.get(keyword)``, with a value pydicom cannot convert (a RescaleSlope
+    of ``"abc"``, an IS or DS that is not a number) reported as
+    UnreadableInputError naming *where* and the attribute."""
+    try:
+        return item.get(keyword)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise UnreadableInputError(f"{keyword} holds a value that is not valid ({_first_line(exc)})",
+                                   path=where) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
+def header_number(item, keyword: str, default: float | None, where: Path | None) -> float | None:
+    """A single number of the header, *default* when absent or empty.
+
+    Raises
+    ------
+    UnreadableInputError
+        The value is not a finite number.
+    """
+    value = header_value(item, keyword, where) if item is not None else None
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise UnreadableInputError(f"{keyword} is not a number ({value!r})", path=where) from None
+    if not np.isfinite(number):
+        raise UnreadableInputError(f"{keyword} is not a finite number ({value!r})", path=where)
+    return number
+
+
+def stated_spacing(ds, where: Path | None) -> float | None:
+    """SpacingBetweenSlices, else SliceThickness, when positive; None otherwise."""
+    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+        try:
+            value = header_number(ds, keyword, None, where)
+        except UnreadableInputError:
+            value = None  # only a fallback for a spacing the positions cannot give
+        if value is not None and value > 0:
+            return value
+    return None
 
 
 def _floats(value, count: int) -> np.ndarray | None:
@@ -44,57 +94,137 @@ def _orientation(value) -> tuple[np.ndarray, np.ndarray] | None:
 
 @dataclass
 class Plane:
-    """Where one 2-D frame sits, and how its stored values become real values."""
+    """Where one 2-D frame sits, and how its stored values become real values.
+
+    ``spacing_problem`` says why a PixelSpacing present in the file was not
+    usable (zero, negative); ``pixel_spacing`` is then None.
+    """
 
     position: np.ndarray | None
     orientation: tuple[np.ndarray, np.ndarray] | None
     pixel_spacing: np.ndarray | None
     slope: float
     intercept: float
+    spacing_problem: str | None = None
 
 
-def _rescale(item) -> tuple[float, float]:
+def _rescale(item, where: Path | None) -> tuple[float, float]:
     if item is not None and "ModalityLUTSequence" in item:
         return 1.0, 0.0  # the LUT replaces the rescale (PS3.3 C.11.1); the reader applied it
-    slope = item.get("RescaleSlope") if item is not None else None
-    intercept = item.get("RescaleIntercept") if item is not None else None
-    return (float(slope) if slope not in (None, "") else 1.0,
-            float(intercept) if intercept not in (None, "") else 0.0)
+    return (header_number(item, "RescaleSlope", 1.0, where),  # type: ignore[return-value]
+            header_number(item, "RescaleIntercept", 0.0, where))
 
 
-def plane_of(ds) -> Plane:
-    """The plane of a single-frame dataset, from its top-level attributes."""
-    slope, intercept = _rescale(ds)
+def _pixel_spacing(value) -> tuple[np.ndarray | None, str | None]:
+    """PixelSpacing as (row, column) mm, or None and why when it is there but unusable."""
+    spacing = _floats(value, 2)
+    if value is None:
+        return None, None
+    if spacing is None:
+        return None, f"PixelSpacing {_text(value)} is not two numbers"
+    if np.any(spacing <= 0):
+        return None, f"PixelSpacing {_text(value)} is not a valid pixel size (it must be above 0)"
+    return spacing, None
+
+
+def _text(value) -> str:
+    try:
+        return "\\".join(str(v) for v in value)
+    except TypeError:
+        return repr(value)
+
+
+def plane_of(ds, where: Path | None = None) -> Plane:
+    """The plane of a single-frame dataset, from its top-level attributes.
+
+    Raises
+    ------
+    UnreadableInputError
+        A rescale or geometry attribute holds a value that is not a number
+        (naming *where*).
+    """
+    slope, intercept = _rescale(ds, where)
+    spacing, problem = _pixel_spacing(header_value(ds, "PixelSpacing", where))
     return Plane(
-        position=_floats(ds.get("ImagePositionPatient"), 3),
-        orientation=_orientation(ds.get("ImageOrientationPatient")),
-        pixel_spacing=_floats(ds.get("PixelSpacing"), 2),
+        position=_floats(header_value(ds, "ImagePositionPatient", where), 3),
+        orientation=_orientation(header_value(ds, "ImageOrientationPatient", where)),
+        pixel_spacing=spacing,
         slope=slope,
         intercept=intercept,
+        spacing_problem=problem,
     )
 
 
-def _functional(groups: list, name: str, attr: str):
+def _functional(groups: list, name: str, attr: str, where: Path | None = None):
     """First value of ``attr`` inside the ``name`` macro of the given functional groups."""
     for group in groups:
         if group is None or name not in group or not group[name].value:
             continue
         item = group[name].value[0]
         if attr in item:
-            return item[attr].value
+            try:
+                return item[attr].value
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise UnreadableInputError(f"{attr} in {name} holds a value that is not valid "
+                                           f"({_first_line(exc)})", path=where) from None
     return None
 
 
-def frame_planes(ds) -> tuple[list[Plane], float | None]:
-    """Planes of every frame of a multi-frame dataset, and its slice spacing if stated."""
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+def _functional_number(groups: list, name: str, attr: str, fallback: float, where: Path | None) -> float:
+    value = _functional(groups, name, attr, where)
+    if value is None or value == "":
+        return fallback
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise UnreadableInputError(f"{attr} in {name} is not a number ({value!r})", path=where) from None
+    if not np.isfinite(number):
+        raise UnreadableInputError(f"{attr} in {name} is not a finite number ({value!r})", path=where)
+    return number
+
+
+def frame_count(ds, where: Path | None) -> int:
+    """NumberOfFrames (1 when absent or empty).
+
+    Raises
+    ------
+    UnreadableInputError
+        Not a whole number of at least 1.
+    """
+    value = header_value(ds, "NumberOfFrames", where)
+    if value is None or value == "":
+        return 1
+    try:
+        count = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise UnreadableInputError(f"NumberOfFrames is not a whole number ({value!r})", path=where) from None
+    if count == 0:
+        return 1  # some writers put 0 for a single frame
+    if count < 0:
+        raise UnreadableInputError(f"NumberOfFrames is {count}; it must be at least 1", path=where)
+    return count
+
+
+def frame_planes(ds, where: Path | None = None) -> tuple[list[Plane], float | None]:
+    """Planes of every frame of a multi-frame dataset, and its slice spacing if stated.
+
+    Raises
+    ------
+    UnreadableInputError
+        A rescale or geometry attribute holds a value that is not a number.
+    """
+    frames = frame_count(ds, where)
     shared = ds.SharedFunctionalGroupsSequence[0] if ds.get("SharedFunctionalGroupsSequence") else None
     per_frame = list(ds.get("PerFrameFunctionalGroupsSequence") or [])
     if per_frame and len(per_frame) != frames:
         per_frame = []
-    top = plane_of(ds)
-    stated = _functional([shared], "PixelMeasuresSequence", "SpacingBetweenSlices") or ds.get("SpacingBetweenSlices")
-    spacing = float(stated) if stated not in (None, "") else None
+    top = plane_of(ds, where)
+    try:
+        spacing = (_functional_number([shared], "PixelMeasuresSequence", "SpacingBetweenSlices", 0.0, where)
+                   or header_number(ds, "SpacingBetweenSlices", 0.0, where))
+    except UnreadableInputError:
+        spacing = 0.0  # only a fallback for positions the frames do not give
+    spacing = spacing if spacing and spacing > 0 else None
     planes = []
 
     def either(value, fallback):
@@ -102,16 +232,18 @@ def frame_planes(ds) -> tuple[list[Plane], float | None]:
 
     for index in range(frames):
         groups = [per_frame[index] if per_frame else None, shared]
-        slope = _functional(groups, "PixelValueTransformationSequence", "RescaleSlope")
-        intercept = _functional(groups, "PixelValueTransformationSequence", "RescaleIntercept")
+        raw_spacing = _functional(groups, "PixelMeasuresSequence", "PixelSpacing", where)
+        pixel_spacing, problem = (top.pixel_spacing, top.spacing_problem) if raw_spacing is None else (
+            _pixel_spacing(raw_spacing))
         planes.append(Plane(
-            position=_floats(_functional(groups, "PlanePositionSequence", "ImagePositionPatient"), 3),
+            position=_floats(_functional(groups, "PlanePositionSequence", "ImagePositionPatient", where), 3),
             orientation=either(_orientation(_functional(groups, "PlaneOrientationSequence",
-                                                        "ImageOrientationPatient")), top.orientation),
-            pixel_spacing=either(_floats(_functional(groups, "PixelMeasuresSequence", "PixelSpacing"), 2),
-                                 top.pixel_spacing),
-            slope=float(slope) if slope not in (None, "") else top.slope,
-            intercept=float(intercept) if intercept not in (None, "") else top.intercept,
+                                                        "ImageOrientationPatient", where)), top.orientation),
+            pixel_spacing=pixel_spacing,
+            slope=_functional_number(groups, "PixelValueTransformationSequence", "RescaleSlope", top.slope, where),
+            intercept=_functional_number(groups, "PixelValueTransformationSequence", "RescaleIntercept",
+                                         top.intercept, where),
+            spacing_problem=problem,
         ))
     if all(p.position is not None for p in planes):
         # Identical positions (a cine or time series) stay identical: sorting
@@ -123,7 +255,7 @@ def frame_planes(ds) -> tuple[list[Plane], float | None]:
         return planes, spacing
     orientation = planes[0].orientation or (np.array([1.0, 0, 0]), np.array([0, 1.0, 0]))
     normal = np.cross(*orientation)
-    offsets = _floats(ds.get("GridFrameOffsetVector"), frames)  # RT Dose
+    offsets = _floats(header_value(ds, "GridFrameOffsetVector", where), frames)  # RT Dose
     if offsets is not None:
         steps = offsets - offsets[0]
     else:
@@ -176,6 +308,8 @@ class Geometry:
 
     ``order[k]`` is the input index of sorted slice ``k``; ``affine`` is in
     LPS; ``origins`` are the sorted slice positions (``None`` when unknown).
+    ``known`` is False when positions, orientation or pixel spacing are
+    missing or invalid, so that the affine is partly a stand-in.
     """
 
     order: np.ndarray
@@ -183,6 +317,7 @@ class Geometry:
     spacing: tuple[float, float, float]
     origins: np.ndarray | None
     warnings: list[str]
+    known: bool = True
 
 
 def sort_slices(planes: list[Plane], stated_spacing: float | None, labels: list[str], where: Path) -> Geometry:
@@ -210,10 +345,15 @@ def sort_slices(planes: list[Plane], stated_spacing: float | None, labels: list[
     row, col = first.orientation or (np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
     normal = np.cross(row, col)
     pixel = first.pixel_spacing if first.pixel_spacing is not None else np.array([1.0, 1.0])
+    if first.spacing_problem:
+        warnings.append(f"{first.spacing_problem}: 1 mm pixels assumed, the geometry is unknown")
     n = len(planes)
     have_positions = all(p.position is not None for p in planes)
+    known = have_positions and first.orientation is not None and first.pixel_spacing is not None
     if n > 1 and not have_positions:
-        warnings.append("slices have no ImagePositionPatient: kept in file order, slice spacing unknown (1 mm)")
+        warnings.append("slices have no position (ImagePositionPatient, or PlanePositionSequence for the frames "
+                        "of a multi-frame file): kept in file order, slice spacing unknown (1 mm), the geometry "
+                        "is unknown")
         order = np.arange(n)
         origins = None
         step = normal * (stated_spacing or 1.0)
@@ -252,7 +392,7 @@ def sort_slices(planes: list[Plane], stated_spacing: float | None, labels: list[
     affine[:3, 1] = col * pixel[0]  # row index j walks along the column direction
     affine[:3, 2] = step
     affine[:3, 3] = origin
-    return Geometry(order, affine, (z_spacing, float(pixel[0]), float(pixel[1])), origins, warnings)
+    return Geometry(order, affine, (z_spacing, float(pixel[0]), float(pixel[1])), origins, warnings, known)
 
 
 # --------------------------------------------------------------------------
@@ -293,3 +433,51 @@ def apply_rescale(slices: list[np.ndarray], planes: list[Plane]) -> np.ndarray:
             out[k] = slices[k].astype(np.float32) * np.float32(slope) + np.float32(intercept)
         slices[k] = None  # type: ignore[call-overload]
     return out
+
+
+def _check_lut_length(ds, path: Path) -> None:
+    """A Modality LUT shorter than its descriptor says is refused before pydicom
+    unpacks it (it fails there with struct.error or an index error)."""
+    item = ds.ModalityLUTSequence[0]
+    descriptor = header_value(item, "LUTDescriptor", path)
+    data = header_value(item, "LUTData", path)
+    try:
+        entries = int(descriptor[0]) or 65536  # 0 means 2**16 (PS3.3 C.11.1.1)
+        int(descriptor[1]), int(descriptor[2])
+    except (TypeError, ValueError, IndexError):
+        raise UnreadableInputError(
+            f"its Modality LUT has no valid LUTDescriptor (three numbers expected, got {descriptor!r})", path=path
+        ) from None
+    if data is None:
+        raise UnreadableInputError("its Modality LUT has no LUTData", path=path)
+    count = len(data) // 2 if isinstance(data, bytes) else len(data)  # OW: 16-bit entries
+    if count < entries:
+        raise UnreadableInputError(
+            f"its Modality LUT holds {count} entries but its LUTDescriptor declares {entries} (the file is damaged)",
+            path=path,
+        )
+
+
+def modality_lut(ds, array: np.ndarray, path: Path) -> np.ndarray:
+    """Stored values through the file's Modality LUT Sequence (PS3.3 C.11.1.1).
+
+    Some modalities (XA, some CR and secondary captures) map stored values
+    to meaningful ones with a table instead of Rescale Slope/Intercept; the
+    plane's rescale is then the identity (see :func:`_rescale`).
+
+    Raises
+    ------
+    UnreadableInputError
+        The table is damaged (shorter than its descriptor says, or
+        unusable), naming *path*.
+    """
+    try:
+        from pydicom.pixels import apply_modality_lut
+    except ImportError:  # pydicom 2.x
+        from pydicom.pixel_data_handlers.util import apply_modality_lut
+
+    _check_lut_length(ds, path)
+    try:
+        return np.asarray(apply_modality_lut(array, ds))
+    except (ValueError, IndexError, KeyError, AttributeError, TypeError, struct.error) as exc:
+        raise UnreadableInputError(f"its Modality LUT Sequence cannot be applied ({exc})", path=path) from exc

@@ -86,6 +86,13 @@ class Volume:
     warnings:
         Things the user should know about the data (skipped files, uneven
         slice spacing); each is also logged.
+    geometry_known:
+        Whether the source says where its voxels are in the patient. ``False``
+        for a TIFF stack, and for DICOM without slice positions or
+        orientation (a multi-frame file without plane geometry, a
+        radiograph) or with an invalid pixel spacing: ``affine`` is then a
+        stand-in (1 mm where unknown) and writers mark the geometry unknown
+        (NIfTI qform/sform code 0) instead of claiming a patient position.
     invert:
         The window's output is shown inverted: DICOM MONOCHROME1 (radiographs
         such as CR and DX), where the lowest value is displayed white.
@@ -108,6 +115,7 @@ class Volume:
     nifti_header: object | None = None
     warnings: list[str] = field(default_factory=list)
     invert: bool = False
+    geometry_known: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in VOLUME_KINDS:
@@ -126,6 +134,7 @@ class Volume:
         self.spacing = tuple(float(s) for s in self.spacing)  # type: ignore[assignment]
         self.source = Path(self.source)
         self.invert = bool(self.invert)
+        self.geometry_known = bool(self.geometry_known)
         if colour and self.invert:
             raise InvalidArgumentError("invert (MONOCHROME1 display) applies to grey volumes, not colour ones")
 
@@ -210,6 +219,7 @@ def _read_tiff_volume(path: Path) -> Volume:
         source=path,
         kind="tiff",
         description=path.name,
+        geometry_known=False,
     )
 
 

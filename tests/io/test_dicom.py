@@ -46,12 +46,16 @@ def make_ct_series(
     file_order=(3, 0, 4, 1, 2),
     series_uid: str | None = None,
     description: str = "axial test",
+    tilt_y_per_mm: float = 0.0,
 ) -> list[str]:
     """Copies of CT_small, slice k moved by z_offsets[k] mm, written in a shuffled name order.
 
     Slice k is filled with stored value 1000 + k (HU -24 + k after the rescale),
     so the slices can be told apart; InstanceNumber runs backwards so that
-    sorting by it would be wrong too. Returns the SOPInstanceUIDs by slice.
+    sorting by it would be wrong too. ``tilt_y_per_mm`` also moves slice k by
+    ``tilt_y_per_mm * z_offsets[k]`` mm along y with the orientation unchanged,
+    as a gantry-tilted CT series is stacked (tan of the tilt angle). Returns
+    the SOPInstanceUIDs by slice.
     """
     folder.mkdir(parents=True, exist_ok=True)
     series_uid = series_uid or generate_uid()
@@ -64,6 +68,7 @@ def make_ct_series(
         ds.SeriesDescription = description
         position = [float(v) for v in ds.ImagePositionPatient]
         position[2] += offset
+        position[1] += tilt_y_per_mm * offset
         ds.ImagePositionPatient = position
         ds.InstanceNumber = 100 - k
         pixels = np.full((ds.Rows, ds.Columns), 1000 + k, dtype=ds.pixel_array.dtype)
@@ -462,3 +467,139 @@ def test_a_modality_lut_sequence_is_applied_instead_of_a_rescale():
     assert volume.array.shape == (1, 512, 512)
     np.testing.assert_array_equal(volume.array[0], expected)
     assert volume.array.min() == 0 and volume.array.max() == 65535  # not the stored -2048..2047
+
+
+# ------------------------------------------------------------- crafted headers
+
+
+def set_raw(ds, keyword: str, text: str) -> None:
+    """Put *text* as the stored bytes of *keyword*, unchecked, as a damaged file holds it
+    (pydicom refuses to write a RescaleSlope of "abc" through its normal setters)."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+    from pydicom.tag import Tag
+
+    tag = Tag(tag_for_keyword(keyword))
+    value = text.encode("ascii") + (b" " if len(text) % 2 else b"")
+    ds[tag] = RawDataElement(tag, dictionary_VR(tag), len(value), value, 0, False, True)
+
+
+def ct_copy(path: Path, edit) -> Path:
+    ds = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    edit(ds)
+    ds.save_as(path)
+    return path
+
+
+invalid_value_warning = pytest.mark.filterwarnings("ignore:Invalid value for VR:UserWarning")
+
+
+@invalid_value_warning
+@pytest.mark.parametrize("keyword, text, problem", [
+    ("RescaleSlope", "abc", "RescaleSlope is not a number ('abc')"),  # was a ValueError traceback
+    ("RescaleIntercept", "1e999", "RescaleIntercept is not a finite number"),
+    ("NumberOfFrames", "abc", "NumberOfFrames is not a whole number ('abc')"),
+])
+def test_a_header_value_that_is_not_a_number_is_one_error_naming_the_file(tmp_path, keyword, text, problem):
+    path = ct_copy(tmp_path / "bad.dcm", lambda ds: set_raw(ds, keyword, text))
+    with pytest.raises(UnreadableInputError) as info:
+        read_series(path)
+    assert info.value.path == str(path)
+    assert problem in info.value.problem
+
+
+@invalid_value_warning
+def test_a_slice_with_a_bad_rescale_is_skipped_from_its_series(tmp_path, caplog):
+    make_ct_series(tmp_path / "s")
+    bad = tmp_path / "s" / "img_002.dcm"
+    ds = pydicom.dcmread(bad)
+    set_raw(ds, "RescaleSlope", "abc")
+    ds.save_as(bad)
+    with caplog.at_level(logging.WARNING, logger="segstudio"):
+        volume = read_series(tmp_path / "s")
+    assert volume.num_slices == 4
+    assert any(str(bad) in w and "RescaleSlope" in w for w in volume.warnings)
+    assert f"{bad}: RescaleSlope is not a number" in caplog.text
+
+
+def test_a_modality_lut_shorter_than_its_descriptor_is_one_error(tmp_path):
+    """An OW table of 100 entries under a descriptor of 4096: pydicom's unpack raised struct.error."""
+    ds = pydicom.dcmread(pydicom_file("mlut_18.dcm"))
+    item = ds.ModalityLUTSequence[0]
+    item["LUTData"].VR = "OW"
+    item.LUTData = np.arange(100, dtype="<u2").tobytes()
+    path = tmp_path / "short_lut.dcm"
+    ds.save_as(path)
+    with pytest.raises(UnreadableInputError) as info:
+        read_series(path)
+    assert info.value.path == str(path)
+    assert info.value.problem == "its Modality LUT holds 100 entries but its LUTDescriptor declares 4096 " \
+                                 "(the file is damaged)"
+
+
+def test_a_zero_pixel_spacing_falls_back_to_1_mm_and_unknown_geometry(tmp_path, caplog):
+    path = ct_copy(tmp_path / "zero.dcm", lambda ds: setattr(ds, "PixelSpacing", [0, 0]))
+    with caplog.at_level(logging.WARNING, logger="segstudio"):
+        volume = read_series(path)
+    assert volume.spacing[1:] == (1.0, 1.0)
+    np.testing.assert_allclose(np.linalg.norm(volume.affine[:3, :2], axis=0), [1.0, 1.0])
+    assert volume.geometry_known is False
+    assert volume.warnings == ["PixelSpacing 0.0\\0.0 is not a valid pixel size (it must be above 0): "
+                               "1 mm pixels assumed, the geometry is unknown"]
+    assert f"{path}: PixelSpacing 0.0\\0.0 is not a valid" in caplog.text
+
+
+def test_geometry_is_known_for_a_positioned_series_only(tmp_path):
+    make_ct_series(tmp_path / "s", z_offsets=(0.0, 5.0))
+    assert read_series(tmp_path / "s").geometry_known is True
+    assert read_series(pydicom_file("CT_small.dcm")).geometry_known is True
+    multiframe = read_series(pydicom_file("emri_small.dcm"))  # no plane position or orientation anywhere
+    assert multiframe.num_slices == 10 and multiframe.geometry_known is False
+
+
+def test_a_series_declaring_more_than_memory_allows_is_refused_before_decoding(tmp_path, monkeypatch):
+    import pydicom.dataset
+
+    make_ct_series(tmp_path / "s")  # 5 x 128 x 128 int16: 80 KiB of pixels, 1.3 MiB with working copies
+    decoded = []
+    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array",
+                        property(lambda ds: decoded.append(1) or pytest.fail("decoded")))
+    monkeypatch.setenv("SEGSTUDIO_MEMORY_LIMIT", "1M")
+    with pytest.raises(UnreadableInputError) as info:
+        read_series(tmp_path / "s")
+    assert info.value.path == str(tmp_path / "s")
+    assert "the volume (5 x 128 x 128, 81,920 voxels)" in info.value.problem and "limit of 1.0 MiB" in info.value.problem
+    assert decoded == []
+
+
+def test_a_file_declaring_huge_frames_is_refused_before_decoding(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGSTUDIO_MEMORY_LIMIT", "1G")
+    path = ct_copy(tmp_path / "frames.dcm", lambda ds: setattr(ds, "NumberOfFrames", 100000))
+    with pytest.raises(UnreadableInputError) as info:
+        read_series(path)
+    assert info.value.path == str(path)
+    assert "the volume (100000 x 128 x 128" in info.value.problem
+
+
+def test_files_that_are_not_dicom_are_counted_in_one_warning_per_folder(tmp_path, caplog):
+    make_ct_series(tmp_path / "s", z_offsets=(0.0, 5.0))
+    for name in ("notes.txt", "scan.jpg", "thumbs.db", "report.pdf"):
+        (tmp_path / "s" / name).write_bytes(b"not dicom at all")
+    (tmp_path / "s" / "labels.nii.gz").write_bytes(b"a volume of its own, not counted")
+    with caplog.at_level(logging.WARNING, logger="segstudio"):
+        assert read_series(tmp_path / "s").num_slices == 2
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert lines == [f"{tmp_path / 's'}: skipped 4 file(s) that are not DICOM (notes.txt, report.pdf, scan.jpg, ...)"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="segstudio"):
+        list_series(tmp_path / "s")
+    assert [r.getMessage() for r in caplog.records] == lines
+
+
+def test_a_tilted_series_keeps_its_sheared_grid(tmp_path):
+    make_ct_series(tmp_path / "tilt", tilt_y_per_mm=np.tan(np.radians(15.0)))
+    volume = read_series(tmp_path / "tilt")
+    assert volume.geometry_known and volume.warnings == []
+    for k, ds in enumerate(volume.dicom_datasets):
+        np.testing.assert_allclose(volume.affine @ [0, 0, k, 1], [*map(float, ds.ImagePositionPatient), 1],
+                                   atol=1e-6)

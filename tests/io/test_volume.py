@@ -62,6 +62,7 @@ def test_read_volume_tiff_stack(tmp_path):
     np.testing.assert_array_equal(volume.array, stack)
     np.testing.assert_array_equal(volume.affine, np.eye(4))
     assert volume.spacing == (1.0, 1.0, 1.0)
+    assert volume.geometry_known is False  # no patient frame: writers say "unknown"
 
 
 def test_read_volume_dicom_without_suffix(tmp_path):
