@@ -14,9 +14,11 @@ is deliberately ignored: masks must line up with the pixels as stored.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from segstudio.errors import SegstudioError, UnreadableInputError
+from segstudio.io import limits
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,12 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _NOT_DECODABLE = "not a PNG/JPEG/BMP image or the file is truncated"
 _NOT_TIFF = "not a TIFF image or the file is truncated"
+#: OpenCV refuses to decode more pixels than this (its CV_IO_MAX_IMAGE_PIXELS
+#: default) whatever the memory, and says only that decoding failed
+_OPENCV_MAX_PIXELS = 1 << 30
+#: PNG colour type -> channels OpenCV decodes it to (grey + alpha and palette
+#: with transparency come back as BGRA)
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 4, 4: 4, 6: 4}
 
 
 # --------------------------------------------------------------------------
@@ -138,6 +147,99 @@ def _jpeg_is_complete(data: bytes) -> bool:
     return False
 
 
+def _jpeg_header(data: bytes) -> tuple[int, int, int, int] | None:
+    """``(height, width, bytes per sample, channels)`` from a JPEG's frame header."""
+    n = len(data)
+    i = 2
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        # SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC)
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if i + 10 > n:
+                return None
+            precision, height, width, components = struct.unpack(">BHHB", data[i + 4 : i + 10])
+            return height, width, 2 if precision > 8 else 1, 1 if components == 1 else 3
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no frame header before
+            return None
+        i += 2 + length
+    return None
+
+
+def _declared_size(path: Path, data: bytes) -> tuple[int, int, int, int] | None:
+    """``(height, width, bytes per sample, channels)`` an image file declares, read
+    from its header without decoding; ``None`` when the format is not recognised.
+
+    The channels are those OpenCV decodes to (a palette PNG becomes colour).
+    """
+    if data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) >= 26:
+        width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
+        return height, width, 2 if depth == 16 else 1, _PNG_CHANNELS.get(colour, 4)
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_header(data)
+    if data[:2] == b"BM" and len(data) >= 30:
+        if int.from_bytes(data[14:18], "little") == 12:  # OS/2 BITMAPCOREHEADER
+            width, height, bits = struct.unpack("<HHxxH", data[18:26])
+        else:
+            width, height, _, bits = struct.unpack("<iiHH", data[18:30])
+        return abs(height), width, 1, 4 if bits == 32 else 3
+    image = limits.open_with_pillow(data, path)  # any other format OpenCV might decode
+    if image is None:
+        return None
+    with image:
+        width, height = image.size
+        mode = image.mode
+    itemsize = 2 if mode.startswith("I;16") else 4 if mode in ("I", "F") else 1
+    return height, width, itemsize, 4
+
+
+def _check_declared_size(path: Path, data: bytes, suffix: str) -> None:
+    """Refuse an image whose header declares more pixels than memory (or OpenCV) allows."""
+    declared = _declared_size(path, data)
+    if declared is None:
+        raise UnreadableInputError(_NOT_TIFF if suffix in TIFF_SUFFIXES else _NOT_DECODABLE, path=path)
+    height, width, itemsize, channels = declared
+    limits.check_pixels((height, width), itemsize, path, channels=channels)
+    if height * width > _OPENCV_MAX_PIXELS:
+        raise UnreadableInputError(
+            f"the image ({width} x {height}, {height * width:,} pixels) is larger than the decoder "
+            f"handles ({_OPENCV_MAX_PIXELS:,} pixels); not read",
+            path=path,
+        )
+
+
+class _TifffileLogToDebug(logging.Filter):
+    """Keeps tifffile's own log lines (about odd tags, damaged pages) out of the
+    user's output, which gets one line from us; they go to our debug log."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        log.debug("%s: tifffile: %s", self.path, record.getMessage())
+        return False
+
+
+@contextlib.contextmanager
+def _quiet_tifffile(path: Path) -> Iterator[None]:
+    logger = logging.getLogger("tifffile")
+    quiet = _TifffileLogToDebug(path)
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
 # --------------------------------------------------------------------------
 # Decoders
 # --------------------------------------------------------------------------
@@ -149,6 +251,7 @@ def _decode_with_cv2(path: Path, data: bytes, suffix: str) -> np.ndarray:
     problem = _NOT_TIFF if suffix in TIFF_SUFFIXES else _NOT_DECODABLE
     if data[:2] == b"\xff\xd8" and not _jpeg_is_complete(data):
         raise UnreadableInputError("JPEG file is truncated", path=path)
+    _check_declared_size(path, data, suffix)
     try:
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
@@ -220,12 +323,13 @@ def _tiff_planes(path: Path, *, single: bool) -> np.ndarray:
     shape and type: files written page by page come back as one series per
     page, while pyramids and thumbnails (other shapes) are left out. With
     ``single`` the plane count is checked before any pixel data is read, so a
-    large stack opened as an image fails fast.
+    large stack opened as an image fails fast; the size the pages declare is
+    checked against the memory limit before any is decoded.
     """
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _quiet_tifffile(path), tifffile.TiffFile(path) as tif:
             if not tif.series:
                 raise UnreadableInputError("TIFF holds no images", path=path)
             first = tif.series[0]
@@ -240,6 +344,7 @@ def _tiff_planes(path: Path, *, single: bool) -> np.ndarray:
                     f"TIFF holds {planes} pages; open it as a stack instead of a single image",
                     path=path,
                 )
+            _check_tiff_size(path, layout, planes, np.dtype(first.dtype).itemsize)
             data = np.concatenate([layout.arrange(s.asarray()) for s in group])
     except UnreadableInputError:
         raise
@@ -249,6 +354,15 @@ def _tiff_planes(path: Path, *, single: bool) -> np.ndarray:
         return np.ascontiguousarray(_normalise_dtype(data))
     except TypeError as exc:
         raise UnreadableInputError(str(exc), path=path) from None
+
+
+def _check_tiff_size(path: Path, layout: _TiffLayout, planes: int, itemsize: int) -> None:
+    height, width = layout.shape[layout.axes.index("Y")], layout.shape[layout.axes.index("X")]
+    channels = layout.samples if layout.samples <= 4 else 1  # more samples are counted as planes
+    if planes == 1:
+        limits.check_pixels((height, width), itemsize, path, channels=channels)
+    else:
+        limits.check_pixels((planes, height, width), itemsize, path, "the stack", channels=channels)
 
 
 def _is_tiff(path: Path) -> bool:

@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from segstudio.errors import UnreadableInputError
+from segstudio.errors import SegstudioError, UnreadableInputError
 
 ENV_VARIABLE = "SEGSTUDIO_MEMORY_LIMIT"
 #: share of the available memory one file may take
@@ -80,17 +80,18 @@ def format_bytes(count: float) -> str:
     raise AssertionError("unreachable")
 
 
-def check_bytes(needed: int, path: str | os.PathLike[str] | None, what: str) -> None:
+def check_bytes(needed: int, path: str | os.PathLike[str] | None, what: str, *,
+                error: type[SegstudioError] = UnreadableInputError) -> None:
     """Refuse *what* (e.g. ``"the image (100000 x 100000 pixels)"``) if it needs more than the limit.
 
     Raises
     ------
     UnreadableInputError
-        Naming *path*, the size and the limit.
+        (or *error*) naming *path*, the size and the limit.
     """
     limit = memory_limit()
     if needed > limit:
-        raise UnreadableInputError(
+        raise error(
             f"{what} would need {format_bytes(needed)} of memory, more than the limit of "
             f"{format_bytes(limit)} (half the memory available); not read",
             path=path,
@@ -98,11 +99,13 @@ def check_bytes(needed: int, path: str | os.PathLike[str] | None, what: str) -> 
 
 
 def check_pixels(shape: Iterable[int], itemsize: int, path: str | os.PathLike[str] | Path | None,
-                 what: str = "the image", *, channels: int = 1) -> None:
+                 what: str = "the image", *, channels: int = 1,
+                 working_bytes: int = WORKING_BYTES_PER_PIXEL) -> None:
     """Refuse an image or volume of *shape* (spatial dimensions) before decoding it.
 
     *itemsize* is the bytes per sample, *channels* the samples per pixel; the
-    working copies (:data:`WORKING_BYTES_PER_PIXEL`) are added.
+    working copies (*working_bytes* a pixel, :data:`WORKING_BYTES_PER_PIXEL`
+    unless told: a label map read beside its image needs fewer) are added.
 
     Raises
     ------
@@ -115,5 +118,55 @@ def check_pixels(shape: Iterable[int], itemsize: int, path: str | os.PathLike[st
     if any(d <= 0 for d in dims):
         raise UnreadableInputError(f"{what} declares a size of {text}, which is not a valid size", path=path)
     pixels = math.prod(dims)
-    needed = pixels * (max(1, itemsize) * max(1, channels) + WORKING_BYTES_PER_PIXEL)
+    needed = pixels * (max(1, itemsize) * max(1, channels) + max(0, working_bytes))
     check_bytes(needed, path, f"{what} ({text}, {pixels:,} {'pixels' if len(dims) <= 2 else 'voxels'})")
+
+
+def open_with_pillow(data: bytes, path: str | os.PathLike[str] | None = None):
+    """Open image bytes with Pillow lazily (only the header is parsed), without Pillow's own size limit.
+
+    Pillow refuses images above ``Image.MAX_IMAGE_PIXELS`` (and warns from
+    half of that) by a fixed pixel count that knows nothing of the machine or
+    of the bytes a pixel takes, with a message that does not name the file.
+    The readers check :func:`check_pixels` on the returned image's ``size``
+    and ``mode`` instead, before ``load()``. Setting ``MAX_IMAGE_PIXELS``
+    would change it for the whole process, other threads included, so this
+    walks Pillow's format registry as ``Image.open`` does, minus its check.
+    (A few plugins, WebP among them, check again inside; their refusal is
+    reported as our one line.)
+
+    Returns
+    -------
+    PIL.Image.Image or None
+        ``None`` when no Pillow format recognises the bytes.
+
+    Raises
+    ------
+    UnreadableInputError
+        A Pillow plugin refused the size itself.
+    """
+    import io
+    import struct
+
+    from PIL import Image
+
+    filename = "" if path is None else os.fspath(path)
+    prefix = data[:16]
+    for register in (Image.preinit, Image.init):
+        register()
+        for name in list(Image.ID):
+            factory, accept = Image.OPEN[name]
+            accepted = accept(prefix) if accept else True
+            if not accepted or isinstance(accepted, str):  # a string is Pillow's "nearly, but no"
+                continue
+            try:
+                return factory(io.BytesIO(data), filename)
+            except Image.DecompressionBombError:
+                raise UnreadableInputError(
+                    f"the {name} image declares more pixels than its reader opens "
+                    f"({2 * (Image.MAX_IMAGE_PIXELS or 0):,}); not read",
+                    path=path,
+                ) from None
+            except (SyntaxError, IndexError, TypeError, ValueError, EOFError, OSError, struct.error):
+                continue
+    return None

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from segstudio.errors import ExportError, InvalidArgumentError, UnreadableInputError
+from segstudio.io import limits
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -379,8 +380,33 @@ def write_label_png(
     return written
 
 
-def _open_png_like(path: Path) -> PILImage.Image:
-    """Open and fully decode an image with Pillow, mapping every failure to our errors."""
+#: the modes a mask may have; others are colour images
+_MASK_MODES = ("1", "L", "P", "LA", "PA", "I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _pillow_pixel_bytes(mode: str) -> int:
+    """Bytes Pillow stores a pixel of *mode* in (several bands share 32 bits)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode.startswith("I;16") else 4
+
+
+def _colour_mask_error(mode: str, path: Path) -> UnreadableInputError:
+    return UnreadableInputError(
+        f"mask is a colour image (mode {mode}); masks must be indexed or greyscale "
+        "with pixel value = class index",
+        path=path,
+    )
+
+
+def _open_png_like(path: Path, modes: tuple[str, ...] | None = None) -> PILImage.Image:
+    """Open and fully decode a mask image with Pillow, mapping every failure to our errors.
+
+    The header is checked before decoding: a mode outside *modes* (when
+    given) is refused as a colour image, and an image larger than the memory
+    limit (:mod:`segstudio.io.limits`; Pillow's own pixel limit plays no
+    part) is refused naming its size.
+    """
     from PIL import Image
 
     try:
@@ -394,7 +420,20 @@ def _open_png_like(path: Path) -> PILImage.Image:
     if size == 0:
         raise UnreadableInputError("file is empty", path=path)
     try:
-        with Image.open(path) as image:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UnreadableInputError(f"cannot read file: {exc.strerror or exc}", path=path) from None
+    image = limits.open_with_pillow(data, path)
+    if image is None:
+        raise UnreadableInputError("not a PNG image or the file is truncated", path=path)
+    try:
+        with image:
+            if modes is not None and image.mode not in modes:
+                raise _colour_mask_error(image.mode, path)
+            width, height = image.size
+            # the decoded image and NumPy's copy of it
+            itemsize = _pillow_pixel_bytes(image.mode)
+            limits.check_pixels((height, width), itemsize, path, "the mask", working_bytes=itemsize)
             image.load()
             return image
     except _PIL_ERRORS + (Image.DecompressionBombError,) as exc:
@@ -425,7 +464,7 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
         beyond 65535.
     """
     path = Path(path)
-    image = _open_png_like(path)
+    image = _open_png_like(path, _MASK_MODES)
     mode = image.mode
     if mode in ("LA", "PA"):
         image = image.getchannel(0)
@@ -443,11 +482,7 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
             )
         fits_8bit = not values.size or values.max() <= UNLABELLED
         return values.astype(np.uint8 if fits_8bit else np.uint16)
-    raise UnreadableInputError(
-        f"mask is a colour image (mode {mode}); masks must be indexed or greyscale "
-        "with pixel value = class index",
-        path=path,
-    )
+    raise _colour_mask_error(mode, path)
 
 
 def read_palette(path: str | os.PathLike[str]) -> list[tuple[int, int, int]]:

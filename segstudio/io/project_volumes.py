@@ -22,6 +22,7 @@ import io
 import logging
 import os
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ import numpy as np
 
 from segstudio.annotation.document import Document, ImageStatus
 from segstudio.errors import DataError, InvalidArgumentError, SegstudioError, UnreadableInputError
+from segstudio.io import limits
 from segstudio.io.images import IMAGE_SUFFIXES
 from segstudio.io.masks import LABEL_DTYPES, atomic_write_bytes, convert_labels, unlabelled_for
 from segstudio.io.volume import NIFTI_SUFFIXES, is_nifti_path, looks_like_dicom, read_volume
@@ -333,27 +335,52 @@ def find_volumes(
 def read_label_volume(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a ``Z x Y x X`` label map (uint8, or uint16) written by :func:`write_label_volume`.
 
+    The array's header is read first: a shape or type that is not a label
+    map, or a map larger than the memory limit (:mod:`segstudio.io.limits`),
+    is refused before anything is decompressed.
+
     Raises
     ------
     UnreadableInputError
-        Missing, damaged, or not a label volume (the message names the file).
+        Missing, damaged, too large, or not a label volume (the message names the file).
     """
     path = Path(path)
     try:
+        shape, dtype = _label_array_header(path)
+        if len(shape) != 3 or dtype not in LABEL_DTYPES:
+            raise UnreadableInputError(
+                f"not a label volume: expected Z x Y x X uint8 or uint16, found {dtype} {shape}", path=path
+            )
+        limits.check_pixels(shape, dtype.itemsize, path, "the label volume", working_bytes=0)
         with np.load(path, allow_pickle=False) as archive:
-            if _LABELS_KEY not in archive.files:
-                raise UnreadableInputError(f"not a label volume (no {_LABELS_KEY!r} array)", path=path)
             labels = archive[_LABELS_KEY]
     except FileNotFoundError:
         raise UnreadableInputError("no such label file", path=path) from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise UnreadableInputError(f"the label volume is damaged ({exc})", path=path) from None
-    if labels.ndim != 3 or labels.dtype not in LABEL_DTYPES:
-        raise UnreadableInputError(
-            f"not a label volume: expected Z x Y x X uint8 or uint16, found {labels.dtype} {labels.shape}",
-            path=path,
-        )
+    if labels.shape != shape or labels.dtype != dtype:  # the file changed between the two reads
+        raise UnreadableInputError("the label volume is damaged (its header changed while read)", path=path)
     return np.ascontiguousarray(labels)
+
+
+def _label_array_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and type of the labels array of an ``.npz``, from its ``.npy`` header alone."""
+    from numpy.lib import format as npy
+
+    with zipfile.ZipFile(path) as archive:
+        try:
+            member = archive.open(f"{_LABELS_KEY}.npy")
+        except KeyError:
+            raise UnreadableInputError(f"not a label volume (no {_LABELS_KEY!r} array)", path=path) from None
+        with member:
+            version = npy.read_magic(member)
+            if version == (1, 0):
+                shape, _, dtype = npy.read_array_header_1_0(member)
+            elif version == (2, 0):
+                shape, _, dtype = npy.read_array_header_2_0(member)
+            else:  # 3.0 holds UTF-8 field names, which no label map has
+                raise ValueError(f"unsupported array format {version}")
+    return tuple(int(n) for n in shape), np.dtype(dtype)
 
 
 def write_label_volume(path: str | os.PathLike[str], labels: np.ndarray, num_classes: int) -> Path:

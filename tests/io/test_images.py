@@ -392,3 +392,205 @@ def test_to_uint8_display():
     out = to_uint8_display(floats)
     assert out[1, 1] == 0 and out[0, 0] == 0 and out[1, 0] == 255 and 120 <= out[0, 1] <= 135
     assert (to_uint8_display(np.full((2, 2), 7, np.uint16)) == 0).all()
+
+
+# --------------------------------------------------------------------------
+# Hostile files: the declared size is checked before anything is decoded
+# --------------------------------------------------------------------------
+
+
+def sparse_tiff(width: int, height: int, *, bits: int = 8, samples: int = 1) -> bytes:
+    """A deflate TIFF of about a hundred bytes declaring *width* x *height* in one
+    strip of zero bytes: tifffile takes it for a sparse file and fills the
+    whole image with zeros."""
+    import struct
+
+    entries = [(256, 4, width), (257, 4, height), (258, 3, bits), (259, 3, 8),
+               (262, 3, 1 if samples == 1 else 2), (273, 4, 0), (277, 3, samples),
+               (278, 4, height), (279, 4, 0)]
+    data = bytearray(b"II*\x00" + struct.pack("<IH", 8, len(entries)))
+    for tag, kind, value in entries:  # kind 3: SHORT, padded to 4 bytes; 4: LONG
+        data += struct.pack("<HHIHH" if kind == 3 else "<HHII", tag, kind, 1, value, *([0] if kind == 3 else []))
+    return bytes(data + struct.pack("<I", 0))
+
+
+def png_declaring(width: int, height: int, *, depth: int = 8, colour: int = 6) -> bytes:
+    """A PNG whose header declares *width* x *height* (colour type 6: RGBA) and
+    whose pixel data is one compressed row: a decoder that trusts the header
+    allocates the whole image."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(64)))
+            + chunk(b"IEND", b""))
+
+
+def _refused(path: Path, *parts: str) -> str:
+    with pytest.raises(UnreadableInputError) as info:
+        read_image(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    for part in parts:
+        assert part in message
+    return message
+
+
+def test_a_huge_declared_tiff_is_refused_naming_file_size_and_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGSTUDIO_MEMORY_LIMIT", "256M")
+    path = tmp_path / "bomb.tif"
+    path.write_bytes(sparse_tiff(100000, 100000))
+    assert path.stat().st_size < 300
+    _refused(path, "100000 x 100000", "10,000,000,000 pixels", "256.0 MiB")
+    tall = tmp_path / "tall.tif"
+    tall.write_bytes(sparse_tiff(1, 4294967295))
+    _refused(tall, "1 x 4294967295", "256.0 MiB")
+
+
+def test_a_small_sparse_tiff_within_the_limit_still_reads(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGSTUDIO_MEMORY_LIMIT", "256M")
+    path = tmp_path / "sparse.tif"
+    path.write_bytes(sparse_tiff(300, 200))
+    image = read_image(path)
+    assert image.shape == (200, 300) and image.dtype == np.uint8 and not image.any()
+
+
+def test_the_real_limit_refuses_a_100000_squared_tiff_before_allocating(tmp_path):
+    """With the machine's own limit; a subprocess measures the peak memory.
+    Its address space is capped at 2 GiB so that a regression fails instead
+    of filling the machine's memory with 10 GB of zeros."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    if not Path("/proc/self/status").exists():
+        pytest.skip("peak memory is read from /proc (Linux)")
+    path = tmp_path / "bomb.tif"
+    path.write_bytes(sparse_tiff(100000, 100000))
+    script = (
+        "import json, resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+        "from segstudio.io.images import read_image\n"
+        "from segstudio.errors import UnreadableInputError\n"
+        "try:\n"
+        "    read_image(sys.argv[1]); message = None\n"
+        "except UnreadableInputError as exc:\n"
+        "    message = str(exc)\n"
+        # VmHWM, the peak of this process's memory; ru_maxrss would carry pytest's over the exec
+        "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]\n"
+        "print(json.dumps({'message': message, 'peak_kib': int(peak)}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SEGSTUDIO_MEMORY_LIMIT"}
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, env=env,
+                          timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["message"] is not None and str(path) in result["message"]
+    assert "100000 x 100000" in result["message"] and "more than the limit of" in result["message"]
+    assert result["peak_kib"] < 200 * 1024  # the interpreter and NumPy; no pixels
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_png_bytes_per_pixel_come_from_its_header(tmp_path, monkeypatch, depth):
+    # 1000 x 1000 RGBA: 8-bit needs 4 + 16 working bytes a pixel (20 MB), 16-bit 8 + 16 (24 MB)
+    monkeypatch.setenv("SEGSTUDIO_MEMORY_LIMIT", str(22 * 10**6))
+    rgba = np.zeros((1000, 1000, 4), np.uint8 if depth == 8 else np.uint16)
+    path = tmp_path / f"rgba{depth}.png"
+    assert cv2.imwrite(str(path), rgba)
+    if depth == 8:
+        assert read_image(path).shape == (1000, 1000, 3)
+    else:
+        _refused(path, "1000 x 1000", "22.9 MiB", "21.0 MiB")
+
+
+def test_a_huge_declared_rgba16_png_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_declaring(200000, 200000, depth=16))
+    _refused(path, "200000 x 200000", "more than the limit of")
+
+
+def _patched(data: bytes, offset: int, fmt: str, *values: int) -> bytes:
+    import struct
+
+    return data[:offset] + struct.pack(fmt, *values) + data[offset + struct.calcsize(fmt):]
+
+
+def test_huge_declared_jpeg_and_bmp_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGSTUDIO_MEMORY_LIMIT", "64M")
+    small = np.zeros((8, 8, 3), np.uint8)
+    jpeg = cv2.imencode(".jpg", small)[1].tobytes()
+    sof = jpeg.index(b"\xff\xc0")
+    path = tmp_path / "bomb.jpg"
+    path.write_bytes(_patched(jpeg, sof + 5, ">HH", 60000, 60000))
+    _refused(path, "60000 x 60000", "64.0 MiB")
+    bmp = cv2.imencode(".bmp", small)[1].tobytes()
+    path = tmp_path / "bomb.bmp"
+    path.write_bytes(_patched(bmp, 18, "<ii", 50000, -50000))  # negative height: top-down rows
+    _refused(path, "50000 x 50000", "64.0 MiB")
+
+
+def test_pillows_own_limit_does_not_decide(tmp_path, monkeypatch, recwarn):
+    """PNG, JPEG and BMP are sized from their headers: Pillow's pixel limit,
+    far below them here, plays no part and warns nothing. A format only Pillow
+    sizes for us (WebP, misnamed) still reads within Pillow's limit, and above
+    it is refused in one line naming the file."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    for suffix in (".png", ".jpg", ".bmp"):
+        path = tmp_path / f"plain{suffix}"
+        assert cv2.imwrite(str(path), np.full((40, 50, 3), 90, np.uint8))
+        assert read_image(path).shape == (40, 50, 3)
+    path = tmp_path / "webp_named.png"
+    Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(path, format="WEBP", lossless=True)
+    message = _refused(path, "WEBP image declares more pixels than its reader opens (200)")
+    assert "decompression bomb" not in message
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    image = read_image(path)
+    assert image.shape == (40, 50, 3) and int(image[0, 0, 0]) == 90
+    assert not [w for w in recwarn if "decompression bomb" in str(w.message).lower()]
+
+
+def test_a_huge_stack_is_refused_naming_its_voxels(tmp_path, monkeypatch):
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, np.zeros((10, 64, 64), np.uint8))
+    monkeypatch.setenv("SEGSTUDIO_MEMORY_LIMIT", "600K")  # 40960 voxels x 17 bytes = 680 KiB
+    with pytest.raises(UnreadableInputError) as info:
+        read_stack(path)
+    assert str(path) in str(info.value) and "10 x 64 x 64" in str(info.value) and "600.0 KiB" in str(info.value)
+    monkeypatch.setenv("SEGSTUDIO_MEMORY_LIMIT", "1M")
+    assert read_stack(path).shape == (10, 64, 64)
+
+
+def _tiff_with_bad_tags(path: Path) -> None:
+    """A valid 4 x 4 TIFF whose description and software tags have a type that
+    does not exist: tifffile skips them and logs an error for each."""
+    import io
+    import struct
+
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.full((4, 4), 7, np.uint8), description="x", software="y")
+    data = bytearray(buffer.getvalue())
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for index in range(struct.unpack("<H", data[ifd:ifd + 2])[0]):
+        entry = ifd + 2 + 12 * index
+        if struct.unpack("<H", data[entry:entry + 2])[0] in (270, 305):
+            data[entry + 2:entry + 4] = struct.pack("<H", 99)
+    path.write_bytes(bytes(data))
+
+
+def test_tifffile_log_lines_do_not_reach_the_user(tmp_path, caplog):
+    path = tmp_path / "odd.tif"
+    _tiff_with_bad_tags(path)
+    with caplog.at_level(logging.DEBUG):
+        image = read_image(path)
+        assert image.shape == (4, 4) and int(image[0, 0]) == 7
+        (tmp_path / "damaged.tif").write_bytes(path.read_bytes()[:60])
+        with pytest.raises(UnreadableInputError, match="damaged.tif"):
+            read_image(tmp_path / "damaged.tif")
+    assert not [r for r in caplog.records if r.name == "tifffile"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "tifffile" in r.getMessage()]
+    # what tifffile said is kept for --verbose
+    assert any(r.name == "segstudio.io.images" and "invalid data type 99" in r.getMessage() for r in caplog.records)

@@ -284,3 +284,46 @@ def test_32_bit_integer_masks_read_as_the_narrowest_label_type(tmp_path):
     Image.fromarray(np.array([[70000]], np.int32), mode="I").save(tmp_path / "huge.tif")
     with pytest.raises(UnreadableInputError, match="huge.tif"):
         read_mask(tmp_path / "huge.tif")
+
+
+# --------------------------------------------------------------------------
+# Hostile files: the declared size is checked before decoding
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("depth", "needed"), [(8, "18.6 GiB"), (16, "37.3 GiB")])
+def test_a_huge_declared_mask_is_refused_naming_file_size_and_limit(tmp_path, monkeypatch, depth, needed):
+    from tests.io.test_images import png_declaring
+
+    monkeypatch.setenv("SEGSTUDIO_MEMORY_LIMIT", "256M")
+    path = tmp_path / "labels.png"
+    path.write_bytes(png_declaring(100000, 100000, depth=depth, colour=0))  # greyscale
+    with pytest.raises(UnreadableInputError) as info:
+        read_mask(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: the mask (100000 x 100000") and "\n" not in message
+    assert needed in message and "256.0 MiB" in message
+
+
+def test_a_mask_within_the_limit_reads_whatever_pillows_own_limit(tmp_path, monkeypatch, recwarn):
+    """Pillow refuses more than twice MAX_IMAGE_PIXELS with its own message and
+    warns above it; our limit decides instead."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    labels = _labels(3, shape=(40, 50))
+    write_indexed_png(tmp_path / "m.png", labels, default_palette(5))
+    assert np.array_equal(read_mask(tmp_path / "m.png"), labels)
+    assert read_palette(tmp_path / "m.png")[:5] == default_palette(5)
+    assert not [w for w in recwarn if "decompression bomb" in str(w.message).lower()]
+    monkeypatch.setenv("SEGSTUDIO_MEMORY_LIMIT", "3K")  # 2000 pixels x 2 bytes
+    with pytest.raises(UnreadableInputError, match=r"m\.png: the mask \(50 x 40, 2,000 pixels\) would need "
+                                                   r"3\.9 KiB of memory, more than the limit of 3\.0 KiB"):
+        read_mask(tmp_path / "m.png")
+
+
+def test_a_colour_mask_is_refused_before_decoding(tmp_path, monkeypatch):
+    from tests.io.test_images import png_declaring
+
+    path = tmp_path / "colour.png"
+    path.write_bytes(png_declaring(100000, 100000, colour=2))  # RGB, pixel data one row
+    with pytest.raises(UnreadableInputError, match="colour image"):
+        read_mask(path)

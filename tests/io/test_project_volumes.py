@@ -364,3 +364,74 @@ def test_a_volume_in_a_project_of_300_classes_keeps_uint16_labels(ct_folder, tmp
     assert (narrowed[0] == 253).all() and (narrowed[1, :5] == 209).all() and narrowed[2, 0, 0] == 255
     with pytest.raises(InvalidArgumentError, match="uint8 or uint16"):
         write_label_volume(project.entries[0].labels_path, narrowed.astype(np.int32), 254)
+
+
+# --------------------------------------------------------------------------
+# Hostile label files: the .npy header inside the .npz is read first
+# --------------------------------------------------------------------------
+
+
+def _npz_declaring(path, shape, dtype, payload=b""):
+    """A label .npz whose array header declares *shape* and *dtype*, followed by *payload* only."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("labels.npy", header.getvalue() + payload)
+    return path
+
+
+def test_a_huge_declared_label_volume_is_refused_before_decompressing(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGSTUDIO_MEMORY_LIMIT", "256M")
+    path = _npz_declaring(tmp_path / "bomb.npz", (2048, 2048, 2048), np.uint16, bytes(1000))
+    assert path.stat().st_size < 1000
+    with pytest.raises(UnreadableInputError) as info:
+        read_label_volume(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: the label volume (2048 x 2048 x 2048, 8,589,934,592 voxels)")
+    assert "16.0 GiB" in message and "256.0 MiB" in message
+
+
+def test_a_label_zip_bomb_is_refused_and_the_same_file_reads_within_the_limit(tmp_path, monkeypatch):
+    labels = np.zeros((64, 512, 512), np.uint8)  # 16 MiB that deflate to 16 KiB
+    path = write_label_volume(tmp_path / "zeros.npz", labels, 3)
+    assert path.stat().st_size < 100_000
+    monkeypatch.setenv("SEGSTUDIO_MEMORY_LIMIT", "8M")
+    with pytest.raises(UnreadableInputError, match=r"zeros\.npz: the label volume \(64 x 512 x 512, 16,777,216 "
+                                                   r"voxels\) would need 16\.0 MiB of memory, more than the limit "
+                                                   r"of 8\.0 MiB"):
+        read_label_volume(path)
+    monkeypatch.setenv("SEGSTUDIO_MEMORY_LIMIT", "32M")
+    assert read_label_volume(path).shape == (64, 512, 512)
+
+
+@pytest.mark.parametrize(("shape", "dtype", "found"), [
+    ((4096, 4096, 4096), np.float64, "float64 (4096, 4096, 4096)"),
+    ((100000, 100000), np.uint8, "uint8 (100000, 100000)"),
+    ((2, 3, 4), np.int64, "int64 (2, 3, 4)"),
+])
+def test_an_array_that_is_not_a_label_map_is_refused_from_its_header(tmp_path, shape, dtype, found):
+    path = _npz_declaring(tmp_path / "odd.npz", shape, dtype)
+    with pytest.raises(UnreadableInputError) as info:
+        read_label_volume(path)
+    assert str(info.value) == (f"{path}: not a label volume: expected Z x Y x X uint8 or uint16, found {found}")
+
+
+def test_damaged_label_files_name_the_file(tmp_path):
+    import zipfile
+
+    path = _npz_declaring(tmp_path / "short.npz", (4, 4, 4), np.uint8, bytes(10))
+    with pytest.raises(UnreadableInputError, match=r"short\.npz: the label volume is damaged"):
+        read_label_volume(path)
+    with zipfile.ZipFile(tmp_path / "other.npz", "w") as archive:
+        archive.writestr("something.npy", b"")
+    with pytest.raises(UnreadableInputError, match=r"other\.npz: not a label volume \(no 'labels' array\)"):
+        read_label_volume(tmp_path / "other.npz")
+    (tmp_path / "text.npz").write_text("not a zip")
+    with pytest.raises(UnreadableInputError, match=r"text\.npz: the label volume is damaged"):
+        read_label_volume(tmp_path / "text.npz")
+    with pytest.raises(UnreadableInputError, match="no such label file"):
+        read_label_volume(tmp_path / "absent.npz")
