@@ -10,8 +10,11 @@ medical formats; in a uint16 map 255 is an ordinary class.
 
 * NIfTI: same grid and orientation as the source, so 3D Slicer and ITK-SNAP
   show it on top of the source image. A NIfTI source keeps its own header
-  (qform, sform and their codes); a DICOM source's LPS affine becomes RAS.
-  The data are uint8 when every class index fits, else uint16.
+  (qform, sform and their codes); a DICOM source's LPS affine becomes RAS,
+  in the sform and, when a qform can hold it (no shear), the qform; a
+  source that does not say where it is (no slice positions, a TIFF stack)
+  is written with both codes 0, "unknown". The data are uint8 when every
+  class index fits, else uint16.
 * DICOM SEG (highdicom): references the source series instance by instance,
   one segment per class present (segment numbers run 1..n, at most 65535).
 * PNG: one PNG per slice, indexed for a uint8 map, 16-bit greyscale for a
@@ -48,6 +51,9 @@ SOFTWARE_NAME = "segstudio"
 # grid is not regular (missing slices, varying spacing): NIfTI cannot hold it.
 _ORIGIN_TOLERANCE_MM = 0.01
 _ORIGIN_TOLERANCE_REL = 0.05
+# A qform further than this from the sform at a corner voxel is not written as valid.
+_QFORM_TOLERANCE_MM = 0.01
+UNEVEN_SPACING_ADVICE = "pass allow_uneven_spacing=True (command line: --allow-uneven-spacing)"
 
 
 def _check_labels(labels_zyx: np.ndarray, volume: Volume) -> np.ndarray:
@@ -88,7 +94,7 @@ def _check_regular_grid(volume: Volume, allow_uneven: bool) -> None:
         raise ExportError(
             f"the source slices are not evenly spaced (a slice lies {error:.3g} mm off the regular grid), "
             "so a NIfTI label map would drift off the anatomy; export DICOM SEG instead, "
-            "or pass allow_uneven_spacing=True to accept the error",
+            f"or {UNEVEN_SPACING_ADVICE} to accept the error",
             path=volume.source,
         )
 
@@ -103,8 +109,12 @@ def write_nifti_labels(
     """Write a label volume as a NIfTI label map on the source's grid, atomically.
 
     A NIfTI source gives its format (NIfTI-1 or -2), qform, sform and units;
-    any other source gives NIfTI-1 with its affine in RAS as both sform and
-    qform (code "scanner").
+    any other source gives NIfTI-1 with its affine in RAS as the sform (code
+    "scanner") and as the qform where a qform can hold it. A sheared grid
+    (a gantry-tilted CT series) cannot be a qform: the qform code is then 0
+    and a warning says so (see :func:`_set_dicom_geometry`). A source whose
+    position is unknown (:attr:`Volume.geometry_known` False) is written
+    with qform and sform codes 0, with a warning.
 
     Parameters
     ----------
@@ -160,11 +170,11 @@ def write_nifti_labels(
         header.set_xyzt_units(*source_header.get_xyzt_units())
         image = image_class(data, None, header=header)
     else:
-        affine = volume.affine_ras()
-        image = nib.Nifti1Image(data, affine)
-        image.set_sform(affine, code="scanner")
-        image.set_qform(affine, code="scanner")
-        image.header.set_xyzt_units("mm")
+        header = nib.Nifti1Header()
+        header.set_data_shape(data.shape)
+        _set_dicom_geometry(header, volume, data.shape)
+        header.set_xyzt_units("mm")
+        image = nib.Nifti1Image(data, None, header=header)
     image.set_data_dtype(data_dtype)
     image.header["scl_slope"] = 1.0
     image.header["scl_inter"] = 0.0
@@ -185,6 +195,65 @@ def write_nifti_labels(
     written = atomic_write_bytes(path, payload)
     log.info("wrote NIfTI labels %s %s", written.name, data.shape)
     return written
+
+
+def _corner_error(a: np.ndarray, b: np.ndarray, shape: tuple[int, ...]) -> float:
+    """Largest distance in mm between where *a* and *b* put the corner voxels of *shape*."""
+    corners = np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1)
+                        for k in (0, shape[2] - 1)]).T
+    return float(np.max(np.linalg.norm((a @ corners - b @ corners)[:3], axis=0)))
+
+
+def _set_dicom_geometry(header, volume: Volume, shape: tuple[int, ...]) -> None:
+    """The sform, qform, their codes and the zooms of a label map for a non-NIfTI source.
+
+    A qform is a rotation and zooms only, so a sheared grid (gantry tilt:
+    slices stacked along a step that is not their normal) cannot be one;
+    nibabel would fit the nearest rotation, some millimetres off at the
+    corners. Which to write was decided by what ITK does, because ITK
+    (SimpleITK, ITK-SNAP, 3D Slicer's NIfTI reader) supports orthonormal
+    directions only: its NiftiImageIO takes the sform when that is
+    orthonormal and the qform code is 0 (or the sform code is "scanner"),
+    else the qform when its code is not 0, else it refuses the file ("ITK
+    only supports orthonormal direction cosines"; ITK_NIFTI_SFORM_PERMISSIVE
+    makes it orthogonalise the sform instead). No header makes ITK read a
+    sheared grid right, so with a qform it would show the labels silently
+    off by the error. We write qform_code 0 and warn: ITK refuses loudly
+    rather than misplacing, tools that read the sform (nibabel, FSL, AFNI,
+    MRtrix) get the exact grid, and a DICOM SEG keeps it too. Checked with
+    ITK 5.4 (SimpleITK 2.5.7) on a 20-degree tilted series of 60 slices:
+    nibabel's nearest-rotation qform was read 28.7 mm off at a corner;
+    with qform_code 0 the read fails; with ITK_NIFTI_SFORM_PERMISSIVE=1 it
+    is 24 mm off. Where the grid is not sheared the qform agrees with the
+    sform, both are "scanner", and ITK reads the sform.
+    """
+    import nibabel as nib
+
+    affine = volume.affine_ras()
+    header.set_sform(affine, code="scanner" if volume.geometry_known else "unknown")
+    zooms = np.linalg.norm(affine[:3, :3], axis=0)
+    if not volume.geometry_known:
+        header.set_qform(None)  # code 0: "unknown"; ITK then uses the zooms alone
+        header.set_zooms(tuple(float(z) for z in zooms))
+        log.warning("%s: the source does not say where its voxels are in the patient (no slice positions or "
+                    "orientation, or no valid pixel spacing): the NIfTI label map's geometry is marked unknown "
+                    "(qform and sform code 0)", volume.source)
+        return
+    try:
+        header.set_qform(affine, code="scanner")  # the nearest rotation when sheared
+        error = _corner_error(header.get_qform(), affine, shape)
+    except (nib.spatialimages.HeaderDataError, np.linalg.LinAlgError, ValueError):
+        error = float("inf")
+    if error > _QFORM_TOLERANCE_MM:
+        header.set_qform(None)
+        step, normal = affine[:3, 2], np.cross(affine[:3, 0], affine[:3, 1])
+        cosine = abs(step @ normal) / (np.linalg.norm(step) * np.linalg.norm(normal))
+        angle = float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
+        log.warning("%s: the slice grid is sheared by %.1f degrees (gantry tilt), which a NIfTI qform cannot hold "
+                    "(it would be up to %.3g mm off): written in the sform only, qform_code 0; ITK-based tools "
+                    "(ITK-SNAP, 3D Slicer, SimpleITK) refuse such a file unless ITK_NIFTI_SFORM_PERMISSIVE=1 is "
+                    "set; DICOM SEG keeps the exact geometry", volume.source, angle, error)
+    header.set_zooms(tuple(float(z) for z in zooms))
 
 
 def _segment_plan(labels: np.ndarray, class_names: Sequence[str]) -> list[int]:
@@ -232,6 +301,48 @@ def _with_shared_geometry(ds):
         setattr(new_shared, name, copy.deepcopy(item))
     patched.SharedFunctionalGroupsSequence = DicomSequence([new_shared])
     return patched
+
+
+def _missing_plane_geometry(ds) -> list[str]:
+    """What a source dataset lacks to place its frames: names of the missing macros (empty if none).
+
+    A single-frame image carries ImagePositionPatient / ImageOrientationPatient
+    at the top; a multi-frame one may carry them there or in its per-frame
+    or shared functional groups (Plane Position / Plane Orientation).
+    """
+    missing = []
+    groups = [*(ds.get("SharedFunctionalGroupsSequence") or [])[:1],
+              *(ds.get("PerFrameFunctionalGroupsSequence") or [])[:1]]
+    for macro, attribute in (("PlanePositionSequence", "ImagePositionPatient"),
+                             ("PlaneOrientationSequence", "ImageOrientationPatient")):
+        if attribute in ds:
+            continue
+        if any(group.get(macro) and attribute in group.get(macro)[0] for group in groups):
+            continue
+        missing.append(macro if int(ds.get("NumberOfFrames", 1) or 1) > 1 else attribute)
+    return missing
+
+
+def _check_plane_geometry(sources: list, volume: Volume) -> None:
+    """Refuse, saying what is missing, a source whose frames have no position.
+
+    highdicom then fails with "no Frame of Reference UID", which misleads when
+    the source has one and lacks only the plane geometry.
+    """
+    frames = sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in sources)
+    if frames < 2:
+        return  # one frame needs no position to be referenced
+    for ds in sources:
+        missing = _missing_plane_geometry(ds)
+        if missing:
+            where = ("its per-frame and shared functional groups"
+                     if int(ds.get("NumberOfFrames", 1) or 1) > 1 else "its files")
+            raise ExportError(
+                f"the source has no plane geometry ({' and '.join(missing)} missing from {where}), so a DICOM "
+                "SEG cannot say where each of its frames lies; export NIfTI (written with unknown geometry) or "
+                "PNG slices instead",
+                path=volume.source,
+            )
 
 
 def _display_colour(rgb):
@@ -316,6 +427,7 @@ def write_dicom_seg(
         segment_map = restored
 
     sources = list(volume.dicom_datasets)
+    _check_plane_geometry(sources, volume)
     if len(sources) == 1 and int(sources[0].get("NumberOfFrames", 1) or 1) > 1:
         sources = [_with_shared_geometry(sources[0])]
 

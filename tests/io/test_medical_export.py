@@ -100,11 +100,102 @@ def test_uneven_dicom_spacing_refuses_nifti(tmp_path):
     make_ct_series(tmp_path / "s", z_offsets=(0.0, 5.0, 10.0, 20.0, 25.0))
     volume = read_series(tmp_path / "s")
     labels = np.zeros(volume.shape_zyx, np.uint8)
-    with pytest.raises(ExportError, match="not evenly spaced.*DICOM SEG"):
+    with pytest.raises(ExportError, match="not evenly spaced.*DICOM SEG") as info:
         write_nifti_labels(tmp_path / "x.nii.gz", labels, volume)
+    assert "allow_uneven_spacing=True (command line: --allow-uneven-spacing)" in info.value.problem
     assert not (tmp_path / "x.nii.gz").exists()
     write_nifti_labels(tmp_path / "x.nii.gz", labels, volume, allow_uneven_spacing=True)
     assert (tmp_path / "x.nii.gz").exists()
+
+
+def _corners(shape):
+    return [np.array([i, j, k, 1.0]) for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)]
+
+
+def _expected_ras(volume, i, j, k):
+    """Where voxel (i, j, k) is, from the sorted slice's own DICOM header (LPS), in RAS."""
+    ds = volume.dicom_datasets[k]
+    row = np.array(ds.ImageOrientationPatient[:3], float)
+    col = np.array(ds.ImageOrientationPatient[3:], float)
+    dy, dx = (float(v) for v in ds.PixelSpacing)
+    lps = np.array(ds.ImagePositionPatient, float) + i * dx * row + j * dy * col
+    return np.array([-lps[0], -lps[1], lps[2]])
+
+
+def test_an_untilted_series_has_a_qform_that_agrees_with_the_sform(tmp_path, caplog):
+    make_ct_series(tmp_path / "s")
+    volume = read_series(tmp_path / "s")
+    with caplog.at_level(logging.WARNING, logger="segstudio"):
+        written = nib.load(write_nifti_labels(tmp_path / "l.nii.gz", np.zeros(volume.shape_zyx, np.uint8), volume))
+    assert int(written.header["qform_code"]) == 1 and int(written.header["sform_code"]) == 1
+    for corner in _corners(written.shape):
+        expected = _expected_ras(volume, *corner[:3].astype(int))
+        np.testing.assert_allclose((written.get_qform() @ corner)[:3], expected, atol=0.01)
+        np.testing.assert_allclose((written.get_sform() @ corner)[:3], expected, atol=1e-4)
+    assert caplog.records == []
+
+
+def test_a_gantry_tilted_series_is_exact_in_the_sform_and_never_a_wrong_qform(tmp_path, caplog):
+    """Slices stacked along y as z increases (15 degrees), orientation unchanged: a sheared grid.
+
+    nibabel's nearest-rotation qform placed a corner 11 mm off; ITK reads the
+    qform whenever the sform is not orthonormal, so the qform must not claim it."""
+    make_ct_series(tmp_path / "tilt", tilt_y_per_mm=np.tan(np.radians(15.0)))
+    volume = read_series(tmp_path / "tilt")
+    labels = labels_for(volume, {(3, 4, 4): 1})
+    with caplog.at_level(logging.WARNING, logger="segstudio"):
+        written = nib.load(write_nifti_labels(tmp_path / "tilt.nii.gz", labels, volume))
+    np.testing.assert_allclose(written.get_sform(), volume.affine_ras(), atol=1e-4)
+    for corner in _corners(written.shape):
+        np.testing.assert_allclose((written.get_sform() @ corner)[:3], _expected_ras(volume, *corner[:3].astype(int)),
+                                   atol=1e-4)
+    qform_error = max(np.linalg.norm((written.get_qform() @ c - written.get_sform() @ c)[:3])
+                      for c in _corners(written.shape))
+    assert int(written.header["qform_code"]) == 0 or qform_error < 0.01
+    assert int(written.header["qform_code"]) == 0 and int(written.header["sform_code"]) == 1
+    np.testing.assert_allclose(written.affine, written.get_sform())  # what nibabel (and FSL, AFNI) use
+    np.testing.assert_allclose(written.header.get_zooms(), np.linalg.norm(volume.affine[:3, :3], axis=0), rtol=1e-6)
+    assert np.asanyarray(written.dataobj)[3, 4, 4] == 1
+    [record] = caplog.records
+    message = record.getMessage()
+    assert message.startswith(f"{volume.source}: the slice grid is sheared by 15.0 degrees (gantry tilt)")
+    assert "qform_code 0" in message and "up to 11 mm off" in message and "\n" not in message
+
+
+def test_a_source_without_position_is_written_as_unknown_geometry(tmp_path, caplog):
+    """A multi-frame MR without plane position or orientation (emri_small): codes 0, and said so."""
+    from tests.io.test_dicom import pydicom_file
+
+    volume = read_series(pydicom_file("emri_small.dcm"))
+    with caplog.at_level(logging.WARNING, logger="segstudio.io.medical_export"):
+        written = nib.load(write_nifti_labels(tmp_path / "mf.nii.gz", np.zeros(volume.shape_zyx, np.uint8), volume))
+    assert (int(written.header["qform_code"]), int(written.header["sform_code"])) == (0, 0)
+    assert written.shape == (64, 64, 10)
+    assert f"{volume.source}: the source does not say where its voxels are" in caplog.text
+    assert "(qform and sform code 0)" in caplog.text
+
+
+def test_a_zero_pixel_spacing_exports_without_a_crash(tmp_path):
+    """PixelSpacing 0\\0 made nibabel's qform decomposition fail with HeaderDataError."""
+    from tests.io.test_dicom import ct_copy
+
+    path = ct_copy(tmp_path / "zero.dcm", lambda ds: setattr(ds, "PixelSpacing", [0, 0]))
+    volume = read_series(path)
+    written = nib.load(write_nifti_labels(tmp_path / "zero.nii.gz", np.zeros(volume.shape_zyx, np.uint8), volume))
+    assert (int(written.header["qform_code"]), int(written.header["sform_code"])) == (0, 0)
+    assert written.header.get_zooms()[:2] == (1.0, 1.0)
+
+
+def test_a_tiff_stack_has_no_patient_geometry(tmp_path):
+    import tifffile
+
+    from segstudio.io.volume import read_volume
+
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((3, 8, 9), np.uint8), photometric="minisblack")
+    volume = read_volume(tmp_path / "stack.tif")
+    written = nib.load(write_nifti_labels(tmp_path / "t.nii.gz", np.zeros(volume.shape_zyx, np.uint8), volume))
+    assert (int(written.header["qform_code"]), int(written.header["sform_code"])) == (0, 0)
+    assert written.shape == (9, 8, 3)
 
 
 def test_nifti_rejects_wrong_shape(tmp_path):
@@ -187,6 +278,24 @@ def test_dicom_seg_errors(tmp_path):
     nifti = read_nifti(nibabel_data("anatomical.nii"))
     with pytest.raises(InvalidArgumentError, match="read from DICOM"):
         write_dicom_seg(tmp_path / "seg.dcm", np.ones(nifti.shape_zyx, np.uint8), nifti, NAMES, COLOURS)
+    assert not (tmp_path / "seg.dcm").exists()
+
+
+def test_dicom_seg_of_a_multiframe_without_plane_geometry_says_what_is_missing(tmp_path):
+    """emri_small has a Frame of Reference UID but no plane position: highdicom said "no Frame of Reference UID"."""
+    from tests.io.test_dicom import pydicom_file
+
+    volume = read_series(pydicom_file("emri_small.dcm"))
+    assert volume.dicom_datasets[0].FrameOfReferenceUID
+    labels = np.zeros(volume.shape_zyx, np.uint8)
+    labels[2, 10:20, 10:20] = 1
+    with pytest.raises(ExportError) as info:
+        write_dicom_seg(tmp_path / "seg.dcm", labels, volume, NAMES, COLOURS)
+    assert info.value.path == str(volume.source)
+    assert info.value.problem.startswith("the source has no plane geometry (PlanePositionSequence and "
+                                         "PlaneOrientationSequence missing from its per-frame and shared "
+                                         "functional groups)")
+    assert "Frame of Reference" not in info.value.problem
     assert not (tmp_path / "seg.dcm").exists()
 
 
