@@ -32,6 +32,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", dest="fmt", default="png",
                         choices=["png", "overlay", "binary", "nifti", "dicom-seg"],
                         help="what to write (default png)")
+    parser.add_argument("--allow-uneven-spacing", action="store_true",
+                        help="write NIfTI label maps even for DICOM series whose slices are not evenly spaced "
+                        "(the file's single affine then misplaces some slices; DICOM SEG has no such limit)")
     parser.set_defaults(run=run)
 
 
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from segstudio.io.project import Project
 
     project = Project.open(args.project)
-    task = export_project(project, args.out, fmt=args.fmt)
+    task = export_project(project, args.out, fmt=args.fmt, allow_uneven_spacing=args.allow_uneven_spacing)
     with progress_bar(len(project.entries), "export", unit="image") as bar:
         while True:
             try:

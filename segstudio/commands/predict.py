@@ -52,6 +52,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="a standard CT window, as --window")
     parser.add_argument("--series", metavar="UID", help="in DICOM folders, segment only this SeriesInstanceUID")
     parser.add_argument("--volume", type=int, metavar="N", help="in 4-D NIfTI files, segment only volume N (0-based)")
+    parser.add_argument("--allow-uneven-spacing", action="store_true",
+                        help="write NIfTI label maps even for DICOM series whose slices are not evenly spaced "
+                        "(the file's single affine then misplaces some slices; DICOM SEG has no such limit)")
     parser.add_argument("--crf", action="store_true", help="refine each mask (each slice) with the dense CRF")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
@@ -98,11 +101,12 @@ def parse_window(args: argparse.Namespace) -> tuple[float, float] | None:
     return center, width
 
 
-def _volume_jobs(path: Path, args: argparse.Namespace) -> list[_Job]:
-    """The volumes at *path*, filtered by --series / --volume."""
+def _volume_jobs(path: Path, args: argparse.Namespace, skipped: list[SegstudioError]) -> list[_Job]:
+    """The volumes at *path*, filtered by --series / --volume; files of a folder
+    that cannot be read are added to *skipped* (already logged)."""
     from segstudio.io.project_volumes import find_volumes
 
-    candidates = find_volumes(path)
+    candidates = find_volumes(path, skipped=skipped)
     if args.series is not None:
         dicom = [c for c in candidates if c.series_uid is not None]
         kept = [c for c in dicom if c.series_uid == args.series]
@@ -146,7 +150,7 @@ def _collect_jobs(args: argparse.Namespace) -> tuple[list[_Job], list[SegstudioE
             image_paths.append(path)
         if holds_volumes:
             try:
-                volumes.extend(_volume_jobs(path, args))
+                volumes.extend(_volume_jobs(path, args, failures))
             except SegstudioError as error:
                 log.error("%s", error)
                 failures.append(error)
@@ -274,7 +278,8 @@ def _predict_volume(predictor, meta, job: _Job, args: argparse.Namespace, window
         ])
     labels = _label_map(labels, meta)
     if fmt == "nifti":
-        write_nifti_labels(args.out / f"{job.stem}.nii.gz", labels, volume)
+        write_nifti_labels(args.out / f"{job.stem}.nii.gz", labels, volume,
+                           allow_uneven_spacing=args.allow_uneven_spacing)
     elif fmt == "dicom-seg":
         write_dicom_seg(args.out / f"{job.stem}.seg.dcm", labels, volume, meta.class_names, meta.class_colors,
                         algorithm_type="AUTOMATIC")

@@ -217,7 +217,7 @@ def _skip_reason(entry: ImageEntry, fmt: str) -> str | None:
 
 
 def _export_volume(project: Project, entry: ImageEntry, labels: np.ndarray, place: _Place,
-                   fmt: str) -> list[Path]:
+                   fmt: str, allow_uneven_spacing: bool = False) -> list[Path]:
     from segstudio.annotation.document import ImageStatus
     from segstudio.io.medical_export import write_dicom_seg, write_nifti_labels, write_png_slices
     from segstudio.io.project_volumes import read_source_volume
@@ -233,7 +233,8 @@ def _export_volume(project: Project, entry: ImageEntry, labels: np.ndarray, plac
         )
     if fmt == "nifti":
         # write_nifti_labels makes unlabelled voxels background, as medical viewers expect.
-        return [write_nifti_labels(place(f"{entry.id}.nii.gz"), labels, volume)]
+        return [write_nifti_labels(place(f"{entry.id}.nii.gz"), labels, volume,
+                                   allow_uneven_spacing=allow_uneven_spacing)]
     if not ((labels != 0) & (labels != unlabelled_for(labels))).any():
         log.info("skipping %s: only background is labelled, DICOM SEG would hold no segment",
                  entry.display_name)
@@ -249,6 +250,7 @@ def export_project(
     *,
     fmt: str = "png",
     cancel: CancelToken | None = None,
+    allow_uneven_spacing: bool = False,
 ) -> Task[list[Path]]:
     """Write every labelled image of *project* to *out_dir* in format *fmt*.
 
@@ -270,6 +272,9 @@ def export_project(
         (see the module docstring).
     cancel:
         Checked between images.
+    allow_uneven_spacing:
+        For ``"nifti"``: write volumes whose source slices are not evenly
+        spaced too (see :func:`~segstudio.io.medical_export.write_nifti_labels`).
 
     Raises
     ------
@@ -308,7 +313,7 @@ def export_project(
                 log.info("skipping %s: no labels", entry.display_name)
                 skipped += 1
             elif entry.is_volume:
-                written.extend(_export_volume(project, entry, labels, place, fmt))
+                written.extend(_export_volume(project, entry, labels, place, fmt, allow_uneven_spacing))
             else:
                 written.extend(_export_one(project, index, labels, place, stems[index], fmt, class_files))
         except SegstudioError as error:

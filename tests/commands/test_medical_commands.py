@@ -192,3 +192,79 @@ def test_predict_feeds_a_monochrome1_radiograph_to_the_model_as_shown(tmp_path, 
     np.testing.assert_array_equal(expected, 255 - apply_window(stored, 1000.0, 3000.0))  # not the raw window
     assert len(crf_inputs) == 1  # the CRF refines the same plane the model saw, as the window shows it
     np.testing.assert_array_equal(crf_inputs[0], expected)
+
+
+def _no_traceback(capsys, caplog):
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out + caplog.text
+
+
+def test_one_bad_nifti_in_a_folder_does_not_stop_the_others(tmp_path, checkpoint, series, capsys, caplog):
+    """Before, find_volumes raised on the first bad file and the folder gave 0 outputs."""
+    from tests.io.test_nifti import crafted_nifti
+
+    folder = tmp_path / "niftis"
+    folder.mkdir()
+    for name in ("a.nii.gz", "c.nii"):
+        nib.save(nib.Nifti1Image(np.arange(32 * 32 * 2, dtype=np.int16).reshape(32, 32, 2), np.eye(4)), folder / name)
+    bad = [crafted_nifti(folder / "b_negative.nii", dims=(3, 4, -32768, 2)),
+           crafted_nifti(folder / "d_datatype.nii.gz", datatype=9999)]
+    image = tmp_path / "photo.png"
+    cv2.imwrite(str(image), np.full((40, 50), 128, np.uint8))
+    out = tmp_path / "out"
+    with caplog.at_level(logging.INFO, logger="segstudio"):
+        code = _predict(folder, series, image, "--checkpoint", checkpoint, "--out", out, "--tile", "64")
+    assert code == 1  # the skipped files count as failures
+    assert sorted(p.name for p in out.iterdir()) == ["a.nii.gz", "c.nii.gz", "ct_series.nii.gz", "photo.png"]
+    for path in bad:
+        assert sum(str(path) in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING) == 1
+    assert "wrote 4 of 6 output(s)" in caplog.text and "2 of 6 input(s) failed" in caplog.text
+    _no_traceback(capsys, caplog)
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR:UserWarning")
+def test_a_damaged_dicom_header_is_one_line_and_the_rest_is_written(tmp_path, checkpoint, series, capsys, caplog):
+    from tests.io.test_dicom import ct_copy, set_raw
+
+    slope = ct_copy(tmp_path / "slope.dcm", lambda ds: set_raw(ds, "RescaleSlope", "abc"))
+    spacing = ct_copy(tmp_path / "spacing.dcm", lambda ds: setattr(ds, "PixelSpacing", [0, 0]))
+    out = tmp_path / "out"
+    assert _predict(series, slope, spacing, "--checkpoint", checkpoint, "--out", out) == 1
+    assert f"{slope}: RescaleSlope is not a number ('abc')" in caplog.text
+    assert sorted(p.name for p in out.iterdir()) == ["ct_series.nii.gz", "spacing.nii.gz"]
+    written = nib.load(out / "spacing.nii.gz")  # zero spacing: 1 mm, geometry unknown, said so
+    assert (int(written.header["qform_code"]), int(written.header["sform_code"])) == (0, 0)
+    assert f"{spacing}: the source does not say where its voxels are" in caplog.text
+    _no_traceback(capsys, caplog)
+
+
+@pytest.fixture
+def uneven_series(tmp_path):
+    folder = tmp_path / "uneven"
+    make_ct_series(folder, z_offsets=(0.0, 5.0, 15.0), file_order=(0, 1, 2))
+    return folder
+
+
+def test_predict_allow_uneven_spacing(tmp_path, checkpoint, uneven_series, capsys, caplog):
+    out = tmp_path / "out"
+    assert _predict(uneven_series, "--checkpoint", checkpoint, "--out", out) == 1
+    assert "--allow-uneven-spacing" in caplog.text and not (out / "uneven.nii.gz").exists()
+    assert _predict(uneven_series, "--checkpoint", checkpoint, "--out", out, "--allow-uneven-spacing") == 0
+    assert nib.load(out / "uneven.nii.gz").shape == (128, 128, 3)
+    _no_traceback(capsys, caplog)
+
+
+def test_export_allow_uneven_spacing(tmp_path, uneven_series, capsys, caplog):
+    project = Project.create(tmp_path / "project", [], ClassList.from_names(["bg", "organ"]),
+                             volume_paths=[uneven_series])
+    doc = project.load_document(0)
+    doc.labels[2, 10:20, 10:20] = 1
+    project.save_document(0, doc)
+    out = tmp_path / "out"
+    assert cli.main(["export", str(project.folder), "--out", str(out), "--format", "nifti"]) == 1
+    assert "--allow-uneven-spacing" in capsys.readouterr().err
+    assert cli.main(["export", str(project.folder), "--out", str(out), "--format", "nifti",
+                     "--allow-uneven-spacing"]) == 0
+    data = np.asanyarray(nib.load(out / "uneven.nii.gz").dataobj)
+    assert int(data.sum()) == 100 and data[15, 15, 2] == 1
+    _no_traceback(capsys, caplog)
