@@ -29,13 +29,17 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from segstudio.errors import CheckpointError, CheckpointMismatchError, InvalidArgumentError
+from segstudio.errors import CheckpointError, CheckpointMismatchError, InvalidArgumentError, SegstudioError
+from segstudio.io import limits
 from segstudio.io.masks import MAX_CLASSES, default_palette, permissions_for
-from segstudio.models.registry import get_model, get_spec
+from segstudio.models.registry import get_model_for_weights, get_spec, model_size
 
 FORMAT_VERSION = 1
 METADATA_KEY = "segstudio"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+#: most input channels a checkpoint may declare (images have 1 or 3; a
+#: multispectral stack a few more)
+MAX_IN_CHANNELS = 1024
 
 
 #: how pixel values become the network's 0..1 input (see :mod:`segstudio.preprocess`)
@@ -133,28 +137,100 @@ class CheckpointMeta:
 
     @classmethod
     def from_json(cls, text: str, *, path: Path) -> CheckpointMeta:
+        """Parse and check a checkpoint's metadata; every problem is a
+        :class:`CheckpointError` naming *path*."""
         try:
             data = json.loads(text)
+        except RecursionError:
+            raise CheckpointError("the checkpoint's metadata is damaged (nested too deeply)", path=path) from None
+        except ValueError as exc:
+            raise CheckpointError(f"the checkpoint's metadata is damaged ({exc})", path=path) from None
+        if not isinstance(data, dict):
+            raise CheckpointError("the checkpoint's metadata is damaged (not a JSON object)", path=path)
+        version = data.get("format_version", FORMAT_VERSION)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise CheckpointError(f"the checkpoint's metadata is damaged (format_version {version!r} "
+                                  "is not a whole number from 1)", path=path)
+        if version > FORMAT_VERSION:
+            raise CheckpointError(
+                f"checkpoint format {version} is newer than this segstudio "
+                f"understands ({FORMAT_VERSION}); update segstudio",
+                path=path,
+            )
+        try:
+            if not isinstance(data.get("preprocessing"), dict) or not isinstance(data.get("class_colors"), list):
+                raise TypeError("'preprocessing' must be an object and 'class_colors' a list")
             values = {k: tuple(v) if isinstance(v, list) else v for k, v in data["preprocessing"].items()}
             # written before the normalisation was recorded: those models saw
             # integer pixels divided by their type's maximum
             values.setdefault("normalization", "dtype")
             data["preprocessing"] = Preprocessing(**values)
-            data["class_colors"] = [tuple(c) for c in data["class_colors"]]
+            data["class_colors"] = [tuple(c) if isinstance(c, list) else c for c in data["class_colors"]]
             meta = cls(**data)
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"the checkpoint's metadata is damaged ({exc})", path=path) from None
-        if meta.format_version > FORMAT_VERSION:
-            raise CheckpointError(
-                f"checkpoint format {meta.format_version} is newer than this segstudio "
-                f"understands ({FORMAT_VERSION}); update segstudio",
-                path=path,
-            )
+        problem = _meta_problem(meta)
+        if problem is not None:
+            raise CheckpointError(f"the checkpoint's metadata is damaged ({problem})", path=path)
         try:
             check_preprocessing(meta.preprocessing)
         except InvalidArgumentError as exc:
             raise CheckpointError(f"the checkpoint's preprocessing is damaged: {exc.problem}", path=path) from None
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"the checkpoint's preprocessing is damaged ({exc})", path=path) from None
         return meta
+
+
+def _is_count(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _are_numbers(values: Any) -> bool:
+    return isinstance(values, tuple) and len(values) > 0 and all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+
+def _meta_problem(meta: CheckpointMeta) -> str | None:
+    """What is wrong with parsed metadata, in words, or ``None``.
+
+    Checked here, once, so that nothing later (the builder, the predictor, a
+    project's class list) meets a string where a count belongs.
+    """
+    if not isinstance(meta.architecture, str):
+        return f"architecture {meta.architecture!r} is not a name"
+    args = meta.arch_args
+    if not isinstance(args, dict):
+        return "arch_args must be an object"
+    if not _is_count(args.get("num_classes"), 1, MAX_CLASSES):
+        return f"num_classes must be a whole number from 1 to {MAX_CLASSES}, got {args.get('num_classes')!r}"
+    if not _is_count(args.get("in_channels"), 1, MAX_IN_CHANNELS):
+        return f"in_channels must be a whole number from 1 to {MAX_IN_CHANNELS}, got {args.get('in_channels')!r}"
+    count = args["num_classes"]
+    names = meta.class_names
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return f"class_names must be a list of names, got {_short(names)}"
+    colors = meta.class_colors
+    if not all(isinstance(c, tuple) and len(c) == 3 and all(_is_count(v, 0, 255) for v in c) for c in colors):
+        return "class_colors must be a list of [red, green, blue] values 0..255"
+    if len(names) != count or len(colors) != count:
+        return f"{count} classes but {len(names)} class names and {len(colors)} colours"
+    pre = meta.preprocessing
+    if not isinstance(pre.channel_order, str):
+        return f"preprocessing channel_order {pre.channel_order!r} is not a name"
+    channels = args["in_channels"]
+    if not (_are_numbers(pre.mean) and _are_numbers(pre.std) and len(pre.mean) == len(pre.std) == channels):
+        return (f"preprocessing mean and std must be {channels} finite number(s) each, "
+                f"got {_short(pre.mean)} and {_short(pre.std)}")
+    if any(v == 0 for v in pre.std):
+        return f"preprocessing std must not be zero, got {pre.std}"
+    if not isinstance(meta.provenance, dict):
+        return f"provenance must be an object, got {_short(meta.provenance)}"
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def default_class_names(num_classes: int) -> list[str]:
@@ -260,6 +336,7 @@ def load_checkpoint(
     with an error naming the mismatch.
     """
     meta = read_meta(path)
+    path = Path(path)
     expected = {"architecture": architecture, "number of classes": num_classes, "input channels": in_channels}
     found = {"architecture": meta.architecture, "number of classes": meta.num_classes, "input channels": meta.in_channels}
     for what, want in expected.items():
@@ -267,9 +344,41 @@ def load_checkpoint(
             raise CheckpointMismatchError(
                 f"checkpoint is for {what} {found[what]!r}, but {want!r} was expected", path=path
             )
-    model = get_model(meta.architecture, **meta.arch_args)
+    model = build_model(meta, path)
     load_weights(model, path)
     return model, meta
+
+
+def build_model(meta: CheckpointMeta, path: str | os.PathLike[str]) -> nn.Module:
+    """The network *meta* describes, with fresh weights, ready for the checkpoint's state dict.
+
+    Its size is worked out first on PyTorch's ``meta`` device (nothing is
+    allocated) and refused when its weights would not fit the memory limit
+    (:mod:`segstudio.io.limits`). Pretrained weights are never requested,
+    whatever the metadata says: the checkpoint's own weights replace them, and
+    loading a file must not need the network.
+
+    Raises
+    ------
+    CheckpointError
+        The architecture or its arguments are not valid, or the model is too
+        large; the message names *path*.
+    """
+    try:
+        spec = get_spec(meta.architecture)
+        weight_bytes, parameters = model_size(spec.name, **meta.arch_args)
+    except SegstudioError as exc:
+        raise CheckpointError(f"the checkpoint's model cannot be built: {exc.problem}", path=path) from None
+    except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as exc:
+        # a builder meeting a value of the wrong kind (a width of 1e6, a list where a name belongs)
+        raise CheckpointError(f"the checkpoint's model arguments are damaged ({_short(str(exc))})",
+                              path=path) from None
+    limits.check_bytes(weight_bytes, path, f"its {spec.name} model ({parameters:,} parameters)",
+                       error=CheckpointError)
+    try:
+        return get_model_for_weights(spec.name, **meta.arch_args)
+    except SegstudioError as exc:
+        raise CheckpointError(f"the checkpoint's model cannot be built: {exc.problem}", path=path) from None
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> CheckpointMeta | None:
@@ -290,6 +399,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> CheckpointMe
                 raise
         if meta is not None:
             _check_meta_matches(model, meta, path)
+        _check_shapes(model, _safetensors_shapes(path), path)  # before any tensor is read
         try:
             state = load_file(str(path))
         except (SafetensorError, OSError) as exc:
@@ -348,17 +458,34 @@ def _load_pickle_state(path: Path) -> Mapping[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The tensor names and shapes a safetensors file declares (its header alone)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"weights cannot be read ({exc})", path=path) from None
+
+
 def _load_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
+    _check_shapes(model, {name: tuple(tensor.shape) for name, tensor in state.items()}, path)
+    with torch.no_grad():
+        model.load_state_dict(state, strict=True)
+
+
+def _check_shapes(model: nn.Module, shapes: Mapping[str, tuple[int, ...]], path: Path) -> None:
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    missing = sorted(set(own) - set(shapes))
+    unexpected = sorted(set(shapes) - set(own))
+    wrong = [k for k in own if k in shapes and tuple(own[k].shape) != shapes[k]]
     if missing or unexpected or wrong:
         parts = []
         if wrong:
             k = wrong[0]
             parts.append(
-                f"{len(wrong)} tensor(s) differ in shape, e.g. {k}: file {tuple(state[k].shape)}, "
+                f"{len(wrong)} tensor(s) differ in shape, e.g. {k}: file {shapes[k]}, "
                 f"model {tuple(own[k].shape)}"
             )
         if missing:
@@ -368,8 +495,6 @@ def _load_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path)
         raise CheckpointMismatchError(
             "weights do not fit this architecture: " + "; ".join(parts), path=path
         )
-    with torch.no_grad():
-        model.load_state_dict(state, strict=True)
 
 
 def _existing(path: str | os.PathLike[str]) -> Path:

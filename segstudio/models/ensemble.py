@@ -16,6 +16,10 @@ from torch import nn
 from segstudio.errors import InvalidArgumentError
 from segstudio.models.registry import get_model, register_model
 
+#: most members an ensemble may have: two or three is what papers average;
+#: each is a whole network on the device and in every forward pass
+MAX_MEMBERS = 8
+
 
 class Ensemble(nn.Module):
     """Averages the softmax probabilities of two or more models."""
@@ -49,7 +53,12 @@ def ensemble(
     members: Sequence[str] = ("fcn8s", "deconvnet"),
 ) -> Ensemble:
     """An ensemble of registered models, each built with the same classes and channels."""
+    if isinstance(members, str | bytes) or not isinstance(members, Sequence) \
+            or not all(isinstance(name, str) for name in members):
+        raise InvalidArgumentError(f"ensemble members must be a list of model names, got {members!r:.60}")
     names = list(members)
+    if len(names) > MAX_MEMBERS:
+        raise InvalidArgumentError(f"an ensemble has at most {MAX_MEMBERS} members, got {len(names)}")
     if "ensemble" in names:
         raise InvalidArgumentError("an ensemble cannot contain another ensemble")
     return Ensemble(

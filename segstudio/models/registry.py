@@ -126,6 +126,39 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
     return model
 
 
+#: builder arguments that ask for pretrained weights (downloaded on first use)
+PRETRAINED_ARGS = ("weights_backbone",)
+
+
+def get_model_for_weights(name: str, **kwargs: Any) -> nn.Module:
+    """Build ``name`` to receive a state dict: every pretrained-weight argument
+    (:data:`PRETRAINED_ARGS`) is set to ``None`` whatever *kwargs* say, so
+    nothing is downloaded for weights that are about to be replaced."""
+    args = {k: v for k, v in kwargs.items() if k not in PRETRAINED_ARGS}
+    accepted = inspect.signature(get_spec(name).builder).parameters
+    args.update({k: None for k in PRETRAINED_ARGS if k in accepted})
+    return get_model(name, **args)
+
+
+def model_size(name: str, **kwargs: Any) -> tuple[int, int]:
+    """``(bytes, parameters)`` of the model ``name`` builds with *kwargs*: the
+    bytes of its weights and buffers, and its parameter count.
+
+    The model is built on the ``meta`` device (no memory, no initialisation,
+    no pretrained weights), so a network of many gigabytes costs nothing.
+
+    Raises
+    ------
+    InvalidArgumentError
+        From the builder, for arguments it refuses.
+    """
+    with torch.device("meta"):
+        model = get_model_for_weights(name, **kwargs)
+    tensors = model.state_dict().values()
+    size = sum(t.numel() * t.element_size() for t in tensors)
+    return size, sum(p.numel() for p in model.parameters())
+
+
 def get_training_model(name: str, *, paper: bool = False, **kwargs: Any) -> nn.Module:
     """A model to train from scratch: the registry's training defaults for
     ``name`` (:attr:`ModelSpec.train_args`), overridden by ``kwargs``;

@@ -387,13 +387,14 @@ class VersionStore:
             The version cannot be written.
         """
         path = Path(path)
-        meta = read_meta(path)
-        history = meta.provenance.get("history") or []
-        curves = _epoch_curves(history if isinstance(history, list) else [])
+        meta = read_meta(path)  # checks that the provenance is a mapping
+        history = meta.provenance.get("history")
+        curves = _epoch_curves([h for h in history if isinstance(h, Mapping)] if isinstance(history, list) else [])
+        settings = meta.provenance.get("train_config")
         record = {
             "parent": None,
             "name": name or path.name,
-            "settings": meta.provenance.get("train_config") or {},
+            "settings": settings if isinstance(settings, dict) else {},
             "curves": curves,
             "status": "finished",
         }
