@@ -37,9 +37,31 @@ def _load_errors() -> tuple[type[BaseException], ...]:
     return (*_LOAD_ERRORS, HeaderDataError)
 
 
+class _NibabelToDebug(logging.Filter):
+    """Send nibabel's header-check messages to our debug log.
+
+    While loading, nibabel reports each header field it repairs ("vox offset
+    0 too low ...", "sizeof_hdr should be 348 ...") on its own logger, which
+    prints them to stderr without the file name, some at ERROR level. The
+    error we raise for such a file names it; the repairs are detail.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        log.debug("nibabel: %s", record.getMessage())
+        return False
+
+
+def _quiet_nibabel_checks() -> None:
+    logger = logging.getLogger("nibabel.global")
+    if not any(isinstance(f, _NibabelToDebug) for f in logger.filters):
+        logger.addFilter(_NibabelToDebug())
+
+
 def _load(path: Path):
     import nibabel as nib
     from nibabel.filebasedimages import ImageFileError
+
+    _quiet_nibabel_checks()
 
     if not path.exists():
         raise UnreadableInputError("no such file", path=path)
