@@ -63,12 +63,19 @@ def _parse_bytes(text: str) -> int | None:
 
 def memory_limit() -> int:
     """The most bytes one file may ask for now (see the module text)."""
+    return _limit_and_origin()[0]
+
+
+def _limit_and_origin() -> tuple[int, str]:
     configured = os.environ.get(ENV_VARIABLE)
     if configured:
         parsed = _parse_bytes(configured)
         if parsed is not None:
-            return parsed
-    return max(FLOOR_BYTES, int(available_memory() * SHARE_OF_AVAILABLE))
+            return parsed, f"set by {ENV_VARIABLE}"
+    available = int(available_memory() * SHARE_OF_AVAILABLE)
+    if available < FLOOR_BYTES:
+        return FLOOR_BYTES, "the smallest limit"
+    return available, "half the memory available"
 
 
 def format_bytes(count: float) -> str:
@@ -89,11 +96,11 @@ def check_bytes(needed: int, path: str | os.PathLike[str] | None, what: str, *,
     UnreadableInputError
         (or *error*) naming *path*, the size and the limit.
     """
-    limit = memory_limit()
+    limit, origin = _limit_and_origin()
     if needed > limit:
         raise error(
             f"{what} would need {format_bytes(needed)} of memory, more than the limit of "
-            f"{format_bytes(limit)} (half the memory available); not read",
+            f"{format_bytes(limit)} ({origin}); not read",
             path=path,
         )
 

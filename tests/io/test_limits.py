@@ -48,3 +48,16 @@ def test_non_positive_dimension_refused(tmp_path):
         limits.check_pixels((0, 512), 1, tmp_path / "a.tif")
     with pytest.raises(UnreadableInputError, match="-3"):
         limits.check_pixels((4, -3, 5), 1, tmp_path / "a.nii", "the volume")
+
+
+def test_the_message_says_where_the_limit_comes_from(monkeypatch, tmp_path):
+    monkeypatch.setenv(limits.ENV_VARIABLE, "1M")
+    with pytest.raises(UnreadableInputError, match=r"limit of 1\.0 MiB \(set by SEGSTUDIO_MEMORY_LIMIT\)"):
+        limits.check_bytes(2 << 20, tmp_path / "a.png", "the image")
+    monkeypatch.delenv(limits.ENV_VARIABLE)
+    monkeypatch.setattr(limits, "available_memory", lambda: 4 << 30)
+    with pytest.raises(UnreadableInputError, match=r"limit of 2\.0 GiB \(half the memory available\)"):
+        limits.check_bytes(3 << 30, tmp_path / "a.png", "the image")
+    monkeypatch.setattr(limits, "available_memory", lambda: 1 << 20)
+    with pytest.raises(UnreadableInputError, match=r"limit of 512\.0 MiB \(the smallest limit\)"):
+        limits.check_bytes(1 << 30, tmp_path / "a.png", "the image")
