@@ -227,6 +227,10 @@ def _candidate_files(folder: Path, recursive: bool) -> list[Path]:
     return files
 
 
+# Folders whose files that are not DICOM were already reported (folder, count, names shown).
+_REPORTED_NOT_DICOM: set[tuple[str, int, str]] = set()
+
+
 def _scan(
     files: Sequence[Path], cancel: CancelToken | None = None
 ) -> tuple[dict[str, list[tuple[Path, object]]], list[str]]:
@@ -270,6 +274,14 @@ def _scan(
         groups.setdefault(uid, []).append((path, ds))
     for folder, names in not_dicom.items():
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        # Listing a folder and then reading its series scans it twice: say it once.
+        key = (str(folder), len(names), shown)
+        if key in _REPORTED_NOT_DICOM:
+            log.debug("%s: skipped %d file(s) that are not DICOM (%s)", folder, len(names), shown)
+            continue
+        if len(_REPORTED_NOT_DICOM) > 256:
+            _REPORTED_NOT_DICOM.clear()
+        _REPORTED_NOT_DICOM.add(key)
         log.warning("%s: skipped %d file(s) that are not DICOM (%s)", folder, len(names), shown)
     return groups, skipped
 

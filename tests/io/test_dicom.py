@@ -592,8 +592,12 @@ def test_files_that_are_not_dicom_are_counted_in_one_warning_per_folder(tmp_path
     assert lines == [f"{tmp_path / 's'}: skipped 4 file(s) that are not DICOM (notes.txt, report.pdf, scan.jpg, ...)"]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="segstudio"):
+        list_series(tmp_path / "s")  # the same folder scanned again (listing, then reading): said once
+        assert caplog.records == []
+        (tmp_path / "s" / "more.txt").write_text("another")
         list_series(tmp_path / "s")
-    assert [r.getMessage() for r in caplog.records] == lines
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path / 's'}: skipped 5 file(s) that are not DICOM (more.txt, notes.txt, report.pdf, ...)"]
 
 
 def test_a_tilted_series_keeps_its_sheared_grid(tmp_path):
