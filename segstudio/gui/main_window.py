@@ -82,6 +82,11 @@ class MainWindow(QMainWindow):
         self.training = TrainingRuns(self)
         self.position_label = QLabel()
         self.statusBar().addPermanentWidget(self.position_label, 1)
+        # stays in sight while the project is open read-only (messages come and go)
+        self.read_only_label = QLabel("READ-ONLY: changes are not saved")
+        self.read_only_label.setStyleSheet("color: white; background: #b03a2e; padding: 1px 6px;")
+        self.read_only_label.setVisible(False)
+        self.statusBar().addPermanentWidget(self.read_only_label)
         self.last_error = None
         self.actions_by_name: dict[str, QAction] = {}
         studio_actions.build_menus(self)
@@ -250,6 +255,9 @@ class MainWindow(QMainWindow):
         name = project.folder.name if project else "no project"
         read_only = " [read-only]" if self.session.read_only else ""
         self.setWindowTitle(f"segstudio — {name}{read_only}")
+        self.read_only_label.setVisible(self.session.read_only)
+        if self.session.read_only:
+            self.read_only_label.setToolTip(f"Opened read-only: {self.session.project.read_only}")
 
     def _remember_recent(self, path: Path) -> None:
         settings = QSettings()

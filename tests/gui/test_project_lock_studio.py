@@ -67,6 +67,7 @@ def test_second_studio_opens_read_only_and_writes_nothing(qtbot, window, image_f
     assert seen and f"process {holder.pid}" in seen[0]
     assert window.session.read_only and "[read-only]" in window.windowTitle()
     assert "Read-only" in window.statusBar().currentMessage()
+    assert window.read_only_label.isVisible() and str(holder.pid) in window.read_only_label.toolTip()
     window.set_active_class(1)
     window.set_tool(Tool.BRUSH)
     _stroke(window.canvas, 20)
@@ -80,7 +81,7 @@ def test_second_studio_opens_read_only_and_writes_nothing(qtbot, window, image_f
 def test_taking_over_makes_the_project_ours(qtbot, window, image_folder, held_project, monkeypatch):
     folder, holder = held_project
     _open_folder_answering(qtbot, window, monkeypatch, folder.parent, "lock_take_over")
-    assert not window.session.read_only
+    assert not window.session.read_only and not window.read_only_label.isVisible()
     assert read_owner(folder)[0].pid != holder.pid
     window.set_active_class(1)
     window.set_tool(Tool.BRUSH)
