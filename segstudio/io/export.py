@@ -323,7 +323,8 @@ def export_project(
     log.info("exported %d file(s) to %s (%d image(s) skipped)", len(written), target, skipped)
     if failures:
         error = ExportError(
-            f"{len(failures)} of {total} image(s) could not be exported; the first: {failures[0]}",
+            f"{len(failures)} of {total} image(s) could not be exported; the first, "
+            f"{Path(failures[0].path).name if failures[0].path else 'an image'}: {failures[0].problem}",
             path=target,
         )
         error.written = written  # type: ignore[attr-defined]

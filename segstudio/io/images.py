@@ -349,6 +349,8 @@ def _tiff_planes(path: Path, *, single: bool) -> np.ndarray:
     except UnreadableInputError:
         raise
     except Exception as exc:  # noqa: BLE001 - tifffile and its codecs raise many unrelated types
+        if "imagecodecs" in str(exc):  # a compression without its codec: say which
+            raise UnreadableInputError(f"cannot decode this TIFF: {exc}", path=path) from None
         raise UnreadableInputError(_NOT_TIFF, path=path) from exc
     try:
         return np.ascontiguousarray(_normalise_dtype(data))

@@ -164,6 +164,14 @@ def test_compressed_tiff(tmp_path, rng):
     np.testing.assert_array_equal(read_image(tmp_path / "z.tif"), grey)
 
 
+def test_lzw_tiff_as_opencv_and_microscopes_write_it(tmp_path, rng):
+    grey = rng.integers(0, 65536, size=(36, 30)).astype(np.uint16)
+    assert cv2.imwrite(str(tmp_path / "lzw.tif"), grey)  # OpenCV's TIFFs are LZW-compressed
+    with tifffile.TiffFile(tmp_path / "lzw.tif") as tif:
+        assert tif.pages[0].compression == 5  # LZW: needs imagecodecs
+    np.testing.assert_array_equal(read_image(tmp_path / "lzw.tif"), grey)
+
+
 # --------------------------------------------------------------------------
 # Stacks
 # --------------------------------------------------------------------------
