@@ -49,14 +49,19 @@ def header_number(item, keyword: str, default: float | None, where: Path | None)
         The value is not a finite number.
     """
     value = header_value(item, keyword, where) if item is not None else None
+    return _as_number(value, keyword, default, where)
+
+
+def _as_number(value, what: str, default: float | None, where: Path | None) -> float | None:
+    """*value* (a header value) as a finite float; *default* when absent or empty."""
     if value is None or value == "":
         return default
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
-        raise UnreadableInputError(f"{keyword} is not a number ({value!r})", path=where) from None
+        raise UnreadableInputError(f"{what} is not a number ({value!r})", path=where) from None
     if not np.isfinite(number):
-        raise UnreadableInputError(f"{keyword} is not a finite number ({value!r})", path=where)
+        raise UnreadableInputError(f"{what} is not a finite number ({value!r})", path=where)
     return number
 
 
@@ -171,16 +176,7 @@ def _functional(groups: list, name: str, attr: str, where: Path | None = None):
 
 
 def _functional_number(groups: list, name: str, attr: str, fallback: float, where: Path | None) -> float:
-    value = _functional(groups, name, attr, where)
-    if value is None or value == "":
-        return fallback
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise UnreadableInputError(f"{attr} in {name} is not a number ({value!r})", path=where) from None
-    if not np.isfinite(number):
-        raise UnreadableInputError(f"{attr} in {name} is not a finite number ({value!r})", path=where)
-    return number
+    return _as_number(_functional(groups, name, attr, where), f"{attr} in {name}", fallback, where)
 
 
 def frame_count(ds, where: Path | None) -> int:
