@@ -104,12 +104,14 @@ def close_on_termination(window) -> None:
     from PySide6.QtCore import QTimer
 
     def handler(number, _frame):
-        log.warning("received %s: saving and closing", signal.Signals(number).name)
+        log.warning("received %s: saving and closing (again to quit at once)", signal.Signals(number).name)
+        for name in names:  # a second signal, if saving hangs on a dead drive, quits the default way
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
         QTimer.singleShot(0, window.close)
 
-    for name in ("SIGTERM", "SIGHUP", "SIGINT"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), handler)
+    names = [name for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name)]
+    for name in names:
+        signal.signal(getattr(signal, name), handler)
     ticker = QTimer(window)
     ticker.setInterval(200)
     ticker.timeout.connect(lambda: None)

@@ -116,6 +116,7 @@ class MainWindow(QMainWindow):
         session.statusChanged.connect(self.images_panel.set_status)
         session.statusChanged.connect(lambda *_: self.training.refresh())
         session.saveFailed.connect(lambda e: self.report_error("Autosave failed", e))
+        session.lockLost.connect(self._on_lock_lost)
         session.documentEdited.connect(self._update_undo_actions)
         self.images_panel.currentChanged.connect(self.select_image)
         self.images_panel.reviewToggled.connect(self._on_review_toggled)
@@ -139,6 +140,9 @@ class MainWindow(QMainWindow):
         canvas.cursorMoved.connect(self._on_cursor_moved)
         canvas.sliceChanged.connect(self._on_slice_changed)
         canvas.windowChanged.connect(self.volume_panel.set_window)
+        canvas.readOnlyTouched.connect(lambda: self.statusBar().showMessage(
+            "This project is open read-only: the tools change nothing (File > Open it again to take it "
+            "over once the other window is closed)", 6000))
         self.volume_panel.sliceRequested.connect(canvas.set_slice)
         self.volume_panel.axisRequested.connect(canvas.set_view_axis)
         self.volume_panel.windowRequested.connect(canvas.set_window)
@@ -249,6 +253,12 @@ class MainWindow(QMainWindow):
     def _on_review_toggled(self, index: int, reviewed: bool) -> None:
         status = ImageStatus.REVIEWED if reviewed else ImageStatus.CORRECTED
         self.session.set_status(index, status)
+
+    def _on_lock_lost(self, why: str) -> None:
+        self._update_title()
+        self.report_error("Project taken over", SegstudioError(
+            f"{why}: this window is read-only from now on and saves nothing more. Edits made here since "
+            f"the last save are not in the project", path=self.session.folder()))
 
     def _update_title(self) -> None:
         project = self.session.project

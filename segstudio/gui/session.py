@@ -44,6 +44,7 @@ class Session(QObject):
     statusChanged = Signal(int, str)  # image index, status value
     saved = Signal(str)  # what was saved, for the status bar
     saveFailed = Signal(object)  # the exception
+    lockLost = Signal(str)  # another window took the project over: why it is read-only now
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -140,9 +141,19 @@ class Session(QObject):
         """Whether the open project may not be written (another studio holds it)."""
         return self.project is not None and self.project.read_only is not None
 
-    def _refresh_lock(self) -> None:
-        if self.project is not None and self.project.lock is not None:
-            self.project.lock.refresh()
+    def _refresh_lock(self) -> bool:
+        """Keep the lock fresh; False (and the project read-only) once another window took it."""
+        project = self.project
+        if project is None or project.lock is None:
+            return project is not None and project.read_only is None
+        if project.still_locked():
+            return True
+        self._heartbeat.stop()
+        if self.document is not None:
+            self.document.read_only = True
+        log.warning("%s: %s; nothing more is written from this window", project.folder, project.read_only)
+        self.lockLost.emit(project.read_only)
+        return False
 
     def _release(self) -> None:
         self._heartbeat.stop()
@@ -220,6 +231,8 @@ class Session(QObject):
             return self._collect(wait=True) if wait else True
         if self.read_only:  # its documents cannot be edited: nothing to write
             return True
+        if not self._refresh_lock():  # taken over since: writing now would overwrite the other window
+            return False
         retry, self._unsaved = self._unsaved, {}
         for index, snapshot in retry.items():
             if not (index == self.index and document is not None and document.dirty):

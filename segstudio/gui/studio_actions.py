@@ -270,11 +270,15 @@ def delete_class(window: MainWindow, index: int, replacement: int) -> None:
         return
     if not window.session.save(wait=True):  # every image's labels on disk, in the old numbering
         raise _Error("the labels could not be saved, so no class was deleted")
-    mapping = project.delete_class(index, None if replacement < 0 else replacement)
-    if window.session.document is not None:
-        window.session.document.remap_labels(mapping)
-        window.session.document.dirty = False  # its file was just rewritten
-    project.save()
+    document = window.session.document
+
+    def renumber_open_image(mapping):
+        # called once the deletion is certain, even if a later write fails
+        if document is not None:
+            document.remap_labels(mapping)
+            document.dirty = False  # its file is the one being renumbered
+
+    project.delete_class(index, None if replacement < 0 else replacement, on_commit=renumber_open_image)
 
 
 def export_masks(window: MainWindow) -> None:

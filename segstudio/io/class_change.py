@@ -138,6 +138,44 @@ def read_journal(folder: Path) -> ClassChange | None:
     return ClassChange(folder, before, after, targets)
 
 
+def finish_interrupted(project: Any) -> None:
+    """Finish the class deletion a killed process left in *project* (a
+    :class:`~segstudio.io.project.Project` whose lock this process holds),
+    or remove what it staged before its journal was written.
+
+    Raises
+    ------
+    UnreadableInputError
+        The journal is damaged or names a file that is not one of the
+        project's label files.
+    """
+    from segstudio.annotation.classes import ClassList
+
+    label_paths = {os.path.normcase(entry.labels_path) for entry in project.entries}
+    change = read_journal(project.folder)
+    if change is None:
+        remove_stale_staged(sorted({Path(p).parent for p in label_paths} | {project.labels_folder}))
+        return
+    strangers = [t for t in change.targets if os.path.normcase(t) not in label_paths]
+    if strangers:
+        raise UnreadableInputError(
+            f"the record of an interrupted class deletion names {strangers[0].name}, which is not a "
+            f"label file of the project; not opened", path=change.journal)
+    current = project.classes.to_list()
+    if current in (change.before, change.after):
+        change.apply()
+        if current == change.before:
+            project.classes = ClassList.from_list(change.after)
+            project.save()
+        log.warning("finished a class deletion that was interrupted: the classes are now %s",
+                    ", ".join(project.classes.names))
+    else:  # the project changed since: the record is stale
+        log.warning("ignored the record of an interrupted class deletion in %s: the project's "
+                    "classes no longer match it", project.folder)
+        change.discard()
+    change.finish()
+
+
 def remove_stale_staged(folders: list[Path]) -> int:
     """Remove staged files of a deletion that never reached its journal; how many."""
     removed = 0

@@ -455,6 +455,14 @@ def _volume(array, geometry: Geometry, source: Path, datasets: list, first, skip
     return volume
 
 
+def _declared(ds, keyword: str, path: Path) -> int:
+    """A whole-number size from the header (Rows, Columns), 0 when absent."""
+    try:
+        return int(ds.get(keyword, 0) or 0)
+    except (TypeError, ValueError, OverflowError):
+        raise UnreadableInputError(f"{keyword} is not a whole number", path=path) from None
+
+
 def read_series(
     folder_or_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     series_uid: str | None = None,
@@ -544,10 +552,12 @@ def read_series_steps(
             return _read_multiframe(path, _read_dataset(path, headers_only=False), skipped)
 
     if single is None and _is_image(members[0][1]):
-        # The whole series before any slice is decoded: a few kilobytes of header each can declare gigabytes.
-        first = members[0][1]
-        check_pixels((len(members), int(first.Rows), int(first.Columns)), _itemsize(first, members[0][0]), root,
-                     "the volume", channels=_samples(first, members[0][0]))
+        # The whole series before any slice is decoded: a few kilobytes of header each can declare
+        # gigabytes, and each file may declare its own size, so the largest counts.
+        sizes = [(_declared(ds, "Rows", path), _declared(ds, "Columns", path), _itemsize(ds, path),
+                  _samples(ds, path)) for path, ds in members]
+        check_pixels((len(members), max(s[0] for s in sizes), max(s[1] for s in sizes)),
+                     max(s[2] for s in sizes), root, "the volume", channels=max(s[3] for s in sizes))
     paths: list[Path] = []
     datasets: list = []
     slices: list[np.ndarray] = []

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from segstudio.errors import ExportError, InvalidArgumentError
+from segstudio.io.dicom_geometry import frame_count
 from segstudio.io.masks import (
     UNLABELLED,
     UNLABELLED_16,
@@ -319,7 +320,7 @@ def _missing_plane_geometry(ds) -> list[str]:
             continue
         if any(group.get(macro) and attribute in group.get(macro)[0] for group in groups):
             continue
-        missing.append(macro if int(ds.get("NumberOfFrames", 1) or 1) > 1 else attribute)
+        missing.append(macro if frame_count(ds, None) > 1 else attribute)
     return missing
 
 
@@ -329,14 +330,14 @@ def _check_plane_geometry(sources: list, volume: Volume) -> None:
     highdicom then fails with "no Frame of Reference UID", which misleads when
     the source has one and lacks only the plane geometry.
     """
-    frames = sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in sources)
+    frames = sum(frame_count(ds, None) for ds in sources)
     if frames < 2:
         return  # one frame needs no position to be referenced
     for ds in sources:
         missing = _missing_plane_geometry(ds)
         if missing:
             where = ("its per-frame and shared functional groups"
-                     if int(ds.get("NumberOfFrames", 1) or 1) > 1 else "its files")
+                     if frame_count(ds, None) > 1 else "its files")
             raise ExportError(
                 f"the source has no plane geometry ({' and '.join(missing)} missing from {where}), so a DICOM "
                 "SEG cannot say where each of its frames lies; export NIfTI (written with unknown geometry) or "
@@ -428,7 +429,7 @@ def write_dicom_seg(
 
     sources = list(volume.dicom_datasets)
     _check_plane_geometry(sources, volume)
-    if len(sources) == 1 and int(sources[0].get("NumberOfFrames", 1) or 1) > 1:
+    if len(sources) == 1 and frame_count(sources[0], None) > 1:
         sources = [_with_shared_geometry(sources[0])]
 
     algorithm = hd.AlgorithmIdentificationSequence(

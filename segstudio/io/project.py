@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +41,22 @@ from segstudio.errors import (
     UnreadableInputError,
 )
 from segstudio.io.images import list_image_files, read_image
-from segstudio.io.class_change import JOURNAL_FILE, ClassChange, read_journal, remove_stale_staged
+from segstudio.io.class_change import JOURNAL_FILE, ClassChange, finish_interrupted
 from segstudio.io.leftovers import remove_leftovers
 from segstudio.io.project_entry import ImageEntry
+from segstudio.io.project_file import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    LABELS_FOLDER,
+    PROJECT_FILE,
+    entry_to_json,
+    parse_project,
+    read_project_file,
+)
 from segstudio.io.project_lock import ProjectLock
 from segstudio.io.project_paths import (
-    UNSAFE_ID_CHARS,
-    inside,
     is_inside,
     make_id,
-    portable,
-    resolve,
-    same_file_key,
 )
 from segstudio.io.masks import LABEL_DTYPES, atomic_write_bytes, convert_labels, read_mask, write_label_png
 from segstudio.io.project_volumes import (
@@ -61,17 +65,11 @@ from segstudio.io.project_volumes import (
     find_volumes,
     load_volume_document,
     read_label_volume,
-    volume_fields_from_json,
-    volume_fields_to_json,
     write_label_volume,
 )
 
 log = logging.getLogger(__name__)
 
-PROJECT_FILE = "project.json"
-LABELS_FOLDER = "labels"
-FORMAT_NAME = "segstudio-project"
-FORMAT_VERSION = 2
 #: what a project without volumes is written as, for older readers
 _IMAGES_ONLY_VERSION = 1
 
@@ -223,25 +221,7 @@ class Project:
         project_file = path / PROJECT_FILE
         if not path.is_dir():
             raise UnreadableInputError("no such project folder", path=path)
-        try:
-            text = project_file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UnreadableInputError(
-                f"not a segstudio project: the folder has no {PROJECT_FILE}", path=project_file
-            ) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise UnreadableInputError(f"cannot read the project file: {reason}", path=project_file) from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UnreadableInputError(
-                f"the project file is damaged (invalid JSON at line {exc.lineno}, column {exc.colno})",
-                path=project_file,
-            ) from None
-        except RecursionError:
-            raise UnreadableInputError("the project file is damaged (nested too deeply to read)",
-                                       path=project_file) from None
+        data = read_project_file(project_file)
         try:
             project = cls._from_json(path, data)
         except SegstudioError as exc:
@@ -250,18 +230,19 @@ class Project:
             ) from None
         if read_only is not None:
             project.read_only = read_only
-            if (path / JOURNAL_FILE).exists():
-                log.warning("%s: a class deletion is under way or was interrupted; opened read-only, the "
-                            "labels may not match the classes until the project is opened for editing", path)
-            return project
-        if lock:
+        elif lock:
             project.take_lock(take_over=take_over)
+        if project.lock is None:  # a studio holding the project may be in the middle of a write
+            if (path / JOURNAL_FILE).exists():
+                log.warning("%s: a class deletion is under way or was interrupted; the labels may not "
+                            "match the classes until the project is opened in the studio", path)
+            return project
         try:
-            project._finish_interrupted_change()
+            finish_interrupted(project)
+            remove_leftovers(path, [project.labels_folder])
         except BaseException:
             project.release()
             raise
-        remove_leftovers(path, [project.labels_folder])
         return project
 
     def take_lock(self, *, take_over: bool = False) -> None:
@@ -273,8 +254,26 @@ class Project:
             Another studio holds it and *take_over* is False.
         """
         lock = ProjectLock(self.folder)
-        lock.acquire(take_over=take_over)
+        try:
+            lock.acquire(take_over=take_over)
+        except (OSError, ExportError) as exc:
+            reason = exc.problem if isinstance(exc, ExportError) else (exc.strerror or str(exc))
+            self.read_only = f"its folder cannot be written: {reason}"
+            log.warning("%s: opened read-only, %s", self.folder, self.read_only)
+            return
         self.lock = lock
+
+    def still_locked(self) -> bool:
+        """Whether this project may still be written: not read-only, and its lock
+        (when held) not taken over by another studio. A lost lock makes the
+        project read-only from here on."""
+        if self.read_only is not None:
+            return False
+        if self.lock is not None and not self.lock.refresh():
+            self.lock = None
+            self.read_only = "another window took it over"
+            return False
+        return True
 
     def release(self) -> None:
         """Give up the lock, if held (closing the project)."""
@@ -287,127 +286,11 @@ class Project:
             raise ExportError(f"the project is open read-only ({self.read_only}); nothing was written",
                               path=path)
 
-    def _finish_interrupted_change(self) -> None:
-        """Finish a class deletion that a killed process left half done (see
-        :mod:`segstudio.io.class_change`), or remove what it staged before
-        its journal was written."""
-        label_folders = sorted({e.labels_path.parent for e in self.entries} | {self.labels_folder})
-        change = read_journal(self.folder)
-        if change is None:
-            remove_stale_staged(label_folders)
-            return
-        current = self.classes.to_list()
-        if current in (change.before, change.after):
-            change.apply()
-            if current == change.before:
-                self.classes = ClassList.from_list(change.after)
-                self.save()
-            log.warning("finished a class deletion that was interrupted: the classes are now %s",
-                        ", ".join(self.classes.names))
-        else:  # the project changed since: the record is stale
-            log.warning("ignored the record of an interrupted class deletion in %s: the project's "
-                        "classes no longer match it", self.folder)
-            change.discard()
-        change.finish()
-
     @classmethod
     def _from_json(cls, folder: Path, data: Any) -> Project:
-        if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
-            raise InvalidArgumentError(
-                f"not a segstudio project file (expected \"format\": \"{FORMAT_NAME}\")"
-            )
-        version = data.get("version")
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise InvalidArgumentError(f"bad format version {version!r}")
-        if version > FORMAT_VERSION:
-            raise InvalidArgumentError(
-                f"it was written by a newer segstudio (format version {version}); "
-                f"this version reads up to {FORMAT_VERSION}. Update segstudio to open it"
-            )
-        classes = ClassList.from_list(data.get("classes", []))
-        images = data.get("images", [])
-        if not isinstance(images, list):
-            raise InvalidArgumentError("\"images\" must be a list")
-        entries: list[ImageEntry] = []
-        seen: set[str] = set()
-        for position, item in enumerate(images):
-            entry = cls._entry_from_json(folder, item, position)
-            if entry.id.casefold() in seen:
-                raise InvalidArgumentError(f"image id {entry.id!r} appears twice")
-            seen.add(entry.id.casefold())
-            entries.append(entry)
-        cls._check_written_paths(folder, entries)
-        model = data.get("model", {})
-        crf = data.get("crf") or None
-        if not isinstance(model, dict):
-            raise InvalidArgumentError("\"model\" must be a mapping")
-        if crf is not None:
-            from segstudio.refine import CRFParams
-
-            crf = CRFParams.from_dict(crf).to_dict()
-        current = data.get("current", 0)
-        if isinstance(current, bool) or not isinstance(current, int):
-            raise InvalidArgumentError(f"\"current\" must be an image index, got {current!r}")
-        current = min(max(current, 0), max(len(entries) - 1, 0))
-        return cls(folder, classes, entries, current=current, model_settings=model, crf_settings=crf)
-
-    @staticmethod
-    def _entry_from_json(folder: Path, item: Any, position: int) -> ImageEntry:
-        if not isinstance(item, Mapping):
-            raise InvalidArgumentError(f"image {position} is not a mapping")
-        try:
-            image_id, source = item["id"], item["source"]
-        except KeyError as exc:
-            raise InvalidArgumentError(f"image {position} has no {exc.args[0]!r}") from None
-        if (not isinstance(image_id, str) or not image_id or UNSAFE_ID_CHARS.search(image_id)
-                or image_id.startswith(".")):
-            raise InvalidArgumentError(f"image {position} has a bad id {image_id!r}")
-        if not isinstance(source, str) or not source:
-            raise InvalidArgumentError(f"image {image_id!r} has a bad source path {source!r}")
-        status_value = item.get("status", ImageStatus.NEW.value)
-        try:
-            status = ImageStatus(status_value)
-        except ValueError:
-            raise InvalidArgumentError(f"image {image_id!r} has an unknown status {status_value!r}") from None
-        kind, selector, description = volume_fields_from_json(item, image_id)
-        suffix = LABEL_VOLUME_SUFFIX if kind == "volume" else ".png"
-        labels = item.get("labels", f"{LABELS_FOLDER}/{image_id}{suffix}")
-        if not isinstance(labels, str) or not labels:
-            raise InvalidArgumentError(f"image {image_id!r} has a bad labels path {labels!r}")
-        labels_path = inside(folder, labels)
-        if labels_path is None:
-            raise InvalidArgumentError(
-                f"image {image_id!r} has its label file at {labels!r}, outside the project folder; "
-                f"segstudio writes only inside the project"
-            )
-        if labels_path.suffix.lower() != suffix:
-            raise InvalidArgumentError(
-                f"image {image_id!r} has a label file {labels!r} that is not a {suffix} file"
-            )
-        return ImageEntry(image_id, resolve(folder, source), status, labels_path,
-                          kind=kind, selector=selector, description=description)
-
-    @staticmethod
-    def _check_written_paths(folder: Path, entries: list[ImageEntry]) -> None:
-        """Refuse a project whose label files would overwrite a source image or each other,
-        or whose models folder leads outside it."""
-        sources = {same_file_key(entry.source) for entry in entries}
-        label_files: dict[str, str] = {}
-        for entry in entries:
-            key = same_file_key(entry.labels_path)
-            if key in sources:
-                raise InvalidArgumentError(
-                    f"image {entry.id!r} has its label file at a source image "
-                    f"({entry.labels_path.name}); source images are never written"
-                )
-            if key in label_files:
-                raise InvalidArgumentError(
-                    f"images {label_files[key]!r} and {entry.id!r} share the label file {entry.labels_path.name}"
-                )
-            label_files[key] = entry.id
-        models = folder / "models"
-        if models.exists() and not is_inside(folder, models):
-            raise InvalidArgumentError("its models folder leads outside the project folder (a link?)")
+        parsed = parse_project(folder, data)
+        return cls(folder, parsed.classes, parsed.entries, current=parsed.current,
+                   model_settings=parsed.model, crf_settings=parsed.crf)
 
     # ------------------------------------------------------------------
     # Images
@@ -603,7 +486,8 @@ class Project:
         else:
             write_label_png(path, labels, classes.colors)
 
-    def delete_class(self, index: int, replacement: int | None = None) -> np.ndarray:
+    def delete_class(self, index: int, replacement: int | None = None, *,
+                     on_commit: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
         """Remove class *index*, renumber every saved label file and save the
         project file, all or nothing, even when the process is killed midway.
 
@@ -614,7 +498,9 @@ class Project:
         intact; then a journal makes the change one that is finished the
         next time the project opens if the process dies (see
         :mod:`segstudio.io.class_change`). The open document is not touched:
-        give it the returned table (:meth:`Document.remap_labels`).
+        *on_commit* gets the table (for :meth:`Document.remap_labels`) the
+        moment the deletion becomes certain, before the files change, so it
+        is called even when a later write fails.
 
         Raises
         ------
@@ -640,9 +526,17 @@ class Project:
             raise
         change.commit()
         self.classes.remove(index)
-        change.apply()
-        self.save()
-        change.finish()
+        if on_commit is not None:
+            on_commit(mapping)
+        try:
+            change.apply()
+            self.save()
+            change.finish()
+        except (OSError, SegstudioError) as exc:
+            reason = exc.problem if isinstance(exc, SegstudioError) else (exc.strerror or str(exc))
+            raise ExportError(
+                f"the class was deleted, but the project could not be brought up to date ({reason}); "
+                f"it will be when the project is next opened", path=self.project_file) from None
         return mapping
 
     def _renumbered(self, mapping: np.ndarray) -> Iterable[tuple[int, np.ndarray]]:
@@ -674,20 +568,11 @@ class Project:
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION if volumes else _IMAGES_ONLY_VERSION,
             "classes": self.classes.to_list(),
-            "images": [self._entry_to_json(e) for e in self.entries],
+            "images": [entry_to_json(self.folder, e) for e in self.entries],
             "current": self.current,
             "model": self.model_settings,
             "crf": self.crf_settings,
         }
-
-    def _entry_to_json(self, entry: ImageEntry) -> dict[str, Any]:
-        item: dict[str, Any] = {
-            "id": entry.id,
-            "source": portable(self.folder, entry.source),
-            "status": entry.status.value,
-            "labels": portable(self.folder, entry.labels_path),
-        }
-        return volume_fields_to_json(item, entry.kind, entry.selector, entry.description)
 
     def save(self) -> Path:
         """Write ``project.json`` atomically and return its path.

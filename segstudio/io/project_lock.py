@@ -19,6 +19,7 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import math
 import os
 import secrets
 import socket
@@ -104,25 +105,28 @@ def read_owner(folder: Path) -> tuple[LockOwner, float] | None:
         return LockOwner(-1, "unknown host", "", 0.0, ""), time.time()
     try:
         data = json.loads(text)
-        owner = LockOwner(int(data["pid"]), str(data["host"]), str(data.get("user", "")),
-                          float(data["since"]), str(data["token"]),
-                          None if data.get("process_start") is None else float(data["process_start"]))
-    except (ValueError, KeyError, TypeError, RecursionError):
+        pid, since, start = int(data["pid"]), float(data["since"]), data.get("process_start")
+        start = None if start is None else float(start)
+        if not (0 < pid < 2**31 and math.isfinite(since) and abs(since) < 1e11
+                and (start is None or math.isfinite(start))):
+            raise ValueError("implausible values")
+        owner = LockOwner(pid, str(data["host"]), str(data.get("user", "")), since, str(data["token"]), start)
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
         owner = LockOwner(-1, "unknown host", "", refreshed, "")
     return owner, refreshed
 
 
 def is_stale(owner: LockOwner, refreshed: float, *, now: float | None = None) -> bool:
-    """Whether the holder is gone (see the module text)."""
+    """Whether the holder is gone (see the module text). On this host the process
+    table decides (a studio of a machine resumed from sleep has an old lock but
+    still runs); for another host, or an unreadable lock, the age of the last refresh."""
+    if owner.host == socket.gethostname() and owner.pid > 0:
+        if not _running(owner.pid):
+            return True
+        started = _process_start(owner.pid)
+        return owner.process_start is not None and started is not None and abs(started - owner.process_start) > 1
     now = time.time() if now is None else now
-    if now - refreshed > STALE_AFTER_S:
-        return True
-    if owner.host != socket.gethostname() or owner.pid <= 0:
-        return False
-    if not _running(owner.pid):
-        return True
-    started = _process_start(owner.pid)
-    return owner.process_start is not None and started is not None and abs(started - owner.process_start) > 1
+    return now - refreshed > STALE_AFTER_S
 
 
 class ProjectLock:
@@ -143,8 +147,9 @@ class ProjectLock:
         Raises
         ------
         ProjectLockedError
-            Another live studio holds it (and *take_over* is False).
-        ExportError
+            Another live studio holds it (and *take_over* is False), or took
+            it over at the same moment.
+        OSError, ExportError
             The lock file cannot be written (a read-only folder).
         """
         payload = (json.dumps(asdict(self.owner)) + "\n").encode("utf-8")
@@ -161,26 +166,38 @@ class ProjectLock:
                     log.warning("took over the lock of %s from %s%s", self.folder, other.describe(),
                                 "" if take_over else " (it is no longer running)")
             atomic_write_bytes(self.path, payload)
-        except OSError as exc:
-            log.warning("could not lock %s: %s; two windows could edit it at once",
-                        self.folder, exc.strerror or exc)
-            return
+            winner = read_owner(self.folder)  # two taking over at once: the last rename wins
+            if winner is not None and winner[0].token != self.owner.token:
+                raise ProjectLockedError(self.folder, winner[0]) from None
         else:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(payload)
         self.held = True
 
-    def refresh(self) -> None:
-        """Mark the lock as alive (its modification time); re-take it if it vanished."""
+    def refresh(self) -> bool:
+        """Mark the lock as alive (its modification time) and say whether it is
+        still ours: False when another studio took it over (this one must stop
+        writing). A lock file that vanished is made again."""
         if not self.held:
-            return
+            return False
+        found = read_owner(self.folder)
+        if found is None:
+            self.held = False
+            try:
+                self.acquire()
+            except (ProjectLockedError, SegstudioError, OSError) as exc:
+                log.warning("the lock of %s vanished and could not be taken again: %s", self.folder, exc)
+                return False
+            return True
+        if found[0].token != self.owner.token:
+            self.held = False
+            log.warning("%s was taken over by %s", self.folder, found[0].describe())
+            return False
         try:
             os.utime(self.path)
-        except FileNotFoundError:
-            self.held = False
-            self.acquire()
         except OSError as exc:
             log.warning("could not refresh the lock of %s: %s", self.folder, exc.strerror or exc)
+        return True
 
     def release(self) -> None:
         """Remove the lock file if it is still ours (another studio may have taken it over)."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +76,12 @@ def open_or_create(path: Path, **access: Any) -> Project:
             project = Project.open(nested, **access)
             if project.read_only is not None:
                 return project
-            images, volumes = _folder_contents(path, required=False)
-            project.add_images(images)
-            if volumes:
-                _add_folder_volumes(project, path)
-            project.save()
+            with _released_on_error(project):
+                images, volumes = _folder_contents(path, required=False)
+                project.add_images(images)
+                if volumes:
+                    _add_folder_volumes(project, path)
+                project.save()
             return project
         images, volumes = _folder_contents(path, required=True)
         target = nested if os.access(path, os.W_OK) else _user_project_folder(path)
@@ -169,8 +172,9 @@ def _create_or_extend(folder: Path, images: list[Path], volumes: list[Path], **a
         project = Project.open(folder, **access)
         if project.read_only is not None:
             return project
-        found, _errors = _find_all(volumes)
-        project.add_images(images)
+        with _released_on_error(project):
+            found, _errors = _find_all(volumes)
+            project.add_images(images)
     else:
         found, errors = _find_all(volumes)
         if not images and not found and errors:
@@ -179,6 +183,17 @@ def _create_or_extend(folder: Path, images: list[Path], volumes: list[Path], **a
         project = Project.create(folder, images, default_classes())
         if access.get("lock"):
             project.take_lock()
-    project.add_volume_candidates(found)
-    project.save()
+    with _released_on_error(project):
+        project.add_volume_candidates(found)
+        project.save()
     return project
+
+
+@contextmanager
+def _released_on_error(project: Project) -> Iterator[None]:
+    """Give the project's lock back if what follows its opening fails."""
+    try:
+        yield
+    except BaseException:
+        project.release()
+        raise

@@ -10,7 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
+from typing import Any
+
+from segstudio.errors import InvalidArgumentError
 
 UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 # Relative paths climbing more than this many folders are stored absolute:
@@ -76,3 +80,36 @@ def inside(folder: Path, stored: str) -> Path | None:
 def portable_inside(folder: Path, path: Path) -> str:
     """*path*, which lies inside *folder*, relative to it with POSIX separators."""
     return PurePosixPath(*Path(os.path.relpath(path, folder)).parts).as_posix()
+
+
+def check_written_paths(folder: Path, entries: Iterable[Any]) -> None:
+    """Refuse a project (its *entries*: ``id``, ``source``, ``labels_path``) whose
+    label files would overwrite a source image or each other, or whose models
+    folder leads outside it.
+
+    Raises
+    ------
+    InvalidArgumentError
+        Naming the image.
+    """
+    entries = list(entries)
+    sources = {same_file_key(entry.source) for entry in entries}
+    label_files: dict[str, str] = {}
+    for entry in entries:
+        key = same_file_key(entry.labels_path)
+        if key in sources:
+            raise InvalidArgumentError(
+                f"image {entry.id!r} has its label file at a source image "
+                f"({entry.labels_path.name}); source images are never written"
+            )
+        if key in label_files:
+            raise InvalidArgumentError(
+                f"images {label_files[key]!r} and {entry.id!r} share the label file {entry.labels_path.name}"
+            )
+        label_files[key] = entry.id
+    models = folder / "models"
+    if models.exists() and not is_inside(folder, models):
+        raise InvalidArgumentError(
+            f"its models folder is a link to {os.path.realpath(models)}, outside the project folder; "
+            f"segstudio writes only inside the project"
+        )

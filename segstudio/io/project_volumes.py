@@ -346,33 +346,25 @@ def read_label_volume(path: str | os.PathLike[str]) -> np.ndarray:
     """
     path = Path(path)
     try:
-        shape, dtype = _label_array_header(path)
-        if len(shape) != 3 or dtype not in LABEL_DTYPES:
-            raise UnreadableInputError(
-                f"not a label volume: expected Z x Y x X uint8 or uint16, found {dtype} {shape}", path=path
-            )
-        limits.check_pixels(shape, dtype.itemsize, path, "the label volume", working_bytes=0)
-        with np.load(path, allow_pickle=False) as archive:
-            labels = archive[_LABELS_KEY]
+        return _read_checked_labels(path)
     except FileNotFoundError:
         raise UnreadableInputError("no such label file", path=path) from None
+    except MemoryError:
+        raise UnreadableInputError("the label volume does not fit in memory", path=path) from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise UnreadableInputError(f"the label volume is damaged ({exc})", path=path) from None
-    if labels.shape != shape or labels.dtype != dtype:  # the file changed between the two reads
-        raise UnreadableInputError("the label volume is damaged (its header changed while read)", path=path)
-    return np.ascontiguousarray(labels)
 
 
-def _label_array_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and type of the labels array of an ``.npz``, from its ``.npy`` header alone."""
+def _read_checked_labels(path: Path) -> np.ndarray:
+    """The labels array of an ``.npz``: its ``.npy`` header checked first, then
+    that same member decoded (never another member of the same name)."""
     from numpy.lib import format as npy
 
     with zipfile.ZipFile(path) as archive:
-        try:
-            member = archive.open(f"{_LABELS_KEY}.npy")
-        except KeyError:
-            raise UnreadableInputError(f"not a label volume (no {_LABELS_KEY!r} array)", path=path) from None
-        with member:
+        name = f"{_LABELS_KEY}.npy"
+        if name not in archive.namelist():
+            raise UnreadableInputError(f"not a label volume (no {_LABELS_KEY!r} array)", path=path)
+        with archive.open(name) as member:
             version = npy.read_magic(member)
             if version == (1, 0):
                 shape, _, dtype = npy.read_array_header_1_0(member)
@@ -380,7 +372,15 @@ def _label_array_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
                 shape, _, dtype = npy.read_array_header_2_0(member)
             else:  # 3.0 holds UTF-8 field names, which no label map has
                 raise ValueError(f"unsupported array format {version}")
-    return tuple(int(n) for n in shape), np.dtype(dtype)
+        shape, dtype = tuple(int(n) for n in shape), np.dtype(dtype)
+        if len(shape) != 3 or dtype not in LABEL_DTYPES:
+            raise UnreadableInputError(
+                f"not a label volume: expected Z x Y x X uint8 or uint16, found {dtype} {shape}", path=path
+            )
+        limits.check_pixels(shape, dtype.itemsize, path, "the label volume", working_bytes=0)
+        with archive.open(name) as member:
+            labels = npy.read_array(member, allow_pickle=False)
+    return np.ascontiguousarray(labels)
 
 
 def write_label_volume(path: str | os.PathLike[str], labels: np.ndarray, num_classes: int) -> Path:

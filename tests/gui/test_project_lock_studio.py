@@ -72,6 +72,7 @@ def test_second_studio_opens_read_only_and_writes_nothing(qtbot, window, image_f
     window.set_tool(Tool.BRUSH)
     _stroke(window.canvas, 20)
     assert (window.session.document.labels == 255).all()  # the brush changes nothing
+    assert "open read-only: the tools change nothing" in window.statusBar().currentMessage()
     window.actions_by_name["save"].trigger()
     window.session.close()
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
@@ -106,3 +107,28 @@ def test_cancel_opens_nothing(qtbot, window, image_folder, held_project, monkeyp
     QTimer.singleShot(50, cancel)
     window.actions_by_name["open_folder"].trigger()
     assert window.session.project is None
+
+
+def test_a_window_whose_project_is_taken_over_stops_writing(qtbot, window, image_folder, monkeypatch):
+    assert window.open_path(image_folder)
+    project = window.session.project
+    shown = []
+    monkeypatch.setattr(window, "report_error", lambda title, error: shown.append((title, str(error))))
+    # another studio takes the project over (as its "Take over" button does)
+    thief = subprocess.Popen([sys.executable, "-c", HOLD.replace(".acquire()", ".acquire(take_over=True)"),
+                              str(project.folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert thief.stdout.readline().strip() == "held"
+        window.set_active_class(1)
+        window.set_tool(Tool.BRUSH)
+        _stroke(window.canvas, 20)
+        assert not window.session.save(wait=True)
+        assert not project.has_labels(0)  # nothing written over the other window's work
+        assert window.session.read_only and "[read-only]" in window.windowTitle()
+        assert shown and shown[-1][0] == "Project taken over"
+        assert read_owner(project.folder)[0].pid == thief.pid
+        window.session.discard()
+        assert read_owner(project.folder)[0].pid == thief.pid  # its lock is left alone
+    finally:
+        thief.kill()
+        thief.wait()

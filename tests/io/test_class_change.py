@@ -40,6 +40,13 @@ def labelled(tmp_path):
     return project
 
 
+def _reopen(folder) -> Project:
+    """Open as the studio does (holding the lock, which lets it repair), then let the lock go."""
+    project = Project.open(folder, lock=True)
+    project.release()
+    return project
+
+
 def _names_per_row(project: Project) -> list[list[str]]:
     """For every file, the class name of each row (``-`` for unlabelled), read as a new window would."""
     rows = []
@@ -55,7 +62,7 @@ def _names_per_row(project: Project) -> list[list[str]]:
 
 def _assert_consistent(folder, deleted: str) -> None:
     """Either the deletion did not happen, or it did in every file; never a class read as another."""
-    project = Project.open(folder)
+    project = _reopen(folder)
     assert not (folder / JOURNAL_FILE).exists()
     assert not list((folder / "labels").glob(".*.renumbered"))
     before = ["a"] * 4 + ["b"] * 4 + ["c"] * 4 + ["-"] * 4
@@ -71,7 +78,7 @@ def _assert_consistent(folder, deleted: str) -> None:
 def test_delete_class_renumbers_and_saves(labelled):
     labelled.delete_class(2)  # "b"
     _assert_consistent(labelled.folder, "b")
-    assert Project.open(labelled.folder).classes.names == ["background", "a", "c"]
+    assert _reopen(labelled.folder).classes.names == ["background", "a", "c"]
 
 
 @pytest.mark.parametrize("kill_after", range(FILES))
@@ -92,7 +99,7 @@ def test_kill_while_staging_leaves_the_project_as_it_was(labelled, monkeypatch, 
     monkeypatch.undo()
     assert len(list((labelled.folder / "labels").glob(".*.renumbered"))) == kill_after
     _assert_consistent(labelled.folder, "b")
-    assert Project.open(labelled.folder).classes.names == NAMES
+    assert _reopen(labelled.folder).classes.names == NAMES
 
 
 @pytest.mark.parametrize("kill_after", range(FILES + 1))
@@ -112,7 +119,7 @@ def test_kill_while_renaming_is_finished_on_open(labelled, monkeypatch, kill_aft
     monkeypatch.undo()
     assert (labelled.folder / JOURNAL_FILE).exists()
     _assert_consistent(labelled.folder, "b")
-    assert Project.open(labelled.folder).classes.names == ["background", "a", "c"]
+    assert _reopen(labelled.folder).classes.names == ["background", "a", "c"]
 
 
 def _kill_before_save(project, monkeypatch):
@@ -125,7 +132,7 @@ def test_kill_after_saving_before_the_journal_goes(labelled, monkeypatch):
     with pytest.raises(Killed):
         labelled.delete_class(1, replacement=3)
     monkeypatch.undo()
-    project = Project.open(labelled.folder)
+    project = _reopen(labelled.folder)
     assert project.classes.names == ["background", "b", "c"]
     assert not (labelled.folder / JOURNAL_FILE).exists()
     # a's rows went to c, b and c moved down by one
@@ -137,7 +144,7 @@ def test_a_kill_while_finishing_is_finished_at_the_next_open(labelled, monkeypat
     with pytest.raises(Killed):
         labelled.delete_class(2)
     with pytest.raises(Killed):
-        Project.open(labelled.folder)  # killed again while finishing
+        _reopen(labelled.folder)  # killed again while finishing
     monkeypatch.undo()
     _assert_consistent(labelled.folder, "b")
 
@@ -151,9 +158,50 @@ def test_a_stale_journal_is_ignored(labelled, monkeypatch, caplog):
     journal["classes_before"][1]["name"] = "renamed since"
     journal["classes_after"][1]["name"] = "renamed since"
     (labelled.folder / JOURNAL_FILE).write_text(json.dumps(journal))
-    project = Project.open(labelled.folder)
+    project = _reopen(labelled.folder)
     assert project.classes.names == NAMES
     assert "no longer match" in caplog.text
+
+
+def test_an_open_without_the_lock_leaves_a_deletion_under_way_alone(labelled, monkeypatch):
+    """segstudio export opens without the lock while a studio may be deleting a class."""
+    real_write = Project._write_label_file
+    seen = []
+
+    def write(self, entry, labels, classes, path):
+        real_write(self, entry, labels, classes, path)
+        if len(seen) == 2:  # two files staged: another command opens the project now
+            seen.append(Project.open(self.folder).classes.names)
+        seen.append(path)
+
+    monkeypatch.setattr(Project, "_write_label_file", write)
+    labelled.delete_class(2)
+    monkeypatch.undo()
+    assert seen[2] == NAMES
+    _assert_consistent(labelled.folder, "b")
+    assert _reopen(labelled.folder).classes.names == ["background", "a", "c"]
+
+
+def test_a_failed_save_after_the_journal_still_renumbers_the_open_image(labelled, monkeypatch):
+    from segstudio.errors import ExportError
+
+    doc = labelled.load_document(0)
+    calls = []
+    monkeypatch.setattr(Project, "save", lambda self: (_ for _ in ()).throw(ExportError("No space left")))
+    with pytest.raises(ExportError, match="deleted, but .*No space left"):
+        labelled.delete_class(1, on_commit=lambda mapping: calls.append(doc.remap_labels(mapping)))
+    monkeypatch.undo()
+    assert calls == [True]
+    assert set(np.unique(doc.labels[:, 0])) == {255, 1, 2}  # a gone; b, c moved down
+    _assert_consistent(labelled.folder, "a")
+
+
+def test_a_journal_naming_another_file_of_the_project_is_refused(labelled):
+    (labelled.folder / JOURNAL_FILE).write_text(json.dumps({
+        "format": "segstudio-class-change", "version": 1,
+        "classes_before": [], "classes_after": [], "files": ["project.json"]}))
+    with pytest.raises(UnreadableInputError, match="project.json, which is not a label file"):
+        _reopen(labelled.folder)
 
 
 @pytest.mark.parametrize("files", [["../../outside.png"], ["/etc/passwd"], [3]])
@@ -162,13 +210,13 @@ def test_a_journal_naming_a_file_outside_the_project_is_refused(labelled, files)
         "format": "segstudio-class-change", "version": 1,
         "classes_before": [], "classes_after": [], "files": files}))
     with pytest.raises(UnreadableInputError, match=r"class-change\.json.*not a file inside the project"):
-        Project.open(labelled.folder)
+        _reopen(labelled.folder)
 
 
 def test_a_damaged_journal_is_refused_naming_it(labelled):
     (labelled.folder / JOURNAL_FILE).write_text("{not json")
     with pytest.raises(UnreadableInputError, match=r"class-change\.json.*damaged"):
-        Project.open(labelled.folder)
+        _reopen(labelled.folder)
 
 
 def test_an_unreadable_file_stops_the_deletion_without_staged_leftovers(labelled):
@@ -177,5 +225,5 @@ def test_an_unreadable_file_stops_the_deletion_without_staged_leftovers(labelled
         labelled.delete_class(2)
     assert not list((labelled.folder / "labels").glob(".*"))
     assert not (labelled.folder / JOURNAL_FILE).exists()
-    assert Project.open(labelled.folder).classes.names == NAMES
+    assert _reopen(labelled.folder).classes.names == NAMES
     assert staged_path(labelled.entries[0].labels_path).name == ".im0.png.renumbered"

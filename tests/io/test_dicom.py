@@ -572,6 +572,24 @@ def test_a_series_declaring_more_than_memory_allows_is_refused_before_decoding(t
     assert decoded == []
 
 
+def test_a_series_whose_later_files_declare_huge_slices_is_refused_before_decoding(tmp_path, monkeypatch):
+    import pydicom.dataset
+
+    from pydicom.uid import RLELossless
+
+    make_ct_series(tmp_path / "s")
+    last = sorted((tmp_path / "s").iterdir())[-1]
+    ds = pydicom.dcmread(last)
+    ds.Rows = ds.Columns = 2048  # RLE-compressed zeros: a few kilobytes declaring 8 MiB
+    ds.compress(RLELossless, np.zeros((2048, 2048), np.int16))
+    ds.save_as(last)
+    assert last.stat().st_size < 200_000  # RLE of zeros: about 1/60 of the pixels
+    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(lambda ds: pytest.fail("decoded")))
+    monkeypatch.setenv("SEGSTUDIO_MEMORY_LIMIT", "64M")  # the first file's size x 5 slices would pass
+    with pytest.raises(UnreadableInputError, match="5 x 2048 x 2048"):
+        read_series(tmp_path / "s")
+
+
 def test_a_file_declaring_huge_frames_is_refused_before_decoding(tmp_path, monkeypatch):
     monkeypatch.setenv("SEGSTUDIO_MEMORY_LIMIT", "1G")
     path = ct_copy(tmp_path / "frames.dcm", lambda ds: setattr(ds, "NumberOfFrames", 100000))

@@ -298,7 +298,10 @@ def test_opening_a_project_removes_the_temporary_files_of_killed_writes(tmp_path
     old = time.time() - 7200
     os.utime(project_dir / "notes.tmp", (old, old))
 
-    again = Project.open(project_dir)
+    Project.open(project_dir)  # without the lock (export, evaluate): nothing is removed
+    assert all(os.path.exists(p) for p in stale)
+    again = Project.open(project_dir, lock=True)  # the studio
+    again.release()
     assert [p for p in stale if os.path.exists(p)] == []
     assert all(os.path.exists(p) for p in kept)
     assert (project_dir / "notes.tmp").read_text() == "the user's own file"

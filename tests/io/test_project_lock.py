@@ -139,3 +139,43 @@ def test_refresh_marks_the_lock_alive_and_restores_a_removed_one(project):
     lock.refresh()
     assert read_owner(project.folder)[0].token == lock.owner.token
     lock.release()
+
+
+def test_a_running_studio_on_this_host_keeps_its_lock_however_old(project, held_elsewhere):
+    """A laptop resumed after an hour of sleep: its studio still runs and still holds the project."""
+    old = time.time() - 10 * STALE_AFTER_S
+    os.utime(project.folder / LOCK_FILE, (old, old))
+    with pytest.raises(ProjectLockedError):
+        Project.open(project.folder, lock=True)
+
+
+@pytest.mark.parametrize("fields", [{"pid": 2**40}, {"since": 1e300}, {"since": float("nan")},
+                                    {"pid": "x"}, {"process_start": "soon"}])
+def test_implausible_lock_values_read_as_an_unknown_holder(project, fields):
+    data = {"pid": 1234, "host": socket.gethostname(), "user": "x", "since": time.time(), "token": "t"}
+    data.update(fields)
+    (project.folder / LOCK_FILE).write_text(json.dumps(data))
+    owner, _ = read_owner(project.folder)
+    assert owner.pid == -1 and owner.host == "unknown host"
+    with pytest.raises(ProjectLockedError, match="unknown host"):
+        Project.open(project.folder, lock=True)
+
+
+def test_a_folder_where_no_lock_can_be_written_opens_read_only(project, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("segstudio.io.project_lock.os.open", refuse)
+    opened = Project.open(project.folder, lock=True)
+    assert opened.lock is None and "cannot be written: Permission denied" in opened.read_only
+
+
+def test_refresh_says_when_another_studio_took_the_lock(project):
+    lock = ProjectLock(project.folder)
+    lock.acquire()
+    other = ProjectLock(project.folder)
+    other.owner = other.owner.__class__(**{**other.owner.__dict__, "pid": 1, "host": "elsewhere"})
+    other.acquire(take_over=True)
+    assert not lock.refresh() and not lock.held
+    lock.release()  # not ours any more: left alone
+    assert read_owner(project.folder)[0].host == "elsewhere"

@@ -104,7 +104,7 @@ def test_symlinked_models_folder_leading_outside_is_refused(crafted, tmp_path):
     if models.exists():
         models.rmdir()
     models.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
-    with pytest.raises(UnreadableInputError, match="models folder leads outside"):
+    with pytest.raises(UnreadableInputError, match="models folder is a link to .*elsewhere, outside the project"):
         Project.open(project.folder)
 
 
@@ -134,7 +134,7 @@ def test_export_never_writes_outside_its_folder_or_over_a_source(crafted, tmp_pa
     with pytest.raises(ExportError, match="source image") as info:
         run_to_completion(export_project(project, images))
     assert (images / "a.png").read_bytes() == before
-    assert str(images / "a.png") in str(info.value)
+    assert "a.png: this is a source image" in str(info.value)
     # a project whose entry carries a dangerous id built in memory is still kept in the folder
     project.entries[0].kind = "volume"
     project.entries[0].id = ".."

@@ -395,6 +395,21 @@ def test_a_huge_declared_label_volume_is_refused_before_decompressing(tmp_path, 
     assert "16.0 GiB" in message and "256.0 MiB" in message
 
 
+def test_a_second_member_named_labels_is_not_what_gets_decoded(tmp_path, monkeypatch):
+    """np.load prefers a member "labels" over the checked "labels.npy": that member is never read."""
+    import io
+    import zipfile
+
+    monkeypatch.setenv("SEGSTUDIO_MEMORY_LIMIT", "256M")
+    path = write_label_volume(tmp_path / "two.npz", np.ones((2, 3, 4), np.uint8), 3)
+    huge = io.BytesIO()
+    np.lib.format.write_array_header_1_0(huge, {"descr": "|u1", "fortran_order": False, "shape": (2**17,) * 3})
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("labels", huge.getvalue())
+    labels = read_label_volume(path)
+    assert labels.shape == (2, 3, 4) and (labels == 1).all()
+
+
 def test_a_label_zip_bomb_is_refused_and_the_same_file_reads_within_the_limit(tmp_path, monkeypatch):
     labels = np.zeros((64, 512, 512), np.uint8)  # 16 MiB that deflate to 16 KiB
     path = write_label_volume(tmp_path / "zeros.npz", labels, 3)

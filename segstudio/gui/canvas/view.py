@@ -60,6 +60,7 @@ class Canvas(QWidget):
     brushRadiusChanged = Signal(float)
     sliceChanged = Signal(int, int)  # plane index, number of planes (volumes)
     windowChanged = Signal(float, float)  # centre, width (volumes)
+    readOnlyTouched = Signal()  # a tool was used on a document that cannot be edited
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -474,6 +475,9 @@ class Canvas(QWidget):
             self._window_drag = (position, self.slicer.window)
             return
         if event.button() != Qt.MouseButton.LeftButton:
+            return
+        if self.document.read_only:
+            self.readOnlyTouched.emit()
             return
         row, column = self.to_image(position)
         if self.tool in (Tool.BRUSH, Tool.ERASER):
