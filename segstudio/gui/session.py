@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 AUTOSAVE_MS = 1000
 #: while edits keep coming, labels are saved at least this often
-AUTOSAVE_MAX_WAIT_MS = 2000
+AUTOSAVE_MAX_WAIT_MS = 1500
 
 
 class Session(QObject):
