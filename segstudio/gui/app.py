@@ -14,20 +14,109 @@ log = logging.getLogger(__name__)
 APP_NAME = "segstudio"
 
 
+# The system libraries that Qt's xcb platform plugin (PySide6/Qt/plugins/platforms/libqxcb.so),
+# its libQt6XcbQpa.so.6 and libQt6Gui/Core/DBus link against and the PySide6 wheel does not
+# bundle (readelf -d on PySide6 6.x; libc, libm, libstdc++ and libgcc_s left out), each with
+# its Debian/Ubuntu package. Qt loads them all at once and names only the first it misses.
+XCB_LIBRARIES: dict[str, str] = {
+    "libxcb.so.1": "libxcb1",
+    "libX11.so.6": "libx11-6",
+    "libX11-xcb.so.1": "libx11-xcb1",
+    "libxkbcommon.so.0": "libxkbcommon0",
+    "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
+    "libxcb-cursor.so.0": "libxcb-cursor0",
+    "libxcb-icccm.so.4": "libxcb-icccm4",
+    "libxcb-util.so.1": "libxcb-util1",
+    "libxcb-image.so.0": "libxcb-image0",
+    "libxcb-keysyms.so.1": "libxcb-keysyms1",
+    "libxcb-randr.so.0": "libxcb-randr0",
+    "libxcb-render.so.0": "libxcb-render0",
+    "libxcb-render-util.so.0": "libxcb-render-util0",
+    "libxcb-shape.so.0": "libxcb-shape0",
+    "libxcb-shm.so.0": "libxcb-shm0",
+    "libxcb-sync.so.1": "libxcb-sync1",
+    "libxcb-xfixes.so.0": "libxcb-xfixes0",
+    "libxcb-xkb.so.1": "libxcb-xkb1",
+    "libGL.so.1": "libgl1",
+    "libEGL.so.1": "libegl1",
+    "libfontconfig.so.1": "libfontconfig1",
+    "libfreetype.so.6": "libfreetype6",
+    "libglib-2.0.so.0": "libglib2.0-0",
+    "libgthread-2.0.so.0": "libglib2.0-0",
+    "libdbus-1.so.3": "libdbus-1-3",
+    "libz.so.1": "zlib1g",
+    "libzstd.so.1": "libzstd1",
+}
+
+
+def _load_error(soname: str) -> str | None:
+    """Why the dynamic loader cannot load *soname* here, or None if it can."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(soname)
+    except OSError as error:
+        return str(error)
+    return None
+
+
+def missing_xcb_libraries() -> list[str]:
+    """The sonames of :data:`XCB_LIBRARIES` that the dynamic loader cannot find.
+
+    A library that is there but whose own dependency is missing does not
+    count: the loader's message then names the dependency, which is checked
+    (and reported) on its own.
+    """
+    missing = []
+    for soname in XCB_LIBRARIES:
+        error = _load_error(soname)
+        if error is None:
+            continue
+        named = error.split(":", 1)[0].strip()
+        if named == soname or named not in XCB_LIBRARIES:
+            missing.append(soname)
+    return missing
+
+
+def _platform_is_xcb() -> bool:
+    """Whether Qt will use its xcb (X11) platform plugin here."""
+    chosen = os.environ.get("QT_QPA_PLATFORM", "")
+    if chosen:
+        return chosen.split(";", 1)[0].split(":", 1)[0].strip() == "xcb"
+    # Unset: Qt on a Wayland session tries its wayland plugin first and xcb only after.
+    if os.environ.get("WAYLAND_DISPLAY") and os.environ.get("XDG_SESSION_TYPE") == "wayland":
+        return False
+    return bool(os.environ.get("DISPLAY"))
+
+
 def display_problem() -> str | None:
     """Why no window can open here, or None.
 
-    Qt aborts the whole process when it finds no display; saying so in one
-    line, with what to do, is kinder.
+    Qt aborts the whole process when it finds no display, or when its X11
+    (xcb) plugin misses a system library, and then names only the first
+    library; saying so in one line, with what to do, is kinder.
     """
-    if os.environ.get("QT_QPA_PLATFORM"):
+    if not sys.platform.startswith("linux"):
         return None
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    if not os.environ.get("QT_QPA_PLATFORM") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
         return (
             "no display found (DISPLAY and WAYLAND_DISPLAY are unset): run segstudio on a desktop, "
             "under a virtual display (xvfb-run segstudio), or headless with QT_QPA_PLATFORM=offscreen"
         )
-    return None
+    if not (_platform_is_xcb() and os.environ.get("DISPLAY")):
+        return None
+    missing = missing_xcb_libraries()
+    if not missing:
+        return None
+    packages = " ".join(dict.fromkeys(XCB_LIBRARIES[soname] for soname in missing))
+    return (
+        f"the window cannot open: Qt's X11 (xcb) platform needs system libraries that are missing "
+        f"({', '.join(missing)}); on Debian or Ubuntu install them with: sudo apt-get install -y {packages} "
+        "(other distributions: the packages that hold these files), "
+        "or run headless with QT_QPA_PLATFORM=offscreen"
+    )
 
 
 def log_file() -> Path:
