@@ -4,6 +4,13 @@ Only the visible part of each layer is drawn, straight from QImages that
 wrap the layers' numpy buffers. Edits go through the Document (the single
 source of truth); the canvas listens to it and repaints the changed
 rectangle only.
+
+A volume's plane is shown oriented as in radiology viewers (superior up,
+anterior up on axial planes, the patient's right on the left; see
+:mod:`segstudio.gui.canvas.slicing`), with the patient directions lettered at
+the edges. Layers, tool regions and the widget coordinates are in the plane
+as shown; ``_to_document`` and ``_on_document_changed`` map regions to and
+from the volume's own voxel order, in which the labels are stored.
 """
 
 from __future__ import annotations
@@ -55,7 +62,9 @@ DEFAULT_LAYERS = {
 class Canvas(QWidget):
     """Shows a Document's image and masks and edits its labels."""
 
-    cursorMoved = Signal(int, int)  # image column, row; -1, -1 outside the image
+    # image column, row (for a volume: of the plane in its stored voxel order, as
+    # SliceView.voxel takes them); -1, -1 outside the image
+    cursorMoved = Signal(int, int)
     zoomChanged = Signal(float)
     brushRadiusChanged = Signal(float)
     sliceChanged = Signal(int, int)  # plane index, number of planes (volumes)
@@ -123,8 +132,8 @@ class Canvas(QWidget):
         self.update()
 
     def _plane(self, array: np.ndarray) -> np.ndarray:
-        """What the canvas shows of a document-shaped array."""
-        return array if self.slicer is None else self.slicer.plane(array)
+        """What the canvas shows of a document-shaped array (a view, oriented)."""
+        return array if self.slicer is None else self.slicer.oriented(self.slicer.plane(array))
 
     def _build_plane_layers(self) -> None:
         """Image and label layers for the image, or the volume's current plane."""
@@ -132,7 +141,7 @@ class Canvas(QWidget):
         if self.slicer is None:
             self._image_buffer = display_rgba(document.image)
         else:
-            self._image_buffer = display_rgba(self.slicer.display(document.image))
+            self._image_buffer = display_rgba(self.slicer.oriented(self.slicer.display(document.image)))
         self._image_qimage = wrap_rgba(self._image_buffer)
         self._labels_shown = document.labels
         self._masks["labels"] = MaskLayer(self._plane(document.labels), self._lut, self.states["labels"].outline)
@@ -170,7 +179,7 @@ class Canvas(QWidget):
         if self.slicer is None or self.document is None:
             return
         self.slicer.window = (float(center), max(1.0, float(width)))
-        self._image_buffer[:] = display_rgba(self.slicer.display(self.document.image))
+        self._image_buffer[:] = display_rgba(self.slicer.oriented(self.slicer.display(self.document.image)))
         self.windowChanged.emit(*self.slicer.window)
         self.update()
 
@@ -198,7 +207,7 @@ class Canvas(QWidget):
             return
         probabilities = prediction.probabilities
         if self.slicer is not None:
-            probabilities = self.slicer.channel_plane(probabilities)
+            probabilities = self.slicer.oriented_channels(self.slicer.channel_plane(probabilities))
         if self.heatmap_index < 0:
             values = entropy_map(probabilities)
         else:
@@ -275,6 +284,7 @@ class Canvas(QWidget):
             region = self.slicer.to_plane(region)
             if region is None:
                 return  # another plane changed
+            region, _ = self.slicer.flip_region(region)
         ys, xs = labels.recolor(region)
         self.update(self._widget_rect(ys, xs))
 
@@ -353,7 +363,7 @@ class Canvas(QWidget):
         """A tool's region and mask on the shown plane, in the document's axes."""
         if self.slicer is None:
             return region, mask
-        return self.slicer.to_volume(region, mask)
+        return self.slicer.to_volume(*self.slicer.flip_region(region, mask))
 
     def _dab(self, position: tuple[float, float]) -> None:
         document = self.document
@@ -425,6 +435,31 @@ class Canvas(QWidget):
                 painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
             painter.setOpacity(1.0)
         self._paint_overlays(painter)
+        self._paint_orientation(painter)
+
+    def orientation_letters(self) -> tuple[str, str, str, str] | None:
+        """Patient directions at the top, bottom, left and right of a volume's
+        plane as shown (None for a 2-D image or a volume without patient frame)."""
+        return self.slicer.letters if self.slicer is not None else None
+
+    def _paint_orientation(self, painter: QPainter) -> None:
+        letters = self.orientation_letters()
+        if letters is None:
+            return
+        top, bottom, left, right = letters
+        font = painter.font()
+        font.setPixelSize(14)
+        font.setBold(True)
+        painter.setFont(font)
+        margin = 6
+        area = self.rect().adjusted(margin, margin, -margin, -margin)
+        flags = Qt.AlignmentFlag
+        for text, align in ((top, flags.AlignTop | flags.AlignHCenter), (bottom, flags.AlignBottom | flags.AlignHCenter),
+                            (left, flags.AlignLeft | flags.AlignVCenter), (right, flags.AlignRight | flags.AlignVCenter)):
+            painter.setPen(QColor(0, 0, 0, 200))  # a shadow keeps the letter legible on bright tissue
+            painter.drawText(area.translated(1, 1), align, text)
+            painter.setPen(QColor(255, 220, 90))
+            painter.drawText(area, align, text)
 
     def _paint_overlays(self, painter: QPainter) -> None:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
@@ -524,7 +559,10 @@ class Canvas(QWidget):
         row, column = self.to_image(position)
         height, width = self.image_size()
         if 0 <= row < height and 0 <= column < width:
-            self.cursorMoved.emit(int(column), int(row))
+            row, column = int(row), int(column)
+            if self.slicer is not None:
+                row, column = self.slicer.screen_to_plane(row, column)
+            self.cursorMoved.emit(column, row)
         else:
             self.cursorMoved.emit(-1, -1)
 
