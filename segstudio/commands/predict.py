@@ -278,7 +278,7 @@ def _predict_volume(predictor, meta, job: _Job, args: argparse.Namespace, window
         ])
     labels = _label_map(labels, meta)
     if fmt == "nifti":
-        write_nifti_labels(args.out / f"{job.stem}.nii.gz", labels, volume,
+        write_nifti_labels(args.out / f"{job.stem}.nii.gz", labels, volume, meta.class_names, meta.class_colors,
                            allow_uneven_spacing=args.allow_uneven_spacing)
     elif fmt == "dicom-seg":
         write_dicom_seg(args.out / f"{job.stem}.seg.dcm", labels, volume, meta.class_names, meta.class_colors,

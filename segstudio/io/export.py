@@ -26,8 +26,10 @@ For medical volumes (project entries of kind ``"volume"``), named by entry id:
     written like the 2-D ``png`` format (indexed or 16-bit).
 ``nifti``
     ``<id>.nii.gz``: a label map on the source's voxel grid and orientation,
-    uint8 when every class index fits, else uint16 (unlabelled voxels become
-    0, background, as medical viewers expect).
+    class ``i`` written as ``i + 1`` and unlabelled as 0 (0 = nothing, as
+    medical viewers expect), uint8 when every value fits, else uint16; with
+    ``<id>.ctbl`` (3D Slicer colour table) and ``<id>.label.txt`` (ITK-SNAP
+    label description) beside it.
 ``dicom-seg``
     ``<id>.seg.dcm``: a DICOM Segmentation referencing the source series,
     one segment per class present (DICOM sources only).
@@ -219,6 +221,7 @@ def _skip_reason(entry: ImageEntry, fmt: str) -> str | None:
 def _export_volume(project: Project, entry: ImageEntry, labels: np.ndarray, place: _Place,
                    fmt: str, allow_uneven_spacing: bool = False) -> list[Path]:
     from segstudio.annotation.document import ImageStatus
+    from segstudio.io.label_tables import label_table_paths
     from segstudio.io.medical_export import write_dicom_seg, write_nifti_labels, write_png_slices
     from segstudio.io.project_volumes import read_source_volume
 
@@ -232,9 +235,12 @@ def _export_volume(project: Project, entry: ImageEntry, labels: np.ndarray, plac
             path=entry.labels_path,
         )
     if fmt == "nifti":
-        # write_nifti_labels makes unlabelled voxels background, as medical viewers expect.
-        return [write_nifti_labels(place(f"{entry.id}.nii.gz"), labels, volume,
-                                   allow_uneven_spacing=allow_uneven_spacing)]
+        # Class i is written as i + 1 and unlabelled as 0, as medical viewers expect; the
+        # 3D Slicer and ITK-SNAP label tables beside it name each value.
+        nifti = place(f"{entry.id}.nii.gz")
+        tables = [place(table.name) for table in label_table_paths(nifti)]  # checked before writing
+        return [write_nifti_labels(nifti, labels, volume, project.classes.names, project.classes.colors,
+                                   allow_uneven_spacing=allow_uneven_spacing), *tables]
     if not ((labels != 0) & (labels != unlabelled_for(labels))).any():
         log.info("skipping %s: only background is labelled, DICOM SEG would hold no segment",
                  entry.display_name)

@@ -3,18 +3,26 @@
 A label volume is ``Z x Y x X`` in the voxel grid of a
 :class:`~segstudio.io.volume.Volume` (``labels[k, j, i]`` labels voxel
 ``(i, j, k)``): ``uint8`` for projects of up to 254 classes, ``uint16``
-beyond (:func:`~segstudio.io.masks.label_dtype`). 0 is background, and the
-unlabelled value of the type (255 in a uint8 map, 65535 in a uint16 map, see
-:func:`~segstudio.io.masks.unlabelled_for`) counts as background in the
-medical formats; in a uint16 map 255 is an ordinary class.
+beyond (:func:`~segstudio.io.masks.label_dtype`). The unlabelled value of
+the type is 255 in a uint8 map and 65535 in a uint16 map (see
+:func:`~segstudio.io.masks.unlabelled_for`); in a uint16 map 255 is an
+ordinary class.
 
 * NIfTI: same grid and orientation as the source, so 3D Slicer and ITK-SNAP
   show it on top of the source image. A NIfTI source keeps its own header
   (qform, sform and their codes); a DICOM source's LPS affine becomes RAS,
   in the sform and, when a qform can hold it (no shear), the qform; a
   source that does not say where it is (no slice positions, a TIFF stack)
-  is written with both codes 0, "unknown". The data are uint8 when every
-  class index fits, else uint16.
+  is written with both codes 0, "unknown". Class ``i`` is written as the
+  value ``i + 1`` and unlabelled as 0, as 3D Slicer and ITK-SNAP expect
+  (0 = nothing there, every class its own non-zero value), so a painted
+  "background" class and unlabelled voxels stay apart. The data are uint8
+  when every value fits, else uint16. A 3D Slicer colour table
+  (``<name>.ctbl``) and an ITK-SNAP label description (``<name>.label.txt``)
+  beside it name each value (:mod:`segstudio.io.label_tables`).
+* DICOM SEG and PNG keep class indices: 0 is the first class (usually
+  background) and unlabelled is not a segment (DICOM SEG) or stays 255 /
+  65535 (PNG).
 * DICOM SEG (highdicom): references the source series instance by instance,
   one segment per class present (segment numbers run 1..n, at most 65535).
 * PNG: one PNG per slice, indexed for a uint8 map, 16-bit greyscale for a
@@ -35,10 +43,12 @@ import numpy as np
 
 from segstudio.errors import ExportError, InvalidArgumentError
 from segstudio.io.dicom_geometry import frame_count
+from segstudio.io.label_tables import LabelEntry, write_label_tables
 from segstudio.io.masks import (
     UNLABELLED,
     UNLABELLED_16,
     atomic_write_bytes,
+    default_palette,
     unlabelled_for,
     write_indexed_png,
     write_label_png,
@@ -100,14 +110,45 @@ def _check_regular_grid(volume: Volume, allow_uneven: bool) -> None:
         )
 
 
+def nifti_label_entries(
+    class_names: Sequence[str] | None, class_colors: Sequence[Sequence[int]] | None, top_class: int = -1
+) -> list[LabelEntry]:
+    """``(value, name, colour)`` of every class in a NIfTI label map: class ``i`` is value ``i + 1``.
+
+    Classes up to *top_class* (the largest index in the labels) are listed
+    even without a name (``class i``) or colour (the default palette's).
+    """
+    names = list(class_names or ())
+    count = max(len(names), top_class + 1)
+    colors = [tuple(int(c) for c in color[:3]) for color in (class_colors or ())]
+    if len(colors) < count:
+        colors += default_palette(count)[len(colors):]
+    return [(i + 1, str(names[i]) if i < len(names) else f"class {i}", colors[i]) for i in range(count)]
+
+
+def nifti_values(labels: np.ndarray) -> np.ndarray:
+    """A uint8 or uint16 label map as written to NIfTI: class ``i`` as ``i + 1``, unlabelled as 0.
+
+    The unlabelled value is the type's maximum, so adding 1 in the same type
+    wraps it to 0; the result is uint8 when every value fits, else uint16.
+    """
+    values = labels + labels.dtype.type(1)
+    if values.dtype != np.uint8 and (int(values.max()) if values.size else 0) <= UNLABELLED:
+        values = values.astype(np.uint8)
+    return values
+
+
 def write_nifti_labels(
     path: str | os.PathLike[str],
     labels_zyx: np.ndarray,
     volume: Volume,
+    class_names: Sequence[str] | None = None,
+    class_colors: Sequence[Sequence[int]] | None = None,
     *,
     allow_uneven_spacing: bool = False,
 ) -> Path:
-    """Write a label volume as a NIfTI label map on the source's grid, atomically.
+    """Write a label volume as a NIfTI label map on the source's grid, atomically,
+    with a 3D Slicer colour table and an ITK-SNAP label description beside it.
 
     A NIfTI source gives its format (NIfTI-1 or -2), qform, sform and units;
     any other source gives NIfTI-1 with its affine in RAS as the sform (code
@@ -123,11 +164,18 @@ def write_nifti_labels(
         Destination, normally ``*.nii.gz`` (``.nii`` writes uncompressed).
     labels_zyx:
         ``Z x Y x X`` class indices matching ``volume.shape_zyx``, uint8 or
-        uint16. Unlabelled voxels (255 in a uint8 map, 65535 in a uint16
-        map) are written as 0, background. The file holds uint8 when every
-        value then fits, else uint16.
+        uint16. Class ``i`` is written as ``i + 1`` and unlabelled voxels
+        (255 in a uint8 map, 65535 in a uint16 map) as 0, so that 0 means
+        "nothing" in viewers and a painted background class is a label of
+        its own. The file holds uint8 when every value fits, else uint16.
     volume:
         The volume the labels belong to.
+    class_names, class_colors:
+        The project's class names and RGB colours, for the label tables
+        ``<name>.ctbl`` (3D Slicer) and ``<name>.label.txt`` (ITK-SNAP)
+        written beside *path* (see :mod:`segstudio.io.label_tables`).
+        Classes without a name are called ``class i`` and get the default
+        palette's colour.
     allow_uneven_spacing:
         Write even when the source slices are not evenly spaced (the file's
         single affine then misplaces some slices).
@@ -135,7 +183,8 @@ def write_nifti_labels(
     Returns
     -------
     pathlib.Path
-        *path*.
+        *path* (the label tables are at
+        :func:`~segstudio.io.label_tables.label_table_paths` of it).
 
     Raises
     ------
@@ -149,14 +198,12 @@ def write_nifti_labels(
     path = Path(path)
     labels = _check_labels(labels_zyx, volume)
     _check_regular_grid(volume, allow_uneven_spacing)
-    unlabelled = labels == unlabelled_for(labels)
-    if unlabelled.any():
-        labels = np.where(unlabelled, labels.dtype.type(0), labels)
-    del unlabelled
-    top = int(labels.max()) if labels.size else 0
-    data_dtype = np.dtype(np.uint8 if top <= UNLABELLED else np.uint16)
+    values = nifti_values(labels)
+    top = int(values.max()) if values.size else 0
+    data_dtype = values.dtype
     # back to nibabel's (i, j, k)
-    data = np.asfortranarray(labels.transpose(2, 1, 0).astype(data_dtype, copy=False))
+    data = np.asfortranarray(values.transpose(2, 1, 0))
+    del values
     source_header = volume.nifti_header if volume.kind == "nifti" else None
     if isinstance(source_header, nib.Nifti1Header):
         # Same format as the source (NIfTI-2 keeps a float64 affine), and the
@@ -194,7 +241,8 @@ def write_nifti_labels(
     if path.name.lower().endswith(".gz"):
         payload = gzip.compress(payload, compresslevel=6, mtime=0)
     written = atomic_write_bytes(path, payload)
-    log.info("wrote NIfTI labels %s %s", written.name, data.shape)
+    write_label_tables(written, nifti_label_entries(class_names, class_colors, top - 1))
+    log.info("wrote NIfTI labels %s %s with its label tables", written.name, data.shape)
     return written
 
 

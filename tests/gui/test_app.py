@@ -137,3 +137,11 @@ def test_the_table_covers_what_the_installed_xcb_plugin_links_against():
         needed |= {line.split("[", 1)[1].rstrip("]") for line in dynamic.splitlines() if "(NEEDED)" in line}
     assert "libxcb-cursor.so.0" in needed
     assert needed - bundled - always_there <= set(app_module.XCB_LIBRARIES)
+
+
+def test_the_readme_install_line_covers_every_package():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    line = quick.split("`sudo apt-get install -y ", 1)[1].split("`", 1)[0]
+    essential = {"zlib1g", "libzstd1"}  # Debian priority "required": on every system
+    assert set(app_module.XCB_LIBRARIES.values()) - essential == set(line.split())

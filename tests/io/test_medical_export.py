@@ -24,7 +24,8 @@ COLOURS = [(0, 0, 0), (220, 40, 40), (40, 200, 60), (250, 220, 0)]
 
 
 def labels_for(volume, marks):
-    labels = np.zeros(volume.shape_zyx, np.uint8)
+    """Unlabelled (255) but for *marks*: ``{(i, j, k): class index}``."""
+    labels = np.full(volume.shape_zyx, 255, np.uint8)
     for (i, j, k), value in marks.items():
         labels[k, j, i] = value
     return labels
@@ -56,7 +57,7 @@ def test_nifti_source_round_trip(tmp_path, name, index):
     assert written.get_data_dtype() == np.uint8
     data = np.asanyarray(written.dataobj)
     for (i, j, k), value in marks.items():
-        assert data[i, j, k] == value
+        assert data[i, j, k] == value + 1  # class i is i + 1, unlabelled 0
     assert int(np.count_nonzero(data)) == len(marks)
 
 
@@ -69,7 +70,7 @@ def test_dicom_source_to_nifti_ras(tmp_path):
     assert written.shape == (128, 128, 5)
     data = np.asanyarray(written.dataobj)
     for (i, j, k), value in marks.items():
-        assert data[i, j, k] == value
+        assert data[i, j, k] == value + 1
         # The voxel's RAS position is the DICOM (LPS) position with x and y negated.
         ds = volume.dicom_datasets[k]
         row = np.array(ds.ImageOrientationPatient[:3], float)
@@ -93,7 +94,7 @@ def test_multiframe_dicom_to_nifti(tmp_path):
     lps = lps + 10 * iop[:3] + 20 * iop[3:]  # 1 mm pixels
     ras = (written.affine @ [10, 20, 100, 1])[:3]
     np.testing.assert_allclose(ras, [-lps[0], -lps[1], lps[2]], atol=1e-3)
-    assert np.asanyarray(written.dataobj)[10, 20, 100] == 1
+    assert np.asanyarray(written.dataobj)[10, 20, 100] == 2
 
 
 def test_uneven_dicom_spacing_refuses_nifti(tmp_path):
@@ -155,7 +156,7 @@ def test_a_gantry_tilted_series_is_exact_in_the_sform_and_never_a_wrong_qform(tm
     assert int(written.header["qform_code"]) == 0 and int(written.header["sform_code"]) == 1
     np.testing.assert_allclose(written.affine, written.get_sform())  # what nibabel (and FSL, AFNI) use
     np.testing.assert_allclose(written.header.get_zooms(), np.linalg.norm(volume.affine[:3, :3], axis=0), rtol=1e-6)
-    assert np.asanyarray(written.dataobj)[3, 4, 4] == 1
+    assert np.asanyarray(written.dataobj)[3, 4, 4] == 2
     [record] = caplog.records
     message = record.getMessage()
     assert message.startswith(f"{volume.source}: the slice grid is sheared by 15.0 degrees (gantry tilt)")
@@ -202,6 +203,103 @@ def test_nifti_rejects_wrong_shape(tmp_path):
     volume = read_nifti(nibabel_data("anatomical.nii"))
     with pytest.raises(InvalidArgumentError, match="shape"):
         write_nifti_labels(tmp_path / "x.nii", np.zeros((2, 2, 2), np.uint8), volume)
+
+
+# ------------------------------------------------------------------ NIfTI values and label tables
+
+
+def _read_slicer_table(path):
+    """3D Slicer's colour table: ``{value: (name, (r, g, b), alpha)}``."""
+    table = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            value, name, r, g, b, a = line.split()
+            table[int(value)] = (name, (int(r), int(g), int(b)), int(a))
+    return table
+
+
+def _read_itksnap_labels(path):
+    """ITK-SNAP's label description: ``{value: (label, (r, g, b), alpha, vis, mesh)}``."""
+    import re
+
+    pattern = re.compile(r'^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([0-9.]+)\s+([01])\s+([01])\s+"([^"]*)"\s*$')
+    table = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        match = pattern.match(line)
+        assert match, line
+        value, r, g, b, alpha, vis, mesh, label = match.groups()
+        table[int(value)] = (label, (int(r), int(g), int(b)), float(alpha), int(vis), int(mesh))
+    return table
+
+
+def test_painted_background_and_unlabelled_read_back_as_different_values(tmp_path):
+    make_ct_series(tmp_path / "s", z_offsets=(0.0, 5.0))
+    volume = read_series(tmp_path / "s")
+    labels = np.full(volume.shape_zyx, 255, np.uint8)  # unlabelled
+    labels[0, :10, :10] = 0  # "background", painted
+    labels[1, 20:30, 20:30] = 2  # kidney
+    data = np.asanyarray(nib.load(write_nifti_labels(tmp_path / "l.nii.gz", labels, volume, NAMES, COLOURS)).dataobj)
+    zyx = data.transpose(2, 1, 0)
+    background, unlabelled, kidney = zyx[0, 5, 5], zyx[0, 50, 50], zyx[1, 25, 25]
+    assert unlabelled == 0 and background != unlabelled and kidney not in (0, background)
+    assert np.count_nonzero(zyx == background) == 100 and np.count_nonzero(zyx == kidney) == 100
+    assert np.count_nonzero(zyx == 0) == zyx.size - 200
+    # and in a uint16 map
+    wide = labels.astype(np.uint16)
+    wide[labels == 255] = UNLABELLED_16
+    wide[1, 0, 0] = 300
+    data = np.asanyarray(nib.load(write_nifti_labels(tmp_path / "w.nii.gz", wide, volume, WIDE_NAMES)).dataobj)
+    zyx = data.transpose(2, 1, 0)
+    assert (zyx[0, 5, 5], zyx[0, 50, 50], zyx[1, 25, 25], zyx[1, 0, 0]) == (1, 0, 3, 301)
+
+
+def test_label_tables_beside_the_nifti_name_every_value(tmp_path):
+    make_ct_series(tmp_path / "s", z_offsets=(0.0, 5.0))
+    volume = read_series(tmp_path / "s")
+    names = ["background", "left kidney", 'a "quoted" organ', "tumour"]
+    labels = np.full(volume.shape_zyx, 255, np.uint8)
+    for index in range(4):
+        labels[index % 2, index, :5] = index
+    out = write_nifti_labels(tmp_path / "case.nii.gz", labels, volume, names, COLOURS)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
+        "case.ctbl", "case.label.txt", "case.nii.gz"]
+    data = np.asanyarray(nib.load(out).dataobj).transpose(2, 1, 0)
+
+    slicer = _read_slicer_table(tmp_path / "case.ctbl")
+    assert (tmp_path / "case.ctbl").read_text().startswith("# Color table file case.ctbl\n# 5 values\n")
+    itksnap = _read_itksnap_labels(tmp_path / "case.label.txt")
+    assert (tmp_path / "case.label.txt").read_text().startswith("################################################\n"
+                                                                 "# ITK-SnAP Label Description File\n")
+    assert sorted(slicer) == sorted(itksnap) == [0, 1, 2, 3, 4]
+    assert slicer[0] == ("unlabelled", (0, 0, 0), 0)
+    assert itksnap[0] == ("unlabelled", (0, 0, 0), 0.0, 0, 0)
+    for index, name in enumerate(names):
+        value = int(data[index % 2, index, 0])  # what the file holds for this class
+        assert slicer[value] == (name.replace(" ", "_"), COLOURS[index], 255)
+        assert itksnap[value] == (name.replace('"', "'"), COLOURS[index], 1.0, 1, 1)
+    assert int(data[0, 50, 50]) == 0 and slicer[0][0] == "unlabelled"
+
+
+def test_label_tables_without_class_names_follow_the_labels(tmp_path):
+    make_ct_series(tmp_path / "s", z_offsets=(0.0, 5.0))
+    volume = read_series(tmp_path / "s")
+    labels = np.full(volume.shape_zyx, 255, np.uint8)
+    labels[0, 0, 0] = 5
+    write_nifti_labels(tmp_path / "plain.nii", labels, volume)  # uncompressed: tables named after the stem
+    slicer = _read_slicer_table(tmp_path / "plain.ctbl")
+    palette = default_palette(6)
+    assert sorted(slicer) == list(range(7))
+    assert slicer[6] == ("class_5", palette[5], 255) and slicer[1] == ("class_0", palette[0], 255)
+    assert _read_itksnap_labels(tmp_path / "plain.label.txt")[6][0] == "class 5"
+
+
+def test_label_table_paths():
+    from segstudio.io.label_tables import label_table_paths
+
+    assert [p.name for p in label_table_paths("/x/CT 1.nii.gz")] == ["CT 1.ctbl", "CT 1.label.txt"]
+    assert [p.name for p in label_table_paths("/x/a.b.NII")] == ["a.b.ctbl", "a.b.label.txt"]
 
 
 # ------------------------------------------------------------------ DICOM SEG
@@ -332,33 +430,39 @@ def _wide_volume_labels(shape):
     return labels
 
 
-def test_nifti_uint16_keeps_classes_above_255_and_unlabelled_is_background(tmp_path):
+def test_nifti_uint16_keeps_classes_above_255_and_unlabelled_is_0(tmp_path):
     make_ct_series(tmp_path / "s", z_offsets=(0.0, 5.0, 10.0))
     volume = read_series(tmp_path / "s")
     labels = _wide_volume_labels(volume.shape_zyx)
-    written = nib.load(write_nifti_labels(tmp_path / "wide.nii.gz", labels, volume))
+    written = nib.load(write_nifti_labels(tmp_path / "wide.nii.gz", labels, volume, WIDE_NAMES, WIDE_COLOURS))
     assert written.get_data_dtype() == np.uint16
-    assert float(written.header["cal_max"]) == 300.0
+    assert float(written.header["cal_max"]) == 301.0
     data = np.asanyarray(written.dataobj)
     assert data.dtype == np.uint16
     zyx = data.transpose(2, 1, 0)
-    np.testing.assert_array_equal(zyx, np.where(labels == UNLABELLED_16, 0, labels))
-    assert zyx[1, 15, 35] == 300 and zyx[2, 6, 6] == 255 and zyx[0, 0, 0] == 0 and zyx[1, 0, 0] == 0
+    np.testing.assert_array_equal(zyx, np.where(labels == UNLABELLED_16, 0, labels.astype(np.int64) + 1))
+    assert zyx[1, 15, 35] == 301 and zyx[2, 6, 6] == 256 and zyx[1, 1, 1] == 1
+    assert zyx[0, 0, 0] == 0 and zyx[1, 0, 0] == 0
+    slicer = _read_slicer_table(tmp_path / "wide.ctbl")
+    assert len(slicer) == 302 and slicer[301] == ("c300", WIDE_COLOURS[300], 255)
+    assert _read_itksnap_labels(tmp_path / "wide.label.txt")[256] == ("c255", WIDE_COLOURS[255], 1.0, 1, 1)
 
 
 def test_nifti_is_uint8_when_every_value_fits(tmp_path):
     make_ct_series(tmp_path / "s", z_offsets=(0.0, 5.0))
     volume = read_series(tmp_path / "s")
-    wide = np.zeros(volume.shape_zyx, np.uint16)
-    wide[0, 1, 2] = 255  # an ordinary class in a uint16 map: fits a uint8 file
-    wide[1, :2, :2] = UNLABELLED_16
+    wide = np.full(volume.shape_zyx, UNLABELLED_16, np.uint16)
+    wide[0, 1, 2] = 254  # a class of a uint16 map whose value (255) fits a uint8 file
     data = np.asanyarray(nib.load(write_nifti_labels(tmp_path / "a.nii", wide, volume)).dataobj)
     assert data.dtype == np.uint8 and data[2, 1, 0] == 255 and int(data.sum()) == 255
-    eight = np.zeros(volume.shape_zyx, np.uint8)
+    wide[0, 1, 2] = 255  # an ordinary class in a uint16 map, written as 256: uint16
+    data = np.asanyarray(nib.load(write_nifti_labels(tmp_path / "a.nii", wide, volume)).dataobj)
+    assert data.dtype == np.uint16 and data[2, 1, 0] == 256 and int(data.sum()) == 256
+    eight = np.full(volume.shape_zyx, 255, np.uint8)  # unlabelled in a uint8 map: 0
     eight[0, 1, 2] = 7
-    eight[1, :2, :2] = 255  # unlabelled in a uint8 map: background
+    eight[1, :2, :2] = 0  # the first class, painted
     data = np.asanyarray(nib.load(write_nifti_labels(tmp_path / "b.nii", eight, volume)).dataobj)
-    assert data.dtype == np.uint8 and data[2, 1, 0] == 7 and int(data.sum()) == 7
+    assert data.dtype == np.uint8 and data[2, 1, 0] == 8 and int(data.sum()) == 8 + 4
 
 
 def test_label_range_check_follows_the_type(tmp_path):
@@ -367,7 +471,7 @@ def test_label_range_check_follows_the_type(tmp_path):
     wide = np.zeros(volume.shape_zyx, np.int32)
     wide[0, 0, 0] = 300  # another integer type: taken as uint16
     data = np.asanyarray(nib.load(write_nifti_labels(tmp_path / "a.nii", wide, volume)).dataobj)
-    assert data.dtype == np.uint16 and data[0, 0, 0] == 300
+    assert data.dtype == np.uint16 and data[0, 0, 0] == 301
     wide[0, 0, 0] = 70000
     with pytest.raises(InvalidArgumentError, match="0..65535, got 0..70000"):
         write_nifti_labels(tmp_path / "b.nii", wide, volume)
