@@ -68,14 +68,14 @@ def test_predict_a_dicom_series_to_nifti_on_the_source_grid(tmp_path, checkpoint
     np.testing.assert_allclose(written.affine, volume.affine_ras(), atol=1e-4)
     assert written.get_data_dtype() == np.uint8
     labels = np.asanyarray(written.dataobj)
-    assert set(np.unique(labels).tolist()) <= {0, 1}
+    assert set(np.unique(labels).tolist()) <= {1, 2}  # class c is c + 1
     with np.load(out / "ct_series.probs.npz") as probs:
         p = probs["probabilities"].astype(int)
     assert p.shape == (2, 3, 128, 128)
     decided = np.abs(p[1] - p[0]) > 2  # rounding to 1/255 may turn near-ties
     # an untrained network is unsure of many pixels; the label map must agree with the rest
     assert decided.mean() > 0.25
-    np.testing.assert_array_equal((p[1] > p[0])[decided], labels.transpose(2, 1, 0)[decided] == 1)
+    np.testing.assert_array_equal((p[1] > p[0])[decided], labels.transpose(2, 1, 0)[decided] == 2)
 
 
 def test_a_damaged_dicom_file_is_reported_and_the_others_written(tmp_path, checkpoint, series, caplog):
@@ -113,7 +113,7 @@ def test_predict_a_4d_nifti_volume_by_index(tmp_path, checkpoint):
     source = nib.load(source_path)
     out = tmp_path / "out"
     assert _predict(source_path, "--checkpoint", checkpoint, "--out", out, "--volume", "1", "--tile", "128") == 0
-    assert sorted(p.name for p in out.iterdir()) == ["example4d_vol1.nii.gz"]
+    assert sorted(p.name for p in out.iterdir()) == ["example4d_vol1.ctbl", "example4d_vol1.label.txt", "example4d_vol1.nii.gz"]
     written = nib.load(out / "example4d_vol1.nii.gz")
     assert written.shape == source.shape[:3]
     np.testing.assert_allclose(written.affine, source.affine, atol=1e-6)
@@ -148,7 +148,7 @@ def test_export_command_writes_nifti_for_volumes(tmp_path, series):
     out = tmp_path / "out"
     assert cli.main(["export", str(project.folder), "--out", str(out), "--format", "nifti"]) == 0
     data = np.asanyarray(nib.load(out / "ct_series.nii.gz").dataobj)
-    assert data.shape == (128, 128, 3) and int(data.sum()) == 100 and data[15, 15, 1] == 1
+    assert data.shape == (128, 128, 3) and int(data.sum()) == 200 and data[15, 15, 1] == 2
     assert cli.main(["export", str(project.folder), "--out", str(out), "--format", "dicom-seg"]) == 0
     assert int(pydicom.dcmread(out / "ct_series.seg.dcm").NumberOfFrames) == 1
 
@@ -215,7 +215,8 @@ def test_one_bad_nifti_in_a_folder_does_not_stop_the_others(tmp_path, checkpoint
     with caplog.at_level(logging.INFO, logger="segstudio"):
         code = _predict(folder, series, image, "--checkpoint", checkpoint, "--out", out, "--tile", "64")
     assert code == 1  # the skipped files count as failures
-    assert sorted(p.name for p in out.iterdir()) == ["a.nii.gz", "c.nii.gz", "ct_series.nii.gz", "photo.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.ctbl", "a.label.txt", "a.nii.gz", "c.ctbl", "c.label.txt", "c.nii.gz",
+                                                  "ct_series.ctbl", "ct_series.label.txt", "ct_series.nii.gz", "photo.png"]
     for path in bad:
         assert sum(str(path) in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING) == 1
     assert "wrote 4 of 6 output(s)" in caplog.text and "2 of 6 input(s) failed" in caplog.text
@@ -231,7 +232,8 @@ def test_a_damaged_dicom_header_is_one_line_and_the_rest_is_written(tmp_path, ch
     out = tmp_path / "out"
     assert _predict(series, slope, spacing, "--checkpoint", checkpoint, "--out", out) == 1
     assert f"{slope}: RescaleSlope is not a number ('abc')" in caplog.text
-    assert sorted(p.name for p in out.iterdir()) == ["ct_series.nii.gz", "spacing.nii.gz"]
+    assert sorted(p.name for p in out.iterdir()) == ["ct_series.ctbl", "ct_series.label.txt", "ct_series.nii.gz",
+                                                  "spacing.ctbl", "spacing.label.txt", "spacing.nii.gz"]
     written = nib.load(out / "spacing.nii.gz")  # zero spacing: 1 mm, geometry unknown, said so
     assert (int(written.header["qform_code"]), int(written.header["sform_code"])) == (0, 0)
     assert f"{spacing}: the source does not say where its voxels are" in caplog.text
@@ -266,5 +268,5 @@ def test_export_allow_uneven_spacing(tmp_path, uneven_series, capsys, caplog):
     assert cli.main(["export", str(project.folder), "--out", str(out), "--format", "nifti",
                      "--allow-uneven-spacing"]) == 0
     data = np.asanyarray(nib.load(out / "uneven.nii.gz").dataobj)
-    assert int(data.sum()) == 100 and data[15, 15, 2] == 1
+    assert int(data.sum()) == 200 and data[15, 15, 2] == 2  # class 1 written as 2
     _no_traceback(capsys, caplog)

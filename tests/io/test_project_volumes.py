@@ -292,7 +292,7 @@ def test_nifti_export_keeps_the_source_geometry(tmp_path, labelled_project, capl
     project = labelled_project
     written = run_to_completion(export_project(project, tmp_path / "out", fmt="nifti"))
     ct_id, mri_id = project.entries[1].id, project.entries[2].id
-    assert sorted(p.name for p in written) == sorted([f"{ct_id}.nii.gz", f"{mri_id}.nii.gz"])
+    assert sorted(p.name for p in written) == sorted(f"{i}{suffix}" for i in (ct_id, mri_id) for suffix in (".nii.gz", ".ctbl", ".label.txt"))
     assert "photo.png" in caplog.text  # the 2-D image is skipped, with a log line
 
     ct = nib.load(tmp_path / "out" / f"{ct_id}.nii.gz")
@@ -300,14 +300,14 @@ def test_nifti_export_keeps_the_source_geometry(tmp_path, labelled_project, capl
     assert ct.shape == (128, 128, 3)
     np.testing.assert_allclose(ct.affine, ct_volume.affine_ras(), atol=1e-4)
     data = np.asanyarray(ct.dataobj)
-    assert data[35, 15, 0] == 1 and data[65, 55, 2] == 2
-    assert int(np.count_nonzero(data)) == 200  # unlabelled (255) became background (0)
+    assert data[35, 15, 0] == 2 and data[65, 55, 2] == 3  # class c is c + 1
+    assert int(np.count_nonzero(data)) == 225  # unlabelled (255) is 0; painted background (class 0) is 1
 
     source = nib.load(nibabel_data("anatomical.nii"))
     mri = nib.load(tmp_path / "out" / f"{mri_id}.nii.gz")
     assert mri.shape == source.shape
     np.testing.assert_allclose(mri.affine, source.affine, atol=1e-6)
-    assert np.asanyarray(mri.dataobj)[5, 11, 7] == 2 and int(np.count_nonzero(np.asanyarray(mri.dataobj))) == 1
+    assert np.asanyarray(mri.dataobj)[5, 11, 7] == 3 and int(np.count_nonzero(np.asanyarray(mri.dataobj))) == 1
 
 
 def test_dicom_seg_export_is_for_dicom_volumes(tmp_path, labelled_project, caplog):
