@@ -30,6 +30,7 @@ from segstudio.gui.canvas import Canvas, Tool
 from segstudio.gui.colormaps import colormap_lut
 from segstudio.gui.dialogs.errors import show_error
 from segstudio.gui.panels.classes import ClassesPanel
+from segstudio.gui.panels._util import ignore_wheel_unless_focused
 from segstudio.gui.panels.crf import CRFPanel
 from segstudio.gui.panels.images import ImagesPanel
 from segstudio.gui.panels.layers import LayersPanel
@@ -81,6 +82,7 @@ class MainWindow(QMainWindow):
         self.docks["Model"].raise_()
         self.training = TrainingRuns(self)
         self.position_label = QLabel()
+        self._cursor = (-1, -1)  # the last image pixel under the mouse, for the status bar
         self.statusBar().addPermanentWidget(self.position_label, 1)
         # stays in sight while the project is open read-only (messages come and go)
         self.read_only_label = QLabel("READ-ONLY: changes are not saved")
@@ -104,6 +106,8 @@ class MainWindow(QMainWindow):
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(widget)
+        # the wheel scrolls the dock; it turns a box or slider only once clicked
+        ignore_wheel_unless_focused(widget)
         dock.setWidget(scroll)
         self.addDockWidget(area, dock)
         self.docks[title] = dock
@@ -118,6 +122,7 @@ class MainWindow(QMainWindow):
         session.saveFailed.connect(lambda e: self.report_error("Autosave failed", e))
         session.lockLost.connect(self._on_lock_lost)
         session.documentEdited.connect(self._update_undo_actions)
+        session.documentEdited.connect(self._describe_cursor)
         self.images_panel.currentChanged.connect(self.select_image)
         self.images_panel.reviewToggled.connect(self._on_review_toggled)
         self.classes_panel.activeChanged.connect(self.set_active_class)
@@ -130,6 +135,7 @@ class MainWindow(QMainWindow):
         self.model_panel.cancelRequested.connect(runs.cancel)
         self.model_panel.settingsChanged.connect(self._on_model_settings_changed)
         self.crf_panel.paramsSettled.connect(self._on_crf_params_settled)
+        self.crf_panel.runRequested.connect(self.run_crf)
         self.crf_panel.acceptRequested.connect(lambda: self.accept("crf"))
         self.layers_panel.visibilityChanged.connect(canvas.set_layer_visible)
         self.layers_panel.opacityChanged.connect(canvas.set_layer_opacity)
@@ -154,7 +160,7 @@ class MainWindow(QMainWindow):
         runs.runFinished.connect(self._on_run_finished)
         runs.runFailed.connect(lambda e: self.report_error("The model run failed", e))
         runs.crfDone.connect(self._on_crf_done)
-        runs.crfFailed.connect(lambda e: self.report_error("The CRF failed", e))
+        runs.crfFailed.connect(self._on_crf_failed)
 
     def report_error(self, title: str, error: BaseException) -> None:
         """The one error path of the window: a dialog and the log."""
@@ -249,6 +255,11 @@ class MainWindow(QMainWindow):
         self._sync_layer_availability()
         self._update_undo_actions()
         self._update_title()
+        self._describe_cursor()
+        if document is not None and document.prediction is not None and self.crf_panel.preview_enabled():
+            # the prediction kept from a run on all images: its CRF was never computed
+            self.run_crf(self.crf_panel.params())
+
 
     def _on_review_toggled(self, index: int, reviewed: bool) -> None:
         status = ImageStatus.REVIEWED if reviewed else ImageStatus.CORRECTED
@@ -361,6 +372,7 @@ class MainWindow(QMainWindow):
     def _on_slice_changed(self, index: int, count: int) -> None:
         self.volume_panel.set_slice(index, count)
         self.statusBar().showMessage(studio_actions.describe_slice(self), 3000)
+        self._describe_cursor()  # the same spot of the screen is another voxel now
 
     def run_model_on_unreviewed(self) -> None:
         """After a better version is adopted: predict every image not yet reviewed."""
@@ -392,6 +404,7 @@ class MainWindow(QMainWindow):
         if index == self.session.index:
             self.canvas.refresh_prediction()
             self._sync_layer_availability()
+            self._describe_cursor()
             if self.crf_panel.preview_enabled():
                 self._on_crf_params_settled(self.crf_panel.params())
 
@@ -403,15 +416,29 @@ class MainWindow(QMainWindow):
 
     def _on_crf_params_settled(self, params) -> None:
         document = self.session.document
+        if self.crf_panel.preview_enabled() and document is not None and document.prediction is not None:
+            self.run_crf(params)
+        elif self.session.project is not None:
+            self.session.project.crf_settings = params.to_dict()
+
+    def run_crf(self, params) -> None:
+        """Compute the CRF mask of the current image with *params* (live preview
+        or the Run CRF button); a computation in flight is cancelled."""
+        document = self.session.document
         if self.session.project is not None:
             self.session.project.crf_settings = params.to_dict()
-        if document is None or document.prediction is None or not self.crf_panel.preview_enabled():
+        if document is None or document.prediction is None:
+            self.statusBar().showMessage("The CRF refines a prediction: run the model on this image first", 5000)
             return
         if document.is_volume:
             studio_actions.preview_crf_on_slice(self, params)
             return
         self.crf_panel.set_busy(True)
         self.runs.preview_crf(self.session.index, document.image, document.prediction, params)
+
+    def _on_crf_failed(self, error: BaseException) -> None:
+        self.crf_panel.set_busy(False)  # Accept must not stay disabled
+        self.report_error("The CRF failed", error)
 
     def _on_crf_done(self, index: int, refined) -> None:
         self.crf_panel.set_busy(False)
@@ -454,7 +481,13 @@ class MainWindow(QMainWindow):
         self.layers_panel.set_layer_available("crf", document is not None and document.crf_labels is not None)
 
     def _on_cursor_moved(self, x: int, y: int) -> None:
-        self.position_label.setText(studio_actions.describe_pixel(self, x, y))
+        self._cursor = (x, y)
+        self._describe_cursor()
+
+    def _describe_cursor(self) -> None:
+        """Describe the pixel under the mouse again: strokes, undo, accept, a new
+        prediction or another image change it while the mouse stays still."""
+        self.position_label.setText(studio_actions.describe_pixel(self, *self._cursor))
 
     def _update_undo_actions(self) -> None:
         document = self.session.document

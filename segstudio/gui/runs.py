@@ -69,8 +69,9 @@ class ModelRuns(QObject):
             yield from self._ensure_predictor(settings, key)
             for number, (index, load_image) in enumerate(jobs, start=1):
                 cancel.raise_if_cancelled()
+                if len(jobs) > 1:
+                    yield _by_image(number, len(jobs), None, "reading")
                 image = load_image()
-                prefix = f"image {number}/{len(jobs)}: " if len(jobs) > 1 else ""
                 steps = self._predictor.predict_steps(image, cancel=cancel)
                 while True:
                     try:
@@ -78,7 +79,10 @@ class ModelRuns(QObject):
                     except StopIteration as stop:
                         yield Prediction(index, stop.value)
                         break
-                    yield Progress(progress.done, progress.total, message=prefix + progress.message, stage="predict")
+                    if len(jobs) > 1:
+                        yield _by_image(number, len(jobs), progress, progress.message)
+                    else:
+                        yield Progress(progress.done, progress.total, message=progress.message, stage="predict")
             return len(jobs)
 
         description = "Running the model on all images" if len(jobs) > 1 else "Running the model"
@@ -177,6 +181,21 @@ class ModelRuns(QObject):
             if task is not None and task.running:
                 task.cancel()
         QThreadPool.globalInstance().waitForDone(timeout_ms)
+
+
+#: progress units per image of a multi-image run: image k of n spans
+#: [(k-1)·U, k·U) and its tiles move the bar within that span
+_UNITS_PER_IMAGE = 1000
+
+
+def _by_image(number: int, count: int, tiles: Progress | None, message: str) -> Progress:
+    """Progress of image ``number`` of ``count``, with its tile progress inside it.
+
+    Images differ in their tile counts, so the tiles cannot be the unit of a
+    run on several images: the bar would fill on each image and start again."""
+    inside = 0.0 if tiles is None or tiles.fraction is None else tiles.fraction
+    done = (number - 1) * _UNITS_PER_IMAGE + int(inside * _UNITS_PER_IMAGE)
+    return Progress(done, count * _UNITS_PER_IMAGE, message=f"image {number}/{count}: {message}", stage="predict")
 
 
 def _build_predictor(settings: dict[str, Any]) -> tuple[Predictor, CheckpointMeta]:

@@ -315,6 +315,8 @@ def describe_pixel(window: MainWindow, x: int, y: int) -> str:
     else:
         voxel = (y, x)
         where = f"x {x}  y {y}"
+    if any(not 0 <= i < n for i, n in zip(voxel, document.labels.shape, strict=False)):
+        return ""  # a position kept from a larger image or another plane
     value = document.image[voxel]
     intensity = ", ".join(f"{v:g}" for v in np.atleast_1d(value))
     label = int(document.labels[voxel])

@@ -72,11 +72,15 @@ class CRFPanel(QWidget):
         A :class:`CRFParams`, once the sliders have been still for
         :data:`DEBOUNCE_MS` ms, or when live preview is switched on. Only
         emitted while live preview is on.
+    runRequested(object)
+        A :class:`CRFParams`: compute the CRF now (the Run CRF button),
+        whether live preview is on or not.
     acceptRequested()
         Replace the labels with the CRF result.
     """
 
     paramsSettled = Signal(object)
+    runRequested = Signal(object)
     acceptRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -97,6 +101,7 @@ class CRFPanel(QWidget):
             self._sliders[spec.field] = slider
 
         self._preview = QCheckBox("Live preview")
+        self._preview.setObjectName("crf_preview")
         self._preview.setChecked(True)
         self._preview.setToolTip("Recompute the CRF mask on the current image whenever a setting changes")
         self._preview.toggled.connect(self._on_preview_changed)
@@ -105,7 +110,12 @@ class CRFPanel(QWidget):
         self._reset_button = QPushButton("Reset to DeepLab defaults")
         self._reset_button.setToolTip("w1 = 5, σα = 50, σβ = 5, w2 = 3, σγ = 3, 10 iterations")
         self._reset_button.clicked.connect(self._on_reset_clicked)
+        self._run_button = QPushButton("Run CRF")
+        self._run_button.setObjectName("crf_run")
+        self._run_button.setToolTip("Compute the CRF mask of this image with these settings now")
+        self._run_button.clicked.connect(lambda: self.runRequested.emit(self.params()))
         self._accept_button = QPushButton("Accept CRF mask")
+        self._accept_button.setObjectName("crf_accept")
         self._accept_button.setToolTip("Replace the labels of this image with the CRF result (one undo step)")
         self._accept_button.clicked.connect(self.acceptRequested.emit)
 
@@ -113,13 +123,14 @@ class CRFPanel(QWidget):
         preview_row.addWidget(self._preview)
         preview_row.addWidget(self._busy_label, 1)
         buttons = QHBoxLayout()
-        buttons.addWidget(self._reset_button)
+        buttons.addWidget(self._run_button)
         buttons.addWidget(self._accept_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(form)
         layout.addLayout(preview_row)
         layout.addLayout(buttons)
+        layout.addWidget(self._reset_button)
         layout.addStretch(1)
         self.set_params(CRFParams())
 

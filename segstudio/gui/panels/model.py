@@ -48,6 +48,11 @@ def available_devices() -> dict[str, bool]:
     }
 
 
+def device_choices() -> list[str]:
+    """The devices the Device box offers: only those that exist here (and auto)."""
+    return [name for name, ok in available_devices().items() if ok]
+
+
 class ModelPanel(QWidget):
     """Pick a network and its checkpoint, then run it on one or all images.
 
@@ -78,15 +83,14 @@ class ModelPanel(QWidget):
         self._browse_button.clicked.connect(self._on_browse_clicked)
 
         self._device = QComboBox()
-        self._device.addItems(DEVICES)
-        for row, (name, ok) in enumerate(available_devices().items()):
-            if not ok:
-                item = self._device.model().item(row)
-                item.setEnabled(False)
-                item.setToolTip(f"{name} is not available on this machine")
+        self._device.setObjectName("device")
+        # a device this machine lacks is not offered at all (a greyed entry was
+        # still reachable with the wheel and failed only at the next run)
+        self._device.addItems(device_choices())
         self._device.setToolTip("Where the network runs; auto picks CUDA, then MPS, then CPU")
 
         self._precision = QComboBox()
+        self._precision.setObjectName("precision")
         self._precision.addItems(PRECISIONS)
         self._precision.setToolTip("Number format; auto uses bf16/fp16 on GPUs and fp32 on the CPU")
 
@@ -178,7 +182,7 @@ class ModelPanel(QWidget):
                 self._checkpoint.setText(self._last_checkpoint)
             if "device" in d:
                 device = str(d["device"])
-                if device in DEVICES and not available_devices()[device]:
+                if device in DEVICES and device not in device_choices():
                     # a project saved on a GPU machine opened on a laptop
                     logger.info("device %s is not available here; using auto", device)
                     device = "auto"
