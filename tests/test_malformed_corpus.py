@@ -11,7 +11,6 @@ checkpoint whose metadata is damaged.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
