@@ -204,18 +204,30 @@ class MainWindow(QMainWindow):
         return True
 
     def _on_project_changed(self) -> None:
+        """Every panel shows the project now open, nothing of the previous one."""
+        from segstudio.refine import CRFParams
+
         project = self.session.project
+        # a model run or CRF preview in flight belongs to the previous project: what it delivers is dropped
+        self.runs.discard()
+        self.crf_panel.set_busy(False)
         entries = [(e.display_name, ImageStatus(e.status).value) for e in project.entries] if project else []
         self.images_panel.set_entries(entries)
         self._sync_classes()
+        # the project's own model settings over the defaults: no checkpoint unless it names one
+        # (`is not None`: a project without images is falsy, Project has a __len__)
+        problems = self.model_panel.show_project(project.model_settings if project is not None else {})
+        if problems:
+            self.statusBar().showMessage(f"model settings of the project ignored: {'; '.join(problems)}", 8000)
+        saved_crf = project.crf_settings if project is not None else None
+        try:
+            params = CRFParams.from_dict(saved_crf) if saved_crf else CRFParams()
+        except (SegstudioError, TypeError, ValueError) as error:
+            log.warning("CRF settings of the project are ignored: %s", error)
+            params = CRFParams()
+        self.crf_panel.set_params(params)
+        self._sync_layer_availability()
         if project is not None:
-            settings = dict(self.model_panel.settings())
-            settings.update(project.model_settings)
-            self.model_panel.set_settings(settings)
-            from segstudio.refine import CRFParams
-
-            if project.crf_settings:
-                self.crf_panel.set_params(CRFParams.from_dict(project.crf_settings))
             QTimer.singleShot(0, self._load_thumbnails)
         self.training.open_project()
         self._update_title()
@@ -273,7 +285,7 @@ class MainWindow(QMainWindow):
 
     def _update_title(self) -> None:
         project = self.session.project
-        name = project.folder.name if project else "no project"
+        name = project.folder.name if project is not None else "no project"
         read_only = " [read-only]" if self.session.read_only else ""
         self.setWindowTitle(f"segstudio — {name}{read_only}")
         self.read_only_label.setVisible(self.session.read_only)
@@ -397,8 +409,14 @@ class MainWindow(QMainWindow):
 
     def _on_model_loaded(self, meta) -> None:
         studio_actions.adopt_model_classes(self, meta)
+        if meta.num_classes != len(self.session.classes):
+            self.runs.cancel()  # its predictions would hold classes the project lacks
 
     def _on_predicted(self, index: int, result) -> None:
+        if self.session.project is None or result.probabilities.shape[0] != len(self.session.classes):
+            # accepting it would write class indices the project does not have
+            self.statusBar().showMessage("Prediction dropped: the model's classes differ from the project's", 8000)
+            return
         result = studio_actions.merge_volume_prediction(self, index, result)
         self.session.store_prediction(index, result)
         if index == self.session.index:

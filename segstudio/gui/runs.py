@@ -8,6 +8,7 @@ and kept while the model settings stay the same.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -54,6 +55,10 @@ class ModelRuns(QObject):
         self._predictor: Predictor | None = None
         self._predictor_key: tuple | None = None
         self.meta: CheckpointMeta | None = None
+        # runs started for a project that is no longer open: they end, but what
+        # they yield (model classes, predictions, CRF results) is dropped
+        self._discarded: set[int] = set()
+        self._serial = itertools.count(1)
 
     @property
     def busy(self) -> bool:
@@ -134,14 +139,33 @@ class ModelRuns(QObject):
         return True
 
     def _start(self, description: str, task) -> None:
-        self.model_task = start_task(description, task, self)
-        self.model_task.worker.yielded.connect(self._on_model_yielded)
-        self.model_task.succeeded.connect(lambda _: self.runFinished.emit("done"))
-        self.model_task.cancelled.connect(lambda: self.runFinished.emit("cancelled"))
-        self.model_task.failed.connect(self._on_model_failed)
+        model_task = start_task(description, task, self)
+        key = model_task.run_key = next(self._serial)
+        self.model_task = model_task
+        model_task.worker.yielded.connect(lambda item: self._on_model_yielded(item, key))
+        model_task.succeeded.connect(lambda _: self._on_model_ended("done", key))
+        model_task.cancelled.connect(lambda: self._on_model_ended("cancelled", key))
+        model_task.failed.connect(lambda error: self._on_model_failed(error, key))
         self.runStarted.emit(description)
 
-    def _on_model_yielded(self, item: object) -> None:
+    def discard(self) -> None:
+        """Another project is opened: cancel the runs in flight and drop whatever
+        they still deliver (it belongs to the project that was open)."""
+        for task in (self.model_task, self.crf_task):
+            if task is not None and task.running:
+                self._discarded.add(task.run_key)
+                task.cancel()
+        self.crf_task = None
+
+    def _on_model_ended(self, outcome: str, key: int) -> None:
+        if key in self._discarded:
+            self._discarded.discard(key)
+            outcome = "cancelled"
+        self.runFinished.emit(outcome)
+
+    def _on_model_yielded(self, item: object, key: int | None = None) -> None:
+        if key in self._discarded:
+            return
         if isinstance(item, Progress):
             self.runProgress.emit(item)
         elif isinstance(item, Prediction):
@@ -149,9 +173,14 @@ class ModelRuns(QObject):
         elif isinstance(item, CheckpointMeta):
             self.modelLoaded.emit(item)
 
-    def _on_model_failed(self, error: BaseException) -> None:
+    def _on_model_failed(self, error: BaseException, key: int | None = None) -> None:
         self._predictor = None
         self._predictor_key = None
+        if key in self._discarded:  # the failure of a run for the project that was open
+            self._discarded.discard(key)
+            log.info("a discarded model run failed: %s", error)
+            self.runFinished.emit("cancelled")
+            return
         self.runFailed.emit(error)
         self.runFinished.emit("failed")
 
@@ -169,9 +198,19 @@ class ModelRuns(QObject):
             return (yield from refine_steps(image, probabilities, params, cancel=cancel))
 
         crf_task = start_task("Dense CRF", task, self)
-        crf_task.succeeded.connect(lambda refined: self.crfDone.emit(index, refined))
-        crf_task.failed.connect(self.crfFailed.emit)
+        key = crf_task.run_key = next(self._serial)
+        crf_task.succeeded.connect(lambda refined: self._on_crf_ended(key, index, refined))
+        crf_task.failed.connect(lambda error: self._on_crf_ended(key, index, error, failed=True))
         self.crf_task = crf_task
+
+    def _on_crf_ended(self, key: int, index: int, outcome, *, failed: bool = False) -> None:
+        if key in self._discarded:
+            self._discarded.discard(key)
+            return
+        if failed:
+            self.crfFailed.emit(outcome)
+        else:
+            self.crfDone.emit(index, outcome)
 
     def shutdown(self, timeout_ms: int = 5000) -> None:
         """Cancel everything and wait for the workers (on window close)."""

@@ -53,6 +53,10 @@ class TrainingRuns(QObject):
         self.panel.cancelRequested.connect(self.cancel)
         self.panel.activateRequested.connect(self.activate)
         self.panel.versionSelected.connect(self.show_version)
+        # "Start from" follows the Model panel's checkpoint and architecture
+        window.model_panel.settingsChanged.connect(lambda _settings: self.refresh())
+        self._run_project = None
+        self._run_store = None
 
     @property
     def running(self) -> bool:
@@ -65,15 +69,29 @@ class TrainingRuns(QObject):
 
         project = self.window.session.project
         self.store = VersionStore(project.folder) if project is not None else None
+        # nothing of the previous project stays on show; a run of it that is still
+        # going keeps its process (and stores its version there) but not the panel
+        self.panel.reset()
+        if self.running:
+            self.panel.set_running(True)
+            if not self._showing_run():
+                self.panel.set_progress(0, 1, f"a training run of {self._run_project.folder} is still going "
+                                              "(Cancel stops it; its version is stored in that project)")
         self.refresh()
+
+    def _showing_run(self) -> bool:
+        """Whether the project on show is the one the current run trains."""
+        return self.process is not None and self.window.session.project is self._run_project
 
     def refresh(self) -> None:
         project = self.window.session.project
         if project is None or self.store is None:
             self.panel.set_versions([], None)
             self.panel.set_image_count(0)
+            self.panel.set_start_from("–", untrained=False)
             return
         self.panel.set_versions(self.store.list(), self.store.active_id)
+        self._show_start_from()
         from segstudio.annotation.document import ImageStatus
 
         count = sum(e.status in (ImageStatus.CORRECTED, ImageStatus.REVIEWED) for e in project.entries)
@@ -95,6 +113,28 @@ class TrainingRuns(QObject):
         self.panel.set_curves(list(curves.get("loss") or []), epochs, [v for v in ious if v is not None],
                               [v for v in dices if v is not None])
         self.panel.set_comparison(list(self.window.session.classes.names), version.parent_scores, version.scores)
+
+    def _show_start_from(self) -> None:
+        """What Train starts from, as :meth:`_ensure_active_version` will pick it."""
+        from pathlib import Path
+
+        active = self.store.active_id
+        if active is not None:
+            try:
+                version = self.store.get(active)
+                name = f"{version.id}: {version.name}"
+            except SegstudioError:
+                name = active
+            untrained = self._active_is_untrained()
+            self.panel.set_start_from(name + (" (untrained)" if untrained and "untrained" not in name else ""),
+                                      untrained=untrained)
+            return
+        settings = self.window.model_panel.settings()
+        if settings.get("checkpoint"):
+            self.panel.set_start_from(f"the Model panel's checkpoint {Path(settings['checkpoint']).name}",
+                                      untrained=False)
+        else:
+            self.panel.set_start_from(f"an untrained {settings.get('architecture')}", untrained=True)
 
     def _ensure_active_version(self) -> None:
         """A project that has no version yet starts from the Model panel's checkpoint,
@@ -252,10 +292,13 @@ class TrainingRuns(QObject):
         if changes:
             text += (f"; the model learns the project's classes (new: {', '.join(changes['new']) or 'none'}, "
                      f"dropped: {', '.join(changes['dropped']) or 'none'})")
-        self.panel.set_progress(0, 0, text)
+        if self._showing_run():
+            self.panel.set_progress(0, 0, text)
 
     def _on_progress(self, message: dict) -> None:
         self._losses.append(message["loss"])
+        if not self._showing_run():
+            return
         eta = message.get("eta_s")
         eta_text = f", about {eta:.0f} s left" if eta is not None else ""
         self.panel.set_progress(
@@ -270,7 +313,8 @@ class TrainingRuns(QObject):
             self._epochs.append(message["epoch"])
             self._ious.append(message["val_mean_iou"])
             self._dices.append(message["val_mean_dice"])
-            self.panel.set_curves(self._losses, self._epochs, self._ious, self._dices)
+            if self._showing_run():
+                self.panel.set_curves(self._losses, self._epochs, self._ious, self._dices)
 
     def _on_paused(self, message: dict) -> None:
         self.panel.set_paused(True)
@@ -280,7 +324,8 @@ class TrainingRuns(QObject):
         self.panel.set_paused(False)
 
     def _on_scoring(self, message: dict) -> None:
-        self.panel.set_progress(0, 0, "scoring the parent and the new version on the validation images…")
+        if self._showing_run():
+            self.panel.set_progress(0, 0, "scoring the parent and the new version on the validation images…")
 
     def _on_finished(self, message: dict) -> None:
         try:

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from segstudio.errors import InvalidArgumentError
+from segstudio.errors import InvalidArgumentError, SegstudioError
 from segstudio.gui.panels._util import blocked
 from segstudio.models import list_models
 
@@ -35,6 +35,11 @@ SETTING_KEYS = ("architecture", "checkpoint", "device", "precision", "tile")
 RUN_SHORTCUT = "Ctrl+R"
 RUN_ALL_SHORTCUT = "Ctrl+Shift+R"
 CHECKPOINT_FILTER = "Checkpoints (*.safetensors *.pt *.pth);;All files (*)"
+
+
+def default_settings() -> dict:
+    """What a project that names no model settings starts with (no checkpoint)."""
+    return {"architecture": list_models()[0], "checkpoint": "", "device": "auto", "precision": "auto", "tile": 512}
 
 
 def available_devices() -> dict[str, bool]:
@@ -195,6 +200,23 @@ class ModelPanel(QWidget):
                     raise InvalidArgumentError(f"tile size must be 64..4096 px, got {tile}")
                 self._tile.setValue(tile)
 
+    def show_project(self, project_settings: dict) -> list[str]:
+        """Show a newly opened project: the defaults overlaid with *project_settings*
+        (its saved model settings), no run, status "Idle"; nothing of the previous
+        project stays. Returns what could not be shown (an unknown key or value is
+        skipped, so a hand-edited project file still opens)."""
+        problems = []
+        self.set_settings(default_settings())
+        for key, value in (project_settings or {}).items():
+            try:
+                self.set_settings({key: value})
+            except (InvalidArgumentError, TypeError, ValueError) as error:
+                logger.warning("model setting %s=%r of the project is ignored: %s", key, value, error)
+                problems.append(f"{key}: {error}")
+        self.set_running(False)
+        self.set_progress(0, 1, "Idle")
+        return problems
+
     # -- run state -------------------------------------------------------------
     def set_running(self, running: bool) -> None:
         """Enable Cancel (and lock the settings) while a run is in progress."""
@@ -240,7 +262,26 @@ class ModelPanel(QWidget):
         text = self._checkpoint.text().strip()
         if text != self._last_checkpoint:
             self._last_checkpoint = text
+            if text:
+                self._adopt_checkpoint_architecture(text)
             self.settingsChanged.emit(self.settings())
+
+    def _adopt_checkpoint_architecture(self, path: str) -> None:
+        """The architecture follows the chosen checkpoint: its metadata names it."""
+        from segstudio.models.checkpoint import read_meta
+
+        try:
+            meta = read_meta(path)
+        except SegstudioError as error:
+            # a .pt without segstudio metadata is loaded into the chosen architecture
+            self._status.setText(f"{error}; the architecture stays {self._architecture.currentText()}")
+            return
+        if self._architecture.findText(meta.architecture) < 0:
+            self._status.setText(f"{path} holds a {meta.architecture!r} model, which this version cannot build")
+            return
+        with blocked(self._architecture):
+            _select(self._architecture, meta.architecture, "architecture")
+        self._status.setText(f"{meta.architecture}, {meta.num_classes} classes: {', '.join(meta.class_names)}")
 
     def _on_setting_changed(self, *_args) -> None:
         self.settingsChanged.emit(self.settings())

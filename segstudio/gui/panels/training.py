@@ -32,6 +32,9 @@ MODES = (("Full (all layers)", False), ("Fast (train the head only)", True))
 #: the studio's default run: what a person can wait for, and what converged on real images on a 2-core CPU
 DEFAULT_MINUTES = 2
 
+MODE_TIP = ("Fast keeps the backbone as it is and trains the rest: quicker, for a model that already knows the "
+            "images; an untrained network always trains in Full")
+
 
 def _score(value: Any) -> str:
     return "–" if value is None else f"{float(value):.3f}"
@@ -72,8 +75,7 @@ class TrainingPanel(QWidget):
         self._mode = QComboBox()
         for text, fast in MODES:
             self._mode.addItem(text, fast)
-        self._mode.setToolTip("Fast keeps the backbone as it is and trains the rest: quicker, for a model that "
-                              "already knows the images; an untrained network always trains in Full")
+        self._mode.setToolTip(MODE_TIP)
         self._device = QComboBox()
         self._device.addItems(["auto", "cpu", "cuda", "mps"])
         self._auto_adopt = QCheckBox("Adopt when better, then re-run on unreviewed images")
@@ -166,6 +168,28 @@ class TrainingPanel(QWidget):
             "auto_adopt": self._auto_adopt.isChecked(),
         }
 
+    def set_start_from(self, text: str, *, untrained: bool) -> None:
+        """Say what a run starts from; an untrained start trains in Full mode
+        (Fast would keep a random backbone and learn next to nothing)."""
+        self._start_from.setText(text)
+        if untrained:
+            with blocked(self._mode):
+                self._mode.setCurrentIndex(self._mode.findData(False))
+            self._mode.setToolTip("An untrained network trains all its layers (Full)")
+        else:
+            self._mode.setToolTip(MODE_TIP)
+
+    def reset(self) -> None:
+        """Forget what was shown for the previous project: curves, scores, status, mode."""
+        self.set_running(False)
+        self.set_curves([], [], [], [])
+        self.comparison.setRowCount(0)
+        self._progress.setRange(0, 1)
+        self._progress.setValue(0)
+        self._status.setText("Idle")
+        with blocked(self._mode):
+            self._mode.setCurrentIndex(self._mode.findData(False))
+
     def set_image_count(self, count: int) -> None:
         self._images.setText(f"{count} corrected or reviewed image(s)")
 
@@ -214,8 +238,6 @@ class TrainingPanel(QWidget):
                 self.versions.setItem(row, column, item)
             if version.id == active_id:
                 active_row = row
-        active = next((v for v in versions if v.id == active_id), None)
-        self._start_from.setText(f"{active.id}: {active.name}" if active else "no model yet")
         if active_row >= 0:
             with blocked(self.versions):
                 self.versions.selectRow(active_row)
