@@ -294,7 +294,7 @@ class MainWindow(QMainWindow):
 
     def _remember_recent(self, path: Path) -> None:
         settings = QSettings()
-        recent = [p for p in (settings.value("recent", []) or []) if p != str(path)]
+        recent = [p for p in studio_actions.recent_paths(settings) if p != str(path)]
         settings.setValue("recent", [str(path), *recent][:MAX_RECENT])
         studio_actions.refresh_recent_menu(self)
 

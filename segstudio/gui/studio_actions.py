@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -125,12 +126,28 @@ def build_menus(window: MainWindow) -> None:
     help_menu.addAction(_action(window, "about", "About segstudio", window.about))
 
 
+def recent_paths(settings: QSettings | None = None) -> list[str]:
+    """The recently opened paths in QSettings, newest first, that still exist.
+
+    An INI settings file gives a one-item list back as a plain string and an
+    empty one as None; iterating the string would list its characters.
+    """
+    stored = (settings or QSettings()).value("recent", [])
+    if stored is None:
+        stored = []
+    elif isinstance(stored, str):
+        stored = [stored]
+    paths: list[str] = []
+    for path in stored:
+        if isinstance(path, str) and path and path not in paths and Path(path).exists():
+            paths.append(path)
+    return paths
+
+
 def refresh_recent_menu(window: MainWindow) -> None:
     menu = window.recent_menu
     menu.clear()
-    recent = QSettings().value("recent", []) or []
-    if isinstance(recent, str):
-        recent = [recent]
+    recent = recent_paths()
     for path in recent:
         menu.addAction(path, partial(window.open_path, path))
     menu.setEnabled(bool(recent))
@@ -282,22 +299,39 @@ def delete_class(window: MainWindow, index: int, replacement: int) -> None:
 
 
 def export_masks(window: MainWindow) -> None:
-    from segstudio.gui.dialogs.export import ExportDialog
+    """File > Export masks: ask for a folder and a format that fits the project,
+    then export in a worker; progress and the outcome go to the status bar."""
+    from segstudio.gui.dialogs.export import ExportDialog, formats_for
     from segstudio.gui.workers import start_task
     from segstudio.io.export import export_project
 
     project = window.session.project
     if project is None:
+        window.statusBar().showMessage("Open images first", 4000)
         return
-    window.session.save(wait=True)
-    choice = ExportDialog(window).choice()
+    running = getattr(window, "export_task", None)
+    if running is not None and running.running:
+        window.statusBar().showMessage("An export is already in progress", 4000)
+        return
+    if not window.session.save(wait=True):
+        window.statusBar().showMessage("Some labels could not be saved; the export writes what is on disk", 8000)
+    choice = ExportDialog(window, formats=formats_for(project.entries)).choice()
     if choice is None:
         return
     folder, fmt = choice
+
+    def on_progress(progress) -> None:
+        total = f"/{progress.total}" if progress.total else ""
+        window.statusBar().showMessage(f"Exporting {progress.done}{total}: {progress.message}")
+
+    def on_succeeded(paths) -> None:
+        files = "file" if len(paths) == 1 else "files"
+        window.statusBar().showMessage(f"exported {len(paths)} {files} to {folder}", 8000)
+
     task = start_task("Export", lambda cancel: export_project(project, folder, fmt=fmt, cancel=cancel), window)
-    task.succeeded.connect(
-        lambda paths: window.statusBar().showMessage(f"exported {len(paths)} file(s) to {folder}", 8000)
-    )
+    task.progressed.connect(on_progress)
+    task.succeeded.connect(on_succeeded)
+    task.cancelled.connect(lambda: window.statusBar().showMessage("Export cancelled", 5000))
     task.failed.connect(lambda error: window.report_error("Export failed", error))
     window.export_task = task
 

@@ -5,10 +5,15 @@ A task is a core generator (rule 2 of the design): it yields
 its result. :func:`start_task` runs one in superqt's ``GeneratorWorker`` on
 the global thread pool; progress, the result, errors and cancellation come
 back to the GUI thread as Qt signals, so handlers may touch widgets.
+
+The factory may be a generator function or any callable that returns a
+generator (``lambda cancel: export_project(..., cancel=cancel)``): superqt
+accepts only generator functions, so the latter is wrapped in one.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Generator
 from typing import Any
@@ -21,6 +26,27 @@ from segstudio.tasks import CancelToken, Progress, TaskCancelled
 log = logging.getLogger(__name__)
 
 TaskFactory = Callable[[CancelToken], Generator[Progress, None, Any]]
+
+
+def _as_generator_function(name: str, factory: TaskFactory) -> TaskFactory:
+    """*factory* itself when it is a generator function, else a generator
+    function that delegates to the generator *factory* returns.
+
+    superqt's ``GeneratorWorker`` checks ``inspect.isgeneratorfunction``, which
+    a lambda or ``functools.partial`` returning a generator fails. ``yield from``
+    passes ``send`` and the return value through, so quitting still works. A
+    factory that returns no generator fails in the worker, through ``failed``.
+    """
+    if inspect.isgeneratorfunction(factory):
+        return factory
+
+    def run(token: CancelToken) -> Generator[Progress, None, Any]:
+        steps = factory(token)
+        if not inspect.isgenerator(steps):
+            raise TypeError(f"{name}: the task must return a generator, not {type(steps).__name__}")
+        return (yield from steps)
+
+    return run
 
 
 class RunningTask(QObject):
@@ -41,7 +67,7 @@ class RunningTask(QObject):
         self.name = name
         self.token = CancelToken()
         self._finished = False
-        self.worker = GeneratorWorker(factory, self.token)
+        self.worker = GeneratorWorker(_as_generator_function(name, factory), self.token)
         self.worker.yielded.connect(self._on_yielded)
         self.worker.returned.connect(self._on_returned)
         self.worker.errored.connect(self._on_errored)
@@ -86,5 +112,8 @@ class RunningTask(QObject):
 
 
 def start_task(name: str, factory: TaskFactory, parent: QObject | None = None) -> RunningTask:
-    """Run ``factory(cancel_token)`` (a core generator) in a worker thread."""
+    """Run ``factory(cancel_token)`` (a core generator) in a worker thread.
+
+    *factory* is a generator function or a callable returning a generator.
+    """
     return RunningTask(name, factory, parent).start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from PySide6.QtWidgets import (
@@ -20,16 +21,44 @@ from PySide6.QtWidgets import (
 )
 
 from segstudio.errors import InvalidArgumentError
+from segstudio.io.export import EXPORT_FORMATS as _EXPORTER_FORMATS
+from segstudio.io.export import IMAGE_FORMATS
 
+# title and tooltip per format of segstudio.io.export, in the exporter's order
 EXPORT_FORMATS: dict[str, tuple[str, str]] = {
     "png": (
         "Label PNG (pixel = class index)",
-        "One file per image; pixel values are class indices. Up to 254 classes: an indexed PNG with the "
-        "class palette, 255 = unlabelled. More classes: a 16-bit greyscale PNG, 65535 = unlabelled",
+        ("One file per image (a volume: a folder with one PNG per slice); pixel values are class indices. "
+         "Up to 254 classes: an indexed PNG with the class palette, 255 = unlabelled. More classes: a 16-bit "
+         "greyscale PNG, 65535 = unlabelled"),
     ),
     "overlay": ("Colour overlay PNG", "The image with the class colours blended on top, for reports"),
     "binary": ("One binary mask per class", "A black-and-white PNG per image and class"),
+    "nifti": (
+        "NIfTI label volume (.nii.gz)",
+        "One label volume per volume, on the source's voxel grid and orientation; unlabelled voxels are 0",
+    ),
+    "dicom-seg": (
+        "DICOM SEG (.seg.dcm)",
+        "A DICOM Segmentation per series, referencing the source images; one segment per class present",
+    ),
 }
+assert tuple(EXPORT_FORMATS) == _EXPORTER_FORMATS
+
+
+def formats_for(entries: Iterable) -> tuple[str, ...]:
+    """The export formats that apply to at least one of the project *entries*.
+
+    Asks the exporter's own rule (why it would skip an entry), so the dialog
+    never offers a format that would write nothing: NIfTI and DICOM SEG for
+    volumes, DICOM SEG only for DICOM sources, overlay and binary for 2-D images.
+    """
+    from segstudio.io.export import _skip_reason
+
+    entries = list(entries)
+    if not entries:
+        return IMAGE_FORMATS
+    return tuple(fmt for fmt in EXPORT_FORMATS if any(_skip_reason(entry, fmt) is None for entry in entries))
 
 
 class ExportDialog(QDialog):
@@ -39,8 +68,12 @@ class ExportDialog(QDialog):
     :meth:`selection` reads the fields without showing anything.
     """
 
-    def __init__(self, parent: QWidget | None = None, folder: Path | str | None = None, fmt: str = "png") -> None:
+    def __init__(self, parent: QWidget | None = None, folder: Path | str | None = None, fmt: str = "png",
+                 formats: Sequence[str] = IMAGE_FORMATS) -> None:
         super().__init__(parent)
+        unknown = [f for f in formats if f not in EXPORT_FORMATS]
+        if unknown or not formats:
+            raise InvalidArgumentError(f"unknown export format(s) {unknown}; expected some of {', '.join(EXPORT_FORMATS)}")
         self._finished = False
         self.setWindowTitle("Export labels")
         self._folder = QLineEdit(str(folder) if folder else "")
@@ -54,13 +87,14 @@ class ExportDialog(QDialog):
         format_box = QGroupBox("Format")
         format_layout = QVBoxLayout(format_box)
         self._radios: dict[str, QRadioButton] = {}
-        for key, (title, tip) in EXPORT_FORMATS.items():
+        for key in formats:
+            title, tip = EXPORT_FORMATS[key]
             radio = QRadioButton(title)
             radio.setToolTip(tip)
             self._formats.addButton(radio)
             format_layout.addWidget(radio)
             self._radios[key] = radio
-        self.set_format(fmt)
+        self.set_format(fmt if fmt in self._radios else next(iter(self._radios)))
 
         self._buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self._buttons.accepted.connect(self.accept)
@@ -78,15 +112,17 @@ class ExportDialog(QDialog):
 
     @classmethod
     def ask(
-        cls, parent: QWidget | None = None, folder: Path | str | None = None, fmt: str = "png"
+        cls, parent: QWidget | None = None, folder: Path | str | None = None, fmt: str = "png",
+        formats: Sequence[str] = IMAGE_FORMATS,
     ) -> tuple[Path, str] | None:
         """Build the dialog, show it modally and return :meth:`choice`'s answer."""
-        return cls(parent, folder, fmt).choice()
+        return cls(parent, folder, fmt, formats).choice()
 
     def choice(self) -> tuple[Path, str] | None:
         """Show the dialog modally; ``(folder, format)`` if accepted, else None.
 
-        ``format`` is ``"png"``, ``"overlay"`` or ``"binary"``. A dialog that
+        ``format`` is one of the offered formats (``"png"``, ``"overlay"``,
+        ``"binary"``, ``"nifti"``, ``"dicom-seg"``). A dialog that
         was already closed (accepted or rejected) is not shown again.
         """
         if not self._finished:
@@ -112,9 +148,10 @@ class ExportDialog(QDialog):
         self._folder.setText(str(folder))
 
     def set_format(self, fmt: str) -> None:
-        """Select ``"png"``, ``"overlay"`` or ``"binary"``."""
+        """Select one of the offered formats."""
         if fmt not in self._radios:
-            raise InvalidArgumentError(f"unknown export format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}")
+            raise InvalidArgumentError(f"export format {fmt!r} is not offered here; expected one of "
+                                       f"{', '.join(self._radios)}")
         self._radios[fmt].setChecked(True)
 
     # -- dialogs (tests replace these) --------------------------------------------
