@@ -235,7 +235,7 @@ def main(paths: Sequence[str] = (), *, exit_after_open: bool = False) -> int:
     log.info("studio started (log: %s)", log_file())
     if exit_after_open:
         project = window.session.project
-        count = len(project.entries) if project else 0
+        count = len(project.entries) if project is not None else 0
         sys.stdout.write(f"segstudio: opened {count} image(s)\n" if opened else "segstudio: nothing opened\n")
         window.close()
         return 0 if opened and count else 1

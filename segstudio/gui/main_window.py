@@ -211,7 +211,7 @@ class MainWindow(QMainWindow):
         # a model run or CRF preview in flight belongs to the previous project: what it delivers is dropped
         self.runs.discard()
         self.crf_panel.set_busy(False)
-        entries = [(e.display_name, ImageStatus(e.status).value) for e in project.entries] if project else []
+        entries = [(e.display_name, ImageStatus(e.status).value) for e in project.entries] if project is not None else []
         self.images_panel.set_entries(entries)
         self._sync_classes()
         # the project's own model settings over the defaults: no checkpoint unless it names one
@@ -244,7 +244,7 @@ class MainWindow(QMainWindow):
 
     def step_image(self, step: int) -> None:
         project = self.session.project
-        if project and project.entries:
+        if project is not None and project.entries:
             self.select_image(max(0, min(len(project.entries) - 1, self.session.index + step)))
 
     def _on_document_changed(self, index: int) -> None:
@@ -271,7 +271,6 @@ class MainWindow(QMainWindow):
         if document is not None and document.prediction is not None and self.crf_panel.preview_enabled():
             # the prediction kept from a run on all images: its CRF was never computed
             self.run_crf(self.crf_panel.params())
-
 
     def _on_review_toggled(self, index: int, reviewed: bool) -> None:
         status = ImageStatus.REVIEWED if reviewed else ImageStatus.CORRECTED

@@ -78,7 +78,7 @@ class Session(QObject):
 
     @property
     def classes(self) -> ClassList:
-        return self.project.classes if self.project else ClassList()
+        return self.project.classes if self.project is not None else ClassList()
 
     def open_project(self, project: Project) -> list[SegstudioError]:
         """Open ``project`` on its current image, or the next one that reads.
@@ -90,7 +90,7 @@ class Session(QObject):
             raise SegstudioError(
                 "the labels of the open project could not be saved (see the previous message); "
                 "free some space or fix the folder, then open the other project again",
-                path=self.project.folder if self.project else None,
+                path=self.project.folder if self.project is not None else None,
             )
         self.project = project
         self.predictions.clear()
@@ -319,4 +319,4 @@ class Session(QObject):
         self.documentChanged.emit(-1)
 
     def folder(self) -> Path | None:
-        return self.project.folder if self.project else None
+        return self.project.folder if self.project is not None else None

@@ -155,8 +155,6 @@ def test_accepting_a_prediction_never_writes_a_class_the_project_lacks(qtbot, wi
     assert window.session.save(wait=True)
 
 
-@pytest.mark.xfail(strict=True, reason="Session.classes tests `if self.project`, and Project.__len__ (its image "
-                   "count) makes a project without images falsy: no classes are shown (session.py)")
 def test_an_empty_project_shows_its_classes(qtbot, window, projects):
     assert window.open_path(projects["empty"])
     assert [name for name, _color, _visible in window.classes_panel.classes()] == ["background", "thing"]
