@@ -115,7 +115,7 @@ def test_predict_on_a_folder_of_bad_volumes(tmp_path, checkpoint):
     done = _segstudio("predict", folder, "--checkpoint", checkpoint, "--out", out, "--device", "cpu")
     assert done.returncode == 1
     _one_line_each(done.stderr, folder, bad)
-    assert [p.name for p in out.iterdir()] == ["good.nii.gz"]
+    assert sorted(p.name for p in out.iterdir()) == ["good.ctbl", "good.label.txt", "good.nii.gz"]
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR:UserWarning")

@@ -94,7 +94,7 @@ def test_300_class_volume_to_nifti_and_png_slices(tmp_path):
     out = tmp_path / "out"
     assert _predict(series, "--checkpoint", checkpoint, "--out", out, "--tile", "128") == 0
     data = np.asanyarray(nib.load(out / "ct.nii.gz").dataobj).transpose(2, 1, 0)
-    np.testing.assert_array_equal(data, expected)
+    np.testing.assert_array_equal(data, expected.astype(np.int64) + 1)  # NIfTI: class i as i + 1, 0 unlabelled
     assert data.dtype == np.uint16
 
     assert _predict(series, "--checkpoint", checkpoint, "--out", out, "--tile", "128", "--format", "png") == 0

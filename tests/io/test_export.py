@@ -185,11 +185,12 @@ def test_uint16_volume_export_to_nifti_and_dicom_seg(tmp_path, monkeypatch):
     # Label volumes on disk are the project's business; export takes what read_labels gives.
     monkeypatch.setattr(project, "read_labels", lambda index: labels)
     out = tmp_path / "out"
-    [nifti] = run_to_completion(export_project(project, out, fmt="nifti"))
+    nifti, *tables = run_to_completion(export_project(project, out, fmt="nifti"))
+    assert sorted(p.name for p in tables) == ["ct.ctbl", "ct.label.txt"]  # Slicer and ITK-SNAP label tables
     written = nib.load(nifti)
     assert written.get_data_dtype() == np.uint16
     data = np.asanyarray(written.dataobj).transpose(2, 1, 0)  # back to Z x Y x X
-    expected = np.where(labels == UNLABELLED_16, 0, labels)
+    expected = np.where(labels == UNLABELLED_16, 0, labels.astype(np.int64) + 1)  # class i as i + 1
     np.testing.assert_array_equal(data, expected)
 
     [seg_path] = run_to_completion(export_project(project, out, fmt="dicom-seg"))
