@@ -625,3 +625,11 @@ def test_a_tilted_series_keeps_its_sheared_grid(tmp_path):
     for k, ds in enumerate(volume.dicom_datasets):
         np.testing.assert_allclose(volume.affine @ [0, 0, k, 1], [*map(float, ds.ImagePositionPatient), 1],
                                    atol=1e-6)
+
+
+def test_a_zero_byte_dcm_beside_a_series_is_reported(tmp_path, caplog):
+    make_ct_series(tmp_path / "s", z_offsets=(0.0, 5.0))
+    (tmp_path / "s" / "zero.dcm").write_bytes(b"")  # an interrupted copy
+    with caplog.at_level(logging.WARNING, logger="segstudio"):
+        assert read_series(tmp_path / "s").num_slices == 2
+    assert f"{tmp_path / 's'}: skipped 1 file(s) that are not DICOM (zero.dcm)" in caplog.text
