@@ -1,0 +1,187 @@
+"""A user's journey through the real studio window, driven by real X events.
+
+Starts the studio as its own process on an X display with a window manager
+(Xvfb + openbox, started here with ``--start-x``), and drives it with
+xdotool the way a user does: keys and mouse drags, typed paths in the
+dialogs. For each of three data sets -- the bundled demo (RGB images and
+the demo model), a CT series (DICOM, made from pydicom's CT_small.dcm) and
+a NIfTI volume (nibabel's anatomical.nii) -- it opens the studio, runs the
+model (Ctrl+R), paints a stroke with the brush, exports the masks (Ctrl+E,
+folder typed, Enter) and quits (Ctrl+Q), then checks on disk that the
+label file and the exports exist, hold the stroke, and that the project's
+lock is gone. It saves a screenshot after each step for a person to look
+at, and prints one line per check.
+
+    apt-get install -y xvfb openbox xdotool imagemagick
+    python scripts/journey.py --start-x --out /tmp/journey
+
+Exit status 0 when every check passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+PYTHON = sys.executable
+
+
+class Journey:
+    def __init__(self, out: Path, work: Path) -> None:
+        self.out, self.work = out, work
+        self.failures: list[str] = []
+        self.shots = 0
+
+    def check(self, ok: bool, what: str) -> bool:
+        print(f"{'ok  ' if ok else 'FAIL'} {what}", flush=True)
+        if not ok:
+            self.failures.append(what)
+        return ok
+
+    def xdo(self, *args: str) -> str:
+        return subprocess.run(["xdotool", *args], capture_output=True, text=True, check=False).stdout.strip()
+
+    def shot(self, name: str) -> None:
+        self.shots += 1
+        path = self.out / f"{self.shots:02d}-{name}.png"
+        subprocess.run(["import", "-window", "root", str(path)], check=False)
+
+    def wait_window(self, pattern: str, timeout: float = 60.0) -> str | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.xdo("search", "--onlyvisible", "--name", pattern).split()
+            if found:
+                return found[-1]
+            time.sleep(0.3)
+        return None
+
+    def focus(self, window: str) -> tuple[int, int, int, int]:
+        self.xdo("windowactivate", "--sync", window)
+        geometry = self.xdo("getwindowgeometry", "--shell", window)
+        values = dict(line.split("=") for line in geometry.splitlines() if "=" in line)
+        return int(values["X"]), int(values["Y"]), int(values["WIDTH"]), int(values["HEIGHT"])
+
+    def drag(self, x0: int, y0: int, x1: int, steps: int = 20) -> None:
+        self.xdo("mousemove", str(x0), str(y0))
+        self.xdo("mousedown", "1")
+        for k in range(1, steps + 1):
+            self.xdo("mousemove", str(x0 + (x1 - x0) * k // steps), str(y0))
+            time.sleep(0.02)
+        self.xdo("mouseup", "1")
+
+    def run(self, name: str, path: Path, project: Path, label_glob: str) -> None:
+        print(f"-- {name}: {path}", flush=True)
+        env = dict(os.environ, QT_QPA_PLATFORM="xcb", HOME=str(self.work / "home"))
+        log = open(self.work / f"{name}.log", "w")  # noqa: SIM115 - open for the process's life
+        studio = subprocess.Popen([PYTHON, "-m", "segstudio", "open", str(path)], stdout=log, stderr=log, env=env)
+        try:
+            self._steps(name, project, label_glob, studio)
+        finally:
+            if studio.poll() is None:
+                studio.terminate()
+                studio.wait(20)
+            log.close()
+
+    def _steps(self, name: str, project: Path, label_glob: str, studio: subprocess.Popen) -> None:
+        window = self.wait_window("segstudio —")
+        if not self.check(window is not None, f"{name}: the window opened"):
+            return
+        time.sleep(3)
+        x, y, width, height = self.focus(window)
+        self.shot(f"{name}-opened")
+        self.xdo("key", "ctrl+r")  # run the model on this image
+        time.sleep(8)
+        self.shot(f"{name}-model-run")
+        self.xdo("key", "Escape", "b", "2")  # close any message; brush; class 2
+        cx, cy = x + width // 2, y + height // 2
+        painted_at = time.time()
+        self.drag(cx - 60, cy, cx + 60)
+        time.sleep(3)  # autosave
+        self.shot(f"{name}-painted")
+        labels = sorted((project / "labels").glob(label_glob)) if (project / "labels").is_dir() else []
+        saved = [p.name for p in labels if p.stat().st_mtime >= painted_at - 0.5]
+        self.check(bool(saved), f"{name}: the stroke was saved within 3 s ({saved or 'no label file written'})")
+        self.check((project / ".segstudio.lock").is_file(), f"{name}: the open project holds its lock")
+        exports = self.work / f"{name}-export"
+        self.focus(window)
+        self.xdo("key", "ctrl+e")
+        dialog = self.wait_window("Export labels", 15)
+        if self.check(dialog is not None, f"{name}: the export dialog opened"):
+            self.focus(dialog)
+            self.xdo("type", "--delay", "20", str(exports))
+            self.shot(f"{name}-export-dialog")
+            self.xdo("key", "Return")
+            time.sleep(6)
+            written = sorted(p.name for p in exports.rglob("*") if p.is_file()) if exports.is_dir() else []
+            self.check(bool(written), f"{name}: exported {len(written)} file(s) {written[:4]}")
+        self.shot(f"{name}-exported")
+        self.focus(window)
+        self.xdo("key", "ctrl+q")
+        try:
+            studio.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+        self.check(studio.poll() is not None, f"{name}: Ctrl+Q closed the studio")
+        self.check(not (project / ".segstudio.lock").exists(), f"{name}: closing gave the lock back")
+
+
+def start_x(display: str) -> list[subprocess.Popen]:
+    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1920x1200x24"], stderr=subprocess.DEVNULL)
+    time.sleep(2)
+    os.environ["DISPLAY"] = display
+    wm = subprocess.Popen(["openbox"], stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    return [wm, xvfb]
+
+
+def data_sets(work: Path) -> list[tuple[str, Path, Path, str]]:
+    """(name, path to open, its project folder, glob of its label files)."""
+    import nibabel
+
+    from segstudio.demo import prepare_demo
+    from tests.io.test_dicom import make_ct_series
+
+    demo = prepare_demo(work / "demo")
+    series = work / "ct" / "series"
+    make_ct_series(series)
+    nifti = work / "mr"
+    nifti.mkdir()
+    shutil.copy(Path(nibabel.__file__).parent / "tests" / "data" / "anatomical.nii", nifti)
+    return [("demo", demo.folder, demo.folder, "*.png"),
+            ("dicom", series, series / "segstudio_project", "*.npz"),
+            ("nifti", nifti, nifti / "segstudio_project", "*.npz")]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "segstudio-journey")
+    parser.add_argument("--start-x", action="store_true", help="start Xvfb :97 and openbox first")
+    args = parser.parse_args()
+    started = start_x(":97") if args.start_x else []
+    if not os.environ.get("DISPLAY"):
+        print("no DISPLAY: pass --start-x or run under an X server with a window manager", file=sys.stderr)
+        return 2
+    shutil.rmtree(args.out, ignore_errors=True)
+    args.out.mkdir(parents=True)
+    work = Path(tempfile.mkdtemp(prefix="segstudio-journey-"))
+    journey = Journey(args.out, work)
+    try:
+        for name, path, project, label_glob in data_sets(work):
+            journey.run(name, path, project, label_glob)
+    finally:
+        for process in started:
+            process.terminate()
+    print(f"{journey.shots} screenshots in {args.out}; {len(journey.failures)} check(s) failed", flush=True)
+    return 1 if journey.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
