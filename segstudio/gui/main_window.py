@@ -7,6 +7,7 @@ ModelRuns owns the workers, the panels and the canvas are views.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,28 @@ from segstudio.tasks import Progress
 log = logging.getLogger(__name__)
 
 MAX_RECENT = 8
+
+
+def project_display_name(project) -> str:
+    """What the user opened: the images' folder, not ``segstudio_project`` or
+    the per-user data folder the project lives in."""
+    folder = Path(project.folder)
+    if folder.name == project_opening.FOLDER_PROJECT:
+        return folder.parent.name
+    try:
+        in_user_data = folder.resolve().is_relative_to(project_opening.user_projects_dir().resolve())
+    except OSError:
+        in_user_data = False
+    if in_user_data and project.entries:
+        sources = [Path(e.source) for e in project.entries]
+        try:
+            common = Path(os.path.commonpath([str(s) for s in sources]))
+        except ValueError:  # sources on different drives
+            return folder.name
+        if len(set(sources)) == 1 and not common.is_dir():
+            common = common.parent
+        return common.name or folder.name
+    return folder.name
 
 
 class MainWindow(QMainWindow):
@@ -284,7 +307,7 @@ class MainWindow(QMainWindow):
 
     def _update_title(self) -> None:
         project = self.session.project
-        name = project.folder.name if project is not None else "no project"
+        name = project_display_name(project) if project is not None else "no project"
         read_only = " [read-only]" if self.session.read_only else ""
         self.setWindowTitle(f"segstudio — {name}{read_only}")
         self.read_only_label.setVisible(self.session.read_only)

@@ -17,7 +17,9 @@ from segstudio.io.images import to_uint8_display
 
 Region = tuple[slice, slice]
 
-LAYER_NAMES = ("image", "heatmap", "prediction", "crf", "labels")
+# drawing order, bottom to top: the heatmap is drawn over the masks (under
+# three half-transparent masks, turning it on seemed to change nothing)
+LAYER_NAMES = ("image", "prediction", "crf", "labels", "heatmap")
 MASK_LAYERS = ("prediction", "crf", "labels")
 
 

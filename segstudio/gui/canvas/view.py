@@ -90,6 +90,8 @@ class Canvas(QWidget):
         self.heatmap_index = 1
         self.zoom = 1.0
         self._pan = QPointF(0.0, 0.0)  # widget = image * zoom + pan
+        # the view follows the window's size until the user zooms or pans
+        self._fitted = True
         self.tool = Tool.BRUSH
         self.brush_radius = 8.0
         self.active_class = 1
@@ -320,6 +322,7 @@ class Canvas(QWidget):
         self._set_zoom(zoom, anchor_widget=None)
         self._pan = QPointF((self.width() - width * self.zoom) / 2,
                             (self.height() - height * self.zoom * self.aspect) / 2)
+        self._fitted = True
         self.update()
 
     def actual_size(self) -> None:
@@ -329,6 +332,7 @@ class Canvas(QWidget):
     def zoom_at(self, factor: float, anchor: QPointF) -> None:
         """Zoom by ``factor`` keeping the image point under ``anchor`` fixed."""
         row, column = self.to_image(anchor)
+        self._fitted = False
         self._set_zoom(self.zoom * factor, anchor_widget=None)
         self._pan = QPointF(anchor.x() - column * self.zoom, anchor.y() - row * self.zoom * self.aspect)
         self.update()
@@ -549,6 +553,7 @@ class Canvas(QWidget):
             delta = position - self._drag_origin
             self._drag_origin = position
             self._pan += delta
+            self._fitted = False
             self.update()
         elif self._stroke_last is not None and event.buttons() & Qt.MouseButton.LeftButton:
             self._dab(self.to_image(position))
@@ -636,5 +641,5 @@ class Canvas(QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
-        if event.oldSize().width() <= 0:
+        if self._fitted or event.oldSize().width() <= 0:
             self.fit()
