@@ -267,3 +267,34 @@ def polygon(points: Sequence[tuple[float, float]], shape: Sequence[int]) -> Tool
     if not mask.any():
         return None
     return (slice(top, bottom), slice(left, right)), mask
+
+
+def only_unlabelled(found: ToolResult | None, labels: np.ndarray, unlabelled: int) -> ToolResult | None:
+    """Narrow a tool's footprint to the pixels of *labels* that are still unlabelled.
+
+    The "paint only unlabelled pixels" option: a brush, fill or polygon then
+    adds labels without overwriting any. Applied to the mask before the
+    document sees it, so a stroke stays one undo step.
+
+    Parameters
+    ----------
+    found:
+        ``(region, mask)`` from a tool, or ``None``.
+    labels:
+        The 2-D label map the region indexes.
+    unlabelled:
+        The value of unlabelled pixels (255 for uint8 maps, 65535 for uint16).
+
+    Returns
+    -------
+    tuple or None
+        ``(region, mask)`` with the mask narrowed, or ``None`` when no
+        unlabelled pixel is left in it.
+    """
+    if found is None:
+        return None
+    region, mask = found
+    mask = mask & (np.asarray(labels)[region] == unlabelled)
+    if not mask.any():
+        return None
+    return region, mask

@@ -43,6 +43,7 @@ from segstudio.gui.training_runs import TrainingRuns
 from segstudio.gui.runs import ModelRuns
 from segstudio.gui.session import Session
 from segstudio.gui import studio_actions
+from segstudio.gui.toolbar import build_toolbar
 from segstudio.io import project_opening
 from segstudio.tasks import Progress
 
@@ -115,9 +116,13 @@ class MainWindow(QMainWindow):
         self.last_error = None
         self.actions_by_name: dict[str, QAction] = {}
         studio_actions.build_menus(self)
+        self.tool_bar = build_toolbar(self)  # before the layout is saved or restored
         self._connect()
         self._sync_layers_panel()
         self._update_title()
+        # the arrangement View > Reset layout goes back to, then the user's from last time
+        self._default_layout = self.saveState()
+        self._restore_layout()
 
     def _add_dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:
         dock = QDockWidget(title, self)
@@ -169,6 +174,7 @@ class MainWindow(QMainWindow):
         canvas.cursorMoved.connect(self._on_cursor_moved)
         canvas.sliceChanged.connect(self._on_slice_changed)
         canvas.windowChanged.connect(self.volume_panel.set_window)
+        canvas.labelPicked.connect(self._on_label_picked)
         canvas.readOnlyTouched.connect(lambda: self.statusBar().showMessage(
             "This project is open read-only: the tools change nothing (File > Open it again to take it "
             "over once the other window is closed)", 6000))
@@ -530,9 +536,16 @@ class MainWindow(QMainWindow):
         self.position_label.setText(studio_actions.describe_pixel(self, *self._cursor))
 
     def _update_undo_actions(self) -> None:
+        """Enable Undo / Redo and name the step each would take ("Undo Brush")."""
         document = self.session.document
-        self.actions_by_name["undo"].setEnabled(bool(document and document.can_undo))
-        self.actions_by_name["redo"].setEnabled(bool(document and document.can_redo))
+        for name, can, description in (
+            ("undo", document is not None and document.can_undo, document and document.undo_description),
+            ("redo", document is not None and document.can_redo, document and document.redo_description),
+        ):
+            action = self.actions_by_name[name]
+            action.setEnabled(bool(can))
+            label = name.capitalize()
+            action.setText(f"{label} {description}" if can and description else label)
 
     def undo(self) -> None:
         if self.session.document is not None:
@@ -546,9 +559,16 @@ class MainWindow(QMainWindow):
 
     def set_tool(self, tool: Tool) -> None:
         self.canvas.set_tool(tool)
-        for name in ("brush", "eraser", "fill", "polygon", "accept"):
-            self.actions_by_name[f"tool_{name}"].setChecked(tool.value == name)
+        for each in Tool:
+            self.actions_by_name[f"tool_{each.value}"].setChecked(each is tool)
         self.statusBar().showMessage(f"tool: {tool.value}", 2000)
+
+    def _on_label_picked(self, label: int) -> None:
+        """The eyedropper's click: that pixel's class becomes the active one."""
+        if 0 <= label < len(self.session.classes):
+            self.set_active_class(label)
+        else:
+            self.statusBar().showMessage("unlabelled pixel: the active class is unchanged", 3000)
 
     # -- closing ----------------------------------------------------------------
     def closeEvent(self, event) -> None:  # noqa: N802
@@ -564,9 +584,34 @@ class MainWindow(QMainWindow):
         self.runs.shutdown()
         self.training.shutdown()
         self.session.close()
-        QSettings().setValue("geometry", self.saveGeometry())
-        QSettings().setValue("state", self.saveState())
+        settings = QSettings()
+        settings.setValue("geometry", self.saveGeometry())
+        settings.setValue("state", self.saveState())
+        settings.setValue("maximized", self.isMaximized())
         event.accept()
+
+    def _restore_layout(self) -> None:
+        """The size, position, dock arrangement and maximised state of last time."""
+        settings = QSettings()
+        geometry, state = settings.value("geometry"), settings.value("state")
+        if geometry:
+            self.restoreGeometry(geometry)
+        if state:
+            self.restoreState(state)
+            self.docks["Volume"].hide()  # shown again when a volume opens
+        # restoreGeometry alone does not bring a maximised window back maximised on
+        # every platform (X11 window managers): the flag is kept separately
+        if str(settings.value("maximized", "false")).lower() == "true":
+            self.setWindowState(self.windowState() | Qt.WindowState.WindowMaximized)
+
+    def reset_layout(self) -> None:
+        """View > Reset layout: the docks where a fresh install has them."""
+        volume_shown = self.docks["Volume"].isVisible()
+        self.restoreState(self._default_layout)
+        if self._volume_dock_tabbed:
+            self.tabifyDockWidget(self.docks["Classes"], self.docks["Volume"])
+        self.docks["Volume"].setVisible(volume_shown)
+        self.docks["Model"].raise_()
 
     def about(self) -> None:
         QMessageBox.about(

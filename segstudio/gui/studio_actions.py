@@ -115,6 +115,8 @@ def build_menus(window: MainWindow) -> None:
     view.addSeparator()
     for dock in window.docks.values():
         view.addAction(dock.toggleViewAction())
+    view.addSeparator()
+    view.addAction(_action(window, "reset_layout", "Reset layout", window.reset_layout))
 
     model = bar.addMenu("&Model")
     model.addAction(_action(window, "run", "Run on this image", lambda: window.run_model(False), "Ctrl+R"))

@@ -155,3 +155,17 @@ def test_polygon_square_exact_and_clipped():
     assert region == (slice(0, 10), slice(0, 10)) and mask.all()
     assert polygon([(1, 1), (2, 2)], shape) is None
     assert polygon([(-5, -5), (-5, -1), (-1, -1)], shape) is None
+
+
+def test_only_unlabelled_narrows_a_footprint_to_unlabelled_pixels():
+    from segstudio.annotation.tools import only_unlabelled
+
+    labels = np.full((10, 10), 255, np.uint8)
+    labels[4:6, :] = 1
+    found = disk(5, 5, 3, labels.shape)
+    region, mask = only_unlabelled(found, labels, 255)
+    assert region == found[0]
+    assert not (mask & (labels[region] != 255)).any()
+    assert np.array_equal(mask, found[1] & (labels[region] == 255))
+    assert only_unlabelled(None, labels, 255) is None
+    assert only_unlabelled(((slice(4, 6), slice(0, 3)), np.ones((2, 3), bool)), labels, 255) is None

@@ -90,3 +90,47 @@ def test_the_heatmap_shows_over_the_masks(qtbot, window, image_folder, checkpoin
     assert canvas.states["heatmap"].visible
     after = shown()
     assert np.abs(after - before).mean() > 30
+
+
+def test_reset_layout_puts_the_docks_back(qtbot, window):
+    model, crf = window.docks["Model"], window.docks["CRF"]
+    assert window.dockWidgetArea(model) == Qt.DockWidgetArea.RightDockWidgetArea
+    window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, model)
+    crf.setFloating(True)
+    window.docks["Layers"].hide()
+    window.actions_by_name["reset_layout"].trigger()
+    assert window.dockWidgetArea(model) == Qt.DockWidgetArea.RightDockWidgetArea
+    assert not crf.isFloating()
+    assert window.docks["Layers"].isVisible()
+    assert not window.docks["Volume"].isVisible()
+    assert window.tabifiedDockWidgets(model) == [window.docks["Training"]]
+
+
+def test_a_maximised_window_comes_back_maximised(qtbot):
+    from segstudio.gui.main_window import MainWindow
+
+    first = MainWindow()
+    qtbot.addWidget(first)
+    first.show()
+    first.showMaximized()
+    qtbot.waitUntil(first.isMaximized, timeout=2000)
+    first.close()
+    assert QSettings().value("maximized") in (True, "true")
+    second = MainWindow()
+    qtbot.addWidget(second)
+    second.show()
+    qtbot.waitExposed(second)
+    assert second.isMaximized()
+    second.close()
+    third = MainWindow()
+    qtbot.addWidget(third)
+    third.showNormal()
+    third.resize(700, 500)
+    size = third.size()
+    third.close()
+    fourth = MainWindow()
+    qtbot.addWidget(fourth)
+    fourth.show()
+    assert not fourth.isMaximized()
+    assert fourth.size() == size
+    fourth.close()

@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from segstudio.annotation.classes import ClassList
+from segstudio.gui.main_window import project_display_name
 from segstudio.io.project import Project
 from tests.gui.conftest import CLASS_COLORS, CLASS_NAMES, run_model
 from tests.io.test_dicom import make_ct_series
@@ -98,7 +99,8 @@ def _assert_fresh(window, kind, checkpoint):
     if kind != "empty":  # see test_an_empty_project_shows_its_classes
         assert [name for name, _color, _visible in window.classes_panel.classes()] == list(project.classes.names)
         assert len(window.session.classes) == len(project.classes)
-    assert window.windowTitle().startswith(f"segstudio — {project.folder.name}")
+    # the title names the folder opened (not segstudio_project): test_look.py
+    assert window.windowTitle().startswith(f"segstudio — {project_display_name(project)}")
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(KINDS)), ids="-".join)

@@ -47,7 +47,8 @@ class Tool(str, Enum):
     FILL = "fill"
     POLYGON = "polygon"
     ACCEPT = "accept"  # paint a region in which the prediction is accepted
-    PAN = "pan"
+    PAN = "pan"  # a left drag pans
+    EYEDROPPER = "eyedropper"  # a left click picks the label under it as the active class
 
 
 DEFAULT_LAYERS = {
@@ -70,6 +71,7 @@ class Canvas(QWidget):
     sliceChanged = Signal(int, int)  # plane index, number of planes (volumes)
     windowChanged = Signal(float, float)  # centre, width (volumes)
     readOnlyTouched = Signal()  # a tool was used on a document that cannot be edited
+    labelPicked = Signal(int)  # the eyedropper clicked a pixel of this label (unlabelled included)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -96,6 +98,8 @@ class Canvas(QWidget):
         self.brush_radius = 8.0
         self.active_class = 1
         self.accept_source = "prediction"
+        #: brush, fill and polygon change unlabelled pixels only (the eraser is unaffected)
+        self.paint_unlabelled_only = False
         self._space_down = False
         self._drag_origin: QPointF | None = None
         self._stroke_last: tuple[float, float] | None = None
@@ -345,7 +349,26 @@ class Canvas(QWidget):
     def set_tool(self, tool: Tool | str) -> None:
         self._finish_interaction()
         self.tool = Tool(tool)
+        self._set_tool_cursor()
         self.update()
+
+    def _set_tool_cursor(self) -> None:
+        if self.tool is Tool.PAN:
+            self.setCursor(Qt.CursorShape.OpenHandCursor)
+        elif self.tool is Tool.EYEDROPPER:
+            self.setCursor(Qt.CursorShape.CrossCursor)
+        else:
+            self.unsetCursor()
+
+    def set_paint_unlabelled_only(self, enabled: bool) -> None:
+        self.paint_unlabelled_only = bool(enabled)
+
+    def _keep_unlabelled(self, found):
+        """A brush, fill or polygon footprint on the shown plane, narrowed to
+        unlabelled pixels when that option is on."""
+        if found is None or not self.paint_unlabelled_only or self.document is None:
+            return found
+        return tools.only_unlabelled(found, self._plane(self.document.labels), self.document.unlabelled)
 
     def set_brush_radius(self, radius: float) -> None:
         self.brush_radius = float(min(500.0, max(0.5, radius)))
@@ -376,6 +399,10 @@ class Canvas(QWidget):
         self._stroke_last = position
         if found is None:
             return
+        if self.tool is Tool.BRUSH:
+            found = self._keep_unlabelled(found)
+            if found is None:
+                return
         region, mask = found
         if self.tool is Tool.ACCEPT:
             self._accept_dabs.append((region, mask))
@@ -404,7 +431,7 @@ class Canvas(QWidget):
         self.update()
         if self.document is None or len(points) < 3:
             return False
-        found = tools.polygon(points, self.image_size())
+        found = self._keep_unlabelled(tools.polygon(points, self.image_size()))
         if found is None:
             return False
         return self.document.apply(*self._to_document(*found), self.active_class, "Polygon")
@@ -515,10 +542,13 @@ class Canvas(QWidget):
             return
         if event.button() != Qt.MouseButton.LeftButton:
             return
+        row, column = self.to_image(position)
+        if self.tool is Tool.EYEDROPPER:  # reads only: works on a read-only document too
+            self._pick_label(row, column)
+            return
         if self.document.read_only:
             self.readOnlyTouched.emit()
             return
-        row, column = self.to_image(position)
         if self.tool in (Tool.BRUSH, Tool.ERASER):
             self.document.begin_stroke("Brush" if self.tool is Tool.BRUSH else "Eraser")
             self._stroke_last = None
@@ -533,12 +563,18 @@ class Canvas(QWidget):
             height, width = self.image_size()
             if 0 <= y < height and 0 <= x < width:
                 plane = np.ascontiguousarray(self._plane(self.document.labels))
-                found = tools.flood_fill(plane, (y, x))
+                found = self._keep_unlabelled(tools.flood_fill(plane, (y, x)))
                 if found is not None:
                     self.document.apply(*self._to_document(*found), self.active_class, "Fill")
         elif self.tool is Tool.POLYGON:
             self.polygon_points.append((row, column))
             self.update()
+
+    def _pick_label(self, row: float, column: float) -> None:
+        y, x = int(math.floor(row)), int(math.floor(column))
+        height, width = self.image_size()
+        if 0 <= y < height and 0 <= x < width:
+            self.labelPicked.emit(int(self._plane(self.document.labels)[y, x]))
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         position = event.position()
@@ -586,7 +622,7 @@ class Canvas(QWidget):
             return
         if self._drag_origin is not None:
             self._drag_origin = None
-            self.unsetCursor()
+            self._set_tool_cursor()
             return
         if event.button() != Qt.MouseButton.LeftButton or self._stroke_last is None:
             return
@@ -635,7 +671,7 @@ class Canvas(QWidget):
     def keyReleaseEvent(self, event: QKeyEvent) -> None:  # noqa: N802
         if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
             self._space_down = False
-            self.unsetCursor()
+            self._set_tool_cursor()
         else:
             super().keyReleaseEvent(event)
 

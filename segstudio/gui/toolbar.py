@@ -1,0 +1,66 @@
+"""The tool bar: the painting tools, "paint only unlabelled pixels" and the brush size.
+
+It shares the menus' QActions (``window.actions_by_name``), so a tool chosen
+by key, menu or button is shown checked everywhere, and each button's
+tooltip carries its shortcut. The brush-size box and the canvas follow each
+other both ways (the box echoes the canvas with its own signals blocked, as
+rule 4 of DESIGN.md asks).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QSignalBlocker, Qt
+from PySide6.QtWidgets import QDoubleSpinBox, QLabel, QToolBar
+
+if TYPE_CHECKING:
+    from segstudio.gui.main_window import MainWindow
+
+#: the tool actions on the bar, in order (names in window.actions_by_name)
+TOOL_ACTIONS = ("tool_brush", "tool_eraser", "tool_fill", "tool_polygon", "tool_accept", "tool_pan",
+                "tool_eyedropper")
+
+
+def _with_shortcut_tip(action) -> None:
+    keys = action.shortcut().toString()
+    action.setToolTip(f"{action.text()} ({keys})" if keys else action.text())
+
+
+def build_toolbar(window: MainWindow) -> QToolBar:
+    """Add the tool bar to *window* (movable; its object name lets saveState/restoreState keep its place)."""
+    bar = QToolBar("Tools", window)
+    bar.setObjectName("toolbar_tools")
+    bar.setMovable(True)
+    bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+    for name in TOOL_ACTIONS:
+        action = window.actions_by_name[name]
+        _with_shortcut_tip(action)
+        bar.addAction(action)
+    bar.addSeparator()
+    only_unlabelled = window.actions_by_name["paint_unlabelled_only"]
+    _with_shortcut_tip(only_unlabelled)
+    bar.addAction(only_unlabelled)
+    bar.addSeparator()
+
+    bar.addWidget(QLabel(" Brush size "))
+    size = QDoubleSpinBox(bar)
+    size.setObjectName("brush_size")
+    size.setDecimals(1)
+    size.setRange(0.5, 500.0)
+    size.setSingleStep(1.0)
+    size.setSuffix(" px")
+    size.setToolTip("Brush radius in image pixels ([ smaller, ] larger)")
+    size.setValue(window.canvas.brush_radius)
+    canvas = window.canvas
+
+    def on_canvas_radius(radius: float) -> None:
+        with QSignalBlocker(size):
+            size.setValue(radius)
+
+    canvas.brushRadiusChanged.connect(on_canvas_radius)
+    size.valueChanged.connect(canvas.set_brush_radius)
+    bar.addWidget(size)
+    window.brush_size_box = size
+    window.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
+    return bar
