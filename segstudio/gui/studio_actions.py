@@ -27,25 +27,15 @@ log = logging.getLogger(__name__)
 
 THUMBNAIL = 64
 
-SHORTCUTS = (
-    ("B", "Brush"),
-    ("E", "Eraser (back to unlabelled)"),
-    ("F", "Flood fill"),
-    ("P", "Polygon (click the corners; double-click or Enter closes, Esc cancels)"),
-    ("R", "Accept the prediction inside a painted region"),
-    ("[ / ]", "Brush smaller / larger"),
-    ("1 … 9", "Active class"),
-    ("Ctrl+Z / Ctrl+Shift+Z", "Undo / redo"),
-    ("Ctrl+Shift+A", "Accept the prediction for the whole image"),
-    ("Ctrl+Alt+A", "Accept the prediction for the active class"),
-    ("Ctrl+R / Ctrl+Shift+R", "Run the model on this image / on all images"),
-    ("Esc (Model panel) / Ctrl+.", "Cancel the model run"),
-    ("D / A", "Next / previous image"),
-    ("Ctrl+0 / Ctrl+1", "Fit / actual size"),
+#: what the mouse and a few context keys do; the keys of the actions are listed
+#: from the actions themselves (show_shortcuts), so that list cannot go stale
+GESTURES = (
     ("Wheel", "Zoom at the cursor"),
-    ("Space+drag, middle drag", "Pan"),
-    ("Ctrl+S", "Save now (edits are also saved automatically)"),
-    ("Ctrl+E", "Export masks"),
+    ("Space+drag, middle drag", "Pan (any tool)"),
+    ("Ctrl+Wheel, Page Up / Page Down", "Next / previous slice (volumes)"),
+    ("Right drag", "Window / level (volumes): sideways = width, up/down = level"),
+    ("Click, double-click or Enter, Esc", "Polygon: add a corner, close and fill, cancel"),
+    ("Esc (Model panel)", "Cancel the model run"),
 )
 
 
@@ -79,6 +69,7 @@ def build_menus(window: MainWindow) -> None:
 
     edit = bar.addMenu("&Edit")
     edit.addAction(_action(window, "undo", "Undo", window.undo, QKeySequence.StandardKey.Undo))
+    # the texts name the step ("Undo Brush"): main_window._update_undo_actions
     edit.addAction(_action(window, "redo", "Redo", window.redo, "Ctrl+Shift+Z"))
     edit.addSeparator()
     edit.addAction(_action(window, "accept_all", "Accept prediction (whole image)",
@@ -93,11 +84,15 @@ def build_menus(window: MainWindow) -> None:
     tools_menu = bar.addMenu("&Tools")
     group = QActionGroup(window)
     for name, text, key in (("brush", "Brush", "B"), ("eraser", "Eraser", "E"), ("fill", "Fill", "F"),
-                            ("polygon", "Polygon", "P"), ("accept", "Accept in region", "R")):
+                            ("polygon", "Polygon", "P"), ("accept", "Accept in region", "R"),
+                            ("pan", "Pan", "H"), ("eyedropper", "Pick class (eyedropper)", "I")):
         action = _action(window, f"tool_{name}", text, partial(window.set_tool, Tool(name)), key, checkable=True)
         group.addAction(action)
         tools_menu.addAction(action)
     window.actions_by_name["tool_brush"].setChecked(True)
+    tools_menu.addSeparator()
+    tools_menu.addAction(_action(window, "paint_unlabelled_only", "Paint only unlabelled pixels",
+                                 window.canvas.set_paint_unlabelled_only, "U", checkable=True))
     tools_menu.addSeparator()
     tools_menu.addAction(_action(window, "brush_smaller", "Brush smaller",
                                  lambda: window.canvas.set_brush_radius(window.canvas.brush_radius / 1.25), "["))
@@ -155,8 +150,32 @@ def refresh_recent_menu(window: MainWindow) -> None:
     menu.setEnabled(bool(recent))
 
 
+def shortcut_rows(window: MainWindow) -> list[tuple[str, str]]:
+    """(keys, what) for every action with a shortcut, in menu order, then the
+    canvas gestures. The active-class keys 1 … 9 share one row."""
+    rows: list[tuple[str, str]] = []
+    class_keys: list[str] = []
+    for name, action in window.actions_by_name.items():
+        keys = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+        if not keys:
+            continue
+        if name.startswith("class_"):
+            if not class_keys:
+                rows.append(("", "Active class"))  # filled in below, in place
+                class_index = len(rows) - 1
+            class_keys.append(keys)
+            continue
+        rows.append((keys, action.text().replace("&", "").rstrip("…")))
+    if class_keys:
+        rows[class_index] = (" / ".join(class_keys), "Active class")
+    return rows + list(GESTURES)
+
+
 def show_shortcuts(window: MainWindow) -> QMessageBox:
-    rows = "".join(f"<tr><td><b>{keys}</b></td><td>&nbsp;&nbsp;{what}</td></tr>" for keys, what in SHORTCUTS)
+    from html import escape
+
+    rows = "".join(f"<tr><td><b>{escape(keys)}</b></td><td>&nbsp;&nbsp;{escape(what)}</td></tr>"
+                   for keys, what in shortcut_rows(window))
     box = QMessageBox(window)
     box.setWindowTitle("Keyboard shortcuts")
     box.setText(f"<table>{rows}</table>")
