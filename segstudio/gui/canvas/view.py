@@ -571,7 +571,7 @@ class Canvas(QWidget):
             self.update()
 
     def _pick_label(self, row: float, column: float) -> None:
-        y, x = int(math.floor(row)), int(math.floor(column))
+        y, x = math.floor(row), math.floor(column)
         height, width = self.image_size()
         if 0 <= y < height and 0 <= x < width:
             self.labelPicked.emit(int(self._plane(self.document.labels)[y, x]))
