@@ -134,3 +134,31 @@ def test_a_maximised_window_comes_back_maximised(qtbot):
     assert not fourth.isMaximized()
     assert fourth.size() == size
     fourth.close()
+
+
+def test_training_curves_have_whole_epochs_and_a_legend_clear_of_them(qtbot):
+    from PySide6.QtCore import QPointF as Point
+
+    from segstudio.gui.panels.training import TrainingPanel
+
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    panel.resize(480, 800)
+    panel.show()
+    qtbot.waitExposed(panel)
+    ious, dices = [0.52, 0.74, 0.9], [0.61, 0.83, 0.97]
+    panel.set_curves([1.0, 0.8, 0.6, 0.5, 0.45, 0.4], [1, 2, 3], ious, dices)
+    qtbot.wait(50)
+    axis = panel.score_plot.getPlotItem().getAxis("bottom")
+    for low, high in ((0.8, 3.2), (0.9, 2.1), (1, 40)):
+        values = [v for _spacing, level in axis.tickValues(low, high, 300) for v in level]
+        assert values and all(float(v).is_integer() for v in values)
+        assert all(text.lstrip("-").isdigit() for text in axis.tickStrings(values, 1.0, 1.0))
+    view = panel.score_plot.getPlotItem().getViewBox()
+    # no legend over the curves: the title names them
+    assert panel.score_plot.getPlotItem().legend is None
+    title = panel.score_plot.getPlotItem().titleLabel.text
+    assert "mean IoU" in title and "mean Dice" in title
+    # the whole curve range is in sight
+    (x0, x1), (y0, y1) = view.viewRange()
+    assert x0 <= 1 and x1 >= 3 and y0 <= 0.5 and y1 >= 1.0

@@ -3,6 +3,7 @@ and the before/after scores of the last run."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pyqtgraph as pg
@@ -34,6 +35,24 @@ DEFAULT_MINUTES = 2
 
 MODE_TIP = ("Fast keeps the backbone as it is and trains the rest: quicker, for a model that already knows the "
             "images; an untrained network always trains in Full")
+
+
+class IntegerAxis(pg.AxisItem):
+    """An axis of whole numbers (epochs, steps): no tick at 2.5 epochs."""
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802,N803 (pyqtgraph override)
+        levels = [(spacing, [v for v in values if float(v).is_integer()])
+                  for spacing, values in super().tickValues(minVal, maxVal, size) if spacing >= 1]
+        levels = [(spacing, values) for spacing, values in levels if values]
+        if not levels and math.isfinite(minVal) and math.isfinite(maxVal):
+            levels = [(1.0, [float(v) for v in range(math.ceil(minVal), math.floor(maxVal) + 1)])]
+        return levels
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph override)
+        return [str(int(round(v * scale))) for v in values]
+
+
+IOU_COLOR, DICE_COLOR = "#3cb44b", "#4363d8"
 
 
 def _score(value: Any) -> str:
@@ -90,19 +109,25 @@ class TrainingPanel(QWidget):
         self._status = QLabel("Idle")
         self._status.setWordWrap(True)
 
-        self.loss_plot = pg.PlotWidget(title="training loss")
-        self.loss_plot.setMinimumHeight(120)
-        self.loss_plot.setMaximumHeight(170)
+        self.loss_plot = pg.PlotWidget(title="training loss", axisItems={"bottom": IntegerAxis("bottom")})
+        self.loss_plot.setMinimumHeight(150)
+        self.loss_plot.setMaximumHeight(200)
         self.loss_plot.setLabel("bottom", "step")
         self.loss_curve = self.loss_plot.plot(pen=pg.mkPen("#ffc400", width=1.5))
-        self.score_plot = pg.PlotWidget(title="validation")
-        self.score_plot.setMinimumHeight(120)
-        self.score_plot.setMaximumHeight(170)
+        # the legend is the title: inside the plot it covered the Dice curve near 1
+        self.score_plot = pg.PlotWidget(
+            title=f"validation: <span style='color:{IOU_COLOR}'>&#9679; mean IoU</span>&nbsp;&nbsp;"
+                  f"<span style='color:{DICE_COLOR}'>&#9660; mean Dice</span>",
+            axisItems={"bottom": IntegerAxis("bottom")})
+        self.score_plot.setMinimumHeight(150)
+        self.score_plot.setMaximumHeight(200)
         self.score_plot.setLabel("bottom", "epoch")
-        self.score_plot.addLegend(offset=(-5, -5))  # bottom right, clear of rising curves
-        self.iou_curve = self.score_plot.plot(pen=pg.mkPen("#3cb44b", width=2), symbol="o", symbolSize=5,
+        # scores run 0..1: a fixed range, so that a curve near 1 is not on the frame
+        self.score_plot.setYRange(0.0, 1.0, padding=0.04)
+        self.score_plot.getPlotItem().getViewBox().enableAutoRange(y=False)
+        self.iou_curve = self.score_plot.plot(pen=pg.mkPen(IOU_COLOR, width=2), symbol="o", symbolSize=5,
                                               name="mean IoU")
-        self.dice_curve = self.score_plot.plot(pen=pg.mkPen("#4363d8", width=2), symbol="t", symbolSize=5,
+        self.dice_curve = self.score_plot.plot(pen=pg.mkPen(DICE_COLOR, width=2), symbol="t", symbolSize=5,
                                                name="mean Dice")
 
         self.versions = QTableWidget(0, 4)
@@ -111,7 +136,8 @@ class TrainingPanel(QWidget):
         self.versions.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.versions.verticalHeader().setVisible(False)
         self.versions.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.versions.setMaximumHeight(140)
+        self.versions.setMinimumHeight(90)
+        self.versions.setMaximumHeight(160)
         self._make_active = QPushButton("Make active")
         self._rollback = QPushButton("Roll back to parent")
         self.comparison = QTableWidget(0, 3)
@@ -140,8 +166,10 @@ class TrainingPanel(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self._progress)
         layout.addWidget(self._status)
-        layout.addWidget(self.loss_plot)
-        layout.addWidget(self.score_plot)
+        plots = QHBoxLayout()  # side by side: stacked they pushed the versions out of sight
+        plots.addWidget(self.loss_plot)
+        plots.addWidget(self.score_plot)
+        layout.addLayout(plots)
         layout.addWidget(QLabel("Model versions"))
         layout.addWidget(self.versions)
         layout.addLayout(version_buttons)
