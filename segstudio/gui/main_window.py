@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QScrollArea,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -97,7 +98,8 @@ class MainWindow(QMainWindow):
         self._add_dock("Classes", self.classes_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self._add_dock("Model", self.model_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self._add_dock("CRF", self.crf_panel, Qt.DockWidgetArea.RightDockWidgetArea)
-        self._add_dock("Layers", self.layers_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        # under Classes: on the right the Model / Training tabs had no room for the curves
+        self._add_dock("Layers", self.layers_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self._add_dock("Volume", self.volume_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.docks["Volume"].hide()
         self._volume_dock_tabbed = False
@@ -122,7 +124,9 @@ class MainWindow(QMainWindow):
         self._update_title()
         # the arrangement View > Reset layout goes back to, then the user's from last time
         self._default_layout = self.saveState()
-        self._restore_layout()
+        if not self._restore_layout():
+            # the dock sizes need the window laid out: once it is shown
+            QTimer.singleShot(0, self._apply_default_dock_sizes)
 
     def _add_dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:
         dock = QDockWidget(title, self)
@@ -136,7 +140,12 @@ class MainWindow(QMainWindow):
         scroll.setWidget(widget)
         # the wheel scrolls the dock; it turns a box or slider only once clicked
         ignore_wheel_unless_focused(widget)
-        dock.setWidget(scroll)
+        # a gap under the title bar: its close button sat on the scroll bar's up arrow
+        holder = QWidget()
+        gap = QVBoxLayout(holder)
+        gap.setContentsMargins(0, 4, 0, 0)
+        gap.addWidget(scroll)
+        dock.setWidget(holder)
         self.addDockWidget(area, dock)
         self.docks[title] = dock
 
@@ -590,8 +599,9 @@ class MainWindow(QMainWindow):
         settings.setValue("maximized", self.isMaximized())
         event.accept()
 
-    def _restore_layout(self) -> None:
-        """The size, position, dock arrangement and maximised state of last time."""
+    def _restore_layout(self) -> bool:
+        """The size, position, dock arrangement and maximised state of last time;
+        False when there is none (a first start)."""
         settings = QSettings()
         geometry, state = settings.value("geometry"), settings.value("state")
         if geometry:
@@ -603,6 +613,21 @@ class MainWindow(QMainWindow):
         # every platform (X11 window managers): the flag is kept separately
         if str(settings.value("maximized", "false")).lower() == "true":
             self.setWindowState(self.windowState() | Qt.WindowState.WindowMaximized)
+        return bool(state)
+
+    def _apply_default_dock_sizes(self) -> None:
+        """CRF and Layers as tall as their controls, the Model / Training tabs the
+        rest (the curves and versions need it); the image list taller than the classes."""
+        def wanted(name: str) -> int:  # the panel's height and the title bar's
+            return self.docks[name].findChild(QScrollArea).widget().sizeHint().height() + 28
+
+        right = [self.docks["Model"], self.docks["CRF"]]
+        height = max(1, sum(dock.height() for dock in right))
+        self.resizeDocks(right, [max(200, height - wanted("CRF")), wanted("CRF")], Qt.Orientation.Vertical)
+        left = [self.docks["Images"], self.docks["Classes"], self.docks["Layers"]]
+        height = max(1, sum(dock.height() for dock in left))
+        rest = height - wanted("Layers")
+        self.resizeDocks(left, [rest * 3 // 5, rest - rest * 3 // 5, wanted("Layers")], Qt.Orientation.Vertical)
 
     def reset_layout(self) -> None:
         """View > Reset layout: the docks where a fresh install has them."""
@@ -612,6 +637,7 @@ class MainWindow(QMainWindow):
             self.tabifyDockWidget(self.docks["Classes"], self.docks["Volume"])
         self.docks["Volume"].setVisible(volume_shown)
         self.docks["Model"].raise_()
+        self._apply_default_dock_sizes()
 
     def about(self) -> None:
         QMessageBox.about(

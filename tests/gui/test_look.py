@@ -158,7 +158,17 @@ def test_training_curves_have_whole_epochs_and_a_legend_clear_of_them(qtbot):
     # no legend over the curves: the title names them
     assert panel.score_plot.getPlotItem().legend is None
     title = panel.score_plot.getPlotItem().titleLabel.text
-    assert "mean IoU" in title and "mean Dice" in title
+    assert "mIoU" in title and "Dice" in title
     # the whole curve range is in sight
     (x0, x1), (y0, y1) = view.viewRange()
     assert x0 <= 1 and x1 >= 3 and y0 <= 0.5 and y1 >= 1.0
+
+
+def test_the_default_layout_gives_the_model_and_training_tabs_the_room(qtbot, window):
+    qtbot.wait(50)
+    docks = window.docks
+    assert window.dockWidgetArea(docks["Layers"]) == Qt.DockWidgetArea.LeftDockWidgetArea
+    assert docks["Model"].height() > docks["CRF"].height()
+    assert docks["Images"].height() > docks["Classes"].height()
+    for dock in docks.values():  # a gap between the title bar's buttons and the scroll bar
+        assert dock.widget().layout().contentsMargins().top() > 0

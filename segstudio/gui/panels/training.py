@@ -109,15 +109,15 @@ class TrainingPanel(QWidget):
         self._status = QLabel("Idle")
         self._status.setWordWrap(True)
 
-        self.loss_plot = pg.PlotWidget(title="training loss", axisItems={"bottom": IntegerAxis("bottom")})
+        self.loss_plot = pg.PlotWidget(title="training loss", size="9pt", axisItems={"bottom": IntegerAxis("bottom")})
         self.loss_plot.setMinimumHeight(150)
         self.loss_plot.setMaximumHeight(200)
         self.loss_plot.setLabel("bottom", "step")
         self.loss_curve = self.loss_plot.plot(pen=pg.mkPen("#ffc400", width=1.5))
         # the legend is the title: inside the plot it covered the Dice curve near 1
         self.score_plot = pg.PlotWidget(
-            title=f"validation: <span style='color:{IOU_COLOR}'>&#9679; mean IoU</span>&nbsp;&nbsp;"
-                  f"<span style='color:{DICE_COLOR}'>&#9660; mean Dice</span>",
+            title=f"val. <span style='color:{IOU_COLOR}'>&#9679; mIoU</span>&nbsp;"
+                  f"<span style='color:{DICE_COLOR}'>&#9660; Dice</span>", size="9pt",
             axisItems={"bottom": IntegerAxis("bottom")})
         self.score_plot.setMinimumHeight(150)
         self.score_plot.setMaximumHeight(200)
