@@ -172,3 +172,19 @@ def test_the_default_layout_gives_the_model_and_training_tabs_the_room(qtbot, wi
     assert docks["Images"].height() > docks["Classes"].height()
     for dock in docks.values():  # a gap between the title bar's buttons and the scroll bar
         assert dock.widget().layout().contentsMargins().top() > 0
+
+
+def test_status_badges_stay_inside_a_narrow_image_list(qtbot):
+    from segstudio.gui.panels.images import ImagesPanel
+
+    panel = ImagesPanel()
+    qtbot.addWidget(panel)
+    panel.set_entries([(f"a_rather_long_image_name_number_{i}.png", "corrected") for i in range(5)])
+    panel.resize(200, 400)
+    panel.show()
+    qtbot.waitExposed(panel)
+    view = panel._list
+    assert view.horizontalScrollBar().maximum() == 0 or not view.horizontalScrollBar().isVisible()
+    for row in range(view.count()):
+        rect = view.visualItemRect(view.item(row))
+        assert rect.right() <= view.viewport().width()

@@ -118,7 +118,9 @@ class _StatusBadgeDelegate(QStyledItemDelegate):
 
     def sizeHint(self, option, index) -> QSize:  # noqa: N802 (Qt override)
         hint = super().sizeHint(option, index)
-        return QSize(hint.width() + 90, max(hint.height(), THUMBNAIL_SIZE + 8))
+        # narrow: a row as wide as its name pushed the badge out of a narrow list
+        # (the rows stretch to the list's width; paint() elides the name)
+        return QSize(THUMBNAIL_SIZE + 40, max(hint.height(), THUMBNAIL_SIZE + 8))
 
 
 class ImagesPanel(QWidget):
@@ -140,6 +142,7 @@ class ImagesPanel(QWidget):
         self._list = QListWidget()
         self._list.setIconSize(QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
         self._list.setUniformItemSizes(True)
+        self._list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self._list.setItemDelegate(_StatusBadgeDelegate(self._list))
         self._list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self._list.currentRowChanged.connect(self._on_current_row_changed)
