@@ -160,7 +160,9 @@ class MainWindow(QMainWindow):
         session.lockLost.connect(self._on_lock_lost)
         session.documentEdited.connect(self._update_undo_actions)
         session.documentEdited.connect(self._describe_cursor)
-        self.images_panel.currentChanged.connect(self.select_image)
+        self.images_panel.currentChanged.connect(self.pick_image)
+        session.loadingStarted.connect(lambda _i, name: self.statusBar().showMessage(f"Opening {name}…"))
+        session.loadFailed.connect(self._on_image_unreadable)
         self.images_panel.reviewToggled.connect(self._on_review_toggled)
         self.classes_panel.activeChanged.connect(self.set_active_class)
         self.classes_panel.addRequested.connect(self._on_class_added)
@@ -280,10 +282,20 @@ class MainWindow(QMainWindow):
             self.report_error("Cannot open the image", error)
             self.images_panel.set_current(self.session.index)  # the list shows what the canvas shows
 
+    def pick_image(self, index: int) -> None:
+        """The user picked image *index*: a large one is read off the GUI thread."""
+        if not self.session.reads_slowly(index) or not self.session.select_in_background(index):
+            self.select_image(index)
+
+    def _on_image_unreadable(self, _index: int, error: BaseException) -> None:
+        self.statusBar().clearMessage()
+        self.report_error("Cannot open the image", error)
+        self.images_panel.set_current(self.session.index)
+
     def step_image(self, step: int) -> None:
         project = self.session.project
         if project is not None and project.entries:
-            self.select_image(max(0, min(len(project.entries) - 1, self.session.index + step)))
+            self.pick_image(max(0, min(len(project.entries) - 1, self.session.index + step)))
 
     def _on_document_changed(self, index: int) -> None:
         document = self.session.document
@@ -298,6 +310,8 @@ class MainWindow(QMainWindow):
         if is_volume:
             self.volume_panel.set_axis(0)
             self.docks["Volume"].raise_()
+        if self.statusBar().currentMessage().startswith("Opening "):
+            self.statusBar().clearMessage()
         self.canvas.set_document(document, self.session.classes.lut())
         if is_volume:  # not read up front for a thumbnail: show the slice now on screen
             self.images_panel.set_thumbnail(index, self.canvas.layer_buffer("image"))
@@ -488,8 +502,10 @@ class MainWindow(QMainWindow):
         if document.is_volume:
             studio_actions.preview_crf_on_slice(self, params)
             return
-        self.crf_panel.set_busy(True)
-        self.runs.preview_crf(self.session.index, document.image, document.prediction, params)
+        height, width = document.labels.shape[-2:]
+        if studio_actions.refuse_crf(self, height, width, document.prediction.probabilities.shape[0]):
+            return
+        studio_actions.start_crf(self, self.session.index, document.image, document.prediction, params)
 
     def _on_crf_failed(self, error: BaseException) -> None:
         self.crf_panel.set_busy(False)  # Accept must not stay disabled

@@ -7,12 +7,16 @@ document's labels and the project file are written atomically. The label
 file is written from a snapshot on one background writer thread (an 8192 x 8192 PNG takes most of
 a second to compress, which the window must not wait for); the small
 project file is written at once. Switching images saves first; closing the
-window waits for the writer, so no edit is ever lost.
+window waits for the writer, so no edit is ever lost. A large image picked
+in the Images panel is read in a worker thread (:meth:`Session.select_in_background`)
+while the window keeps responding; the previous one stays current until it arrives.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
+from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,16 +27,21 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from segstudio.annotation.classes import ClassList
 from segstudio.annotation.document import Document, ImageStatus
 from segstudio.errors import SegstudioError
+from segstudio.gui.workers import start_task
 from segstudio.inference.predictor import PredictionResult
 from segstudio.io.masks import convert_labels
 from segstudio.io.project import Project
 from segstudio.io.project_lock import REFRESH_S
+from segstudio.tasks import Progress
 
 log = logging.getLogger(__name__)
 
 AUTOSAVE_MS = 1000
 #: while edits keep coming, labels are saved at least this often
 AUTOSAVE_MAX_WAIT_MS = 1500
+#: images of up to this many pixels are read at once when picked (a fraction
+#: of a second); larger ones in a worker thread, so the window keeps responding
+QUICK_READ_PIXELS = 4096 * 4096
 
 
 class Session(QObject):
@@ -45,6 +54,8 @@ class Session(QObject):
     saved = Signal(str)  # what was saved, for the status bar
     saveFailed = Signal(object)  # the exception
     lockLost = Signal(str)  # another window took the project over: why it is read-only now
+    loadingStarted = Signal(int, str)  # image index and name being read in the background
+    loadFailed = Signal(int, object)  # image index, the exception of a background read
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -52,6 +63,9 @@ class Session(QObject):
         self.document: Document | None = None
         self.index = -1
         self._unsubscribe = None
+        #: the background read of the image being selected (select_in_background)
+        self._loading = None
+        self._loading_index = -1
         #: predictions of images that are not the current one (kept in memory)
         self.predictions: dict[int, PredictionResult] = {}
         self._timer = QTimer(self)
@@ -112,12 +126,103 @@ class Session(QObject):
     def select(self, index: int) -> Document | None:
         """Make image ``index`` current (saving the previous one first)."""
         if self.project is None or index == self.index:
+            self.cancel_loading()
             return self.document
         if not 0 <= index < len(self.project.entries):
             return self.document
+        self.cancel_loading()
         self.save()
         self._settle(index)
         document = self.project.load_document(index)  # raises UnreadableInputError
+        return self._attach(index, document)
+
+    def select_in_background(self, index: int) -> bool:
+        """Make image ``index`` current, reading it in a worker thread.
+
+        The previous image is saved first (and again when the new one is
+        attached, for edits made while it loads). ``loadingStarted`` is
+        emitted now; ``documentChanged`` or ``loadFailed`` when the read
+        ends. A later selection supersedes this one: its result is dropped.
+        Returns False when there was nothing to load (same image, no project).
+        """
+        if self.project is None or index == self.index:
+            self.cancel_loading()
+            return False
+        if not 0 <= index < len(self.project.entries):
+            return False
+        if self._loading is not None and self._loading_index == index:
+            return True  # already on its way
+        self.cancel_loading()
+        self.save()
+        project = self.project
+        # the writes of that image must land before its file is read (see _settle)
+        writes = [future for future, owner, pending, _ in self._pending if pending == index and owner is project]
+
+        def load(cancel) -> Generator[Progress, None, Document]:
+            for future in writes:
+                future.exception()  # waits; errors are handled by _collect on the GUI thread
+            cancel.raise_if_cancelled()
+            yield Progress(0, 1, message=f"Opening {project.entries[index].display_name}", stage="open")
+            return project.load_document(index)
+
+        task = start_task(f"Opening image {index}", load, self)
+        self._loading, self._loading_index = task, index
+        task.succeeded.connect(lambda document: self._on_loaded(task, project, index, document))
+        task.failed.connect(lambda error: self._on_load_failed(task, index, error))
+        task.cancelled.connect(lambda: self._on_load_ended(task))
+        self.loadingStarted.emit(index, project.entries[index].display_name)
+        return True
+
+    def reads_slowly(self, index: int) -> bool:
+        """Whether image ``index`` is worth reading in the background: a volume,
+        more than :data:`QUICK_READ_PIXELS` pixels, or a size its header does not tell."""
+        if self.project is None or not 0 <= index < len(self.project.entries):
+            return False
+        entry = self.project.entries[index]
+        if entry.is_volume:
+            return True
+        from PIL import Image
+
+        try:
+            with warnings.catch_warnings():  # the size is all we ask: no decompression-bomb warning
+                warnings.simplefilter("ignore")
+                with Image.open(entry.source) as header:  # lazy: only the header is parsed
+                    width, height = header.size
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            return True  # not for Pillow, or broken: the worker reads it and reports what is wrong
+        return width * height > QUICK_READ_PIXELS
+
+    @property
+    def loading(self) -> bool:
+        """Whether an image is being read in the background."""
+        return self._loading is not None
+
+    def cancel_loading(self) -> None:
+        """Drop the background read in flight (its result is ignored)."""
+        task, self._loading, self._loading_index = self._loading, None, -1
+        if task is not None:
+            task.cancel()
+
+    def _on_load_ended(self, task) -> bool:
+        """True if *task* is the read still wanted (and clears it)."""
+        if task is not self._loading:
+            return False
+        self._loading, self._loading_index = None, -1
+        return True
+
+    def _on_loaded(self, task, project: Project, index: int, document: Document) -> None:
+        if not self._on_load_ended(task) or project is not self.project:
+            return  # superseded, or another project was opened meanwhile
+        self._collect(wait=False)
+        self.save()  # edits made to the previous image while this one loaded
+        self._attach(index, document)
+
+    def _on_load_failed(self, task, index: int, error: BaseException) -> None:
+        if self._on_load_ended(task):
+            self.loadFailed.emit(index, error)
+
+    def _attach(self, index: int, document: Document) -> Document:
+        """Make the read *document* image ``index``, the current one."""
         unsaved = self._unsaved.pop(index, None)
         if unsaved is not None and unsaved.shape == document.shape:
             # its last write failed: the snapshot, not the file, holds the user's labels
@@ -300,6 +405,7 @@ class Session(QObject):
         labels could not be saved."""
         if not self.save(wait=True):
             return False
+        self.cancel_loading()
         self._detach()
         self._release()
         self.project = None
@@ -311,6 +417,7 @@ class Session(QObject):
     def discard(self) -> None:
         """Close without saving (the user chose to lose unsaved labels)."""
         self._collect(wait=True)
+        self.cancel_loading()
         self._detach()
         self._release()
         self.project = None

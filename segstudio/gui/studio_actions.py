@@ -448,9 +448,53 @@ def preview_crf_on_slice(window: MainWindow, params) -> None:
         return  # no prediction in this plane yet
     image = slicer.display(document.image)
     probabilities = np.ascontiguousarray(slicer.channel_plane(document.prediction.probabilities))
+    if refuse_crf(window, labels.shape[0], labels.shape[1], probabilities.shape[0]):
+        return
     window.crf_plane = (slicer.axis, slicer.index)
-    window.crf_panel.set_busy(True)
-    window.runs.preview_crf(window.session.index, image, PredictionResult(probabilities, labels, 0), params)
+    start_crf(window, window.session.index, image, PredictionResult(probabilities, labels, 0), params)
+
+
+#: what the dense CRF (pydensecrf, one 5-D permutohedral lattice for the
+#: bilateral kernel) keeps per pixel: about 520 bytes whatever the classes, plus
+#: about 40-70 bytes per class and pixel, measured as peak RSS on 512^2..2048^2
+#: random (worst-case lattice) images with 2, 4 and 8 classes; the margin covers
+#: the float32 copy of the prediction and the result the studio keeps besides
+CRF_BYTES_PER_PIXEL = 560
+CRF_BYTES_PER_PIXEL_AND_CLASS = 72
+
+
+def crf_memory_estimate(height: int, width: int, classes: int) -> int:
+    """Bytes the dense CRF of an *height* x *width* image of *classes* classes needs at its peak."""
+    return int(height) * int(width) * (CRF_BYTES_PER_PIXEL + CRF_BYTES_PER_PIXEL_AND_CLASS * int(classes))
+
+
+def refuse_crf(window: MainWindow, height: int, width: int, classes: int) -> bool:
+    """True (and a message in the CRF panel and the status bar) when the CRF
+    of this size would need more memory than :func:`segstudio.io.limits.memory_limit`."""
+    from segstudio.io.limits import format_bytes, memory_limit
+
+    needed, limit = crf_memory_estimate(height, width, classes), memory_limit()
+    if needed <= limit:
+        return False
+    message = (f"CRF not run: {width} x {height} pixels with {classes} classes would need about "
+               f"{format_bytes(needed)} of memory, more than the limit of {format_bytes(limit)}. "
+               f"The model's prediction is still there to accept (Edit > Accept prediction).")
+    log.warning("%s", message)
+    window.crf_panel.set_busy(False)
+    window.crf_panel.show_message(message, problem=True)
+    window.statusBar().showMessage(message, 15000)
+    return True
+
+
+def start_crf(window: MainWindow, index: int, image, prediction, params) -> None:
+    """Start the CRF preview with its busy state and progress text in the CRF panel."""
+    height, width = prediction.labels.shape[-2:]
+    window.crf_panel.set_busy(True, f"computing the CRF on {width} x {height}…")
+    window.runs.preview_crf(index, image, prediction, params)
+    task = window.runs.crf_task
+    if task is not None:
+        task.progressed.connect(lambda progress: window.crf_panel.set_busy(
+            True, f"CRF: {progress.message}" if progress.message else "computing…"))
 
 
 def crf_slice_into_volume(window: MainWindow, refined):

@@ -106,7 +106,9 @@ class CRFPanel(QWidget):
         self._preview.setToolTip("Recompute the CRF mask on the current image whenever a setting changes")
         self._preview.toggled.connect(self._on_preview_changed)
         self._busy_label = QLabel("")
+        self._busy_label.setObjectName("crf_status")
         self._busy_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self._busy_label.setWordWrap(True)
         self._reset_button = QPushButton("Reset to DeepLab defaults")
         self._reset_button.setToolTip("w1 = 5, σα = 50, σβ = 5, w2 = 3, σγ = 3, 10 iterations")
         self._reset_button.clicked.connect(self._on_reset_clicked)
@@ -174,10 +176,22 @@ class CRFPanel(QWidget):
         """Whether live preview is switched on."""
         return self._preview.isChecked()
 
-    def set_busy(self, busy: bool) -> None:
-        """Show that a CRF is being computed; Accept waits for it."""
-        self._busy_label.setText("computing…" if busy else "")
+    def set_busy(self, busy: bool, text: str = "") -> None:
+        """Show that a CRF is being computed (with *text*, e.g. its progress); Accept waits for it."""
+        self._busy_label.setText((text or "computing…") if busy else "")
+        self._busy_label.setToolTip("")
+        self._busy_label.setStyleSheet("")
         self._accept_button.setEnabled(not busy)
+
+    def show_message(self, text: str, *, problem: bool = False) -> None:
+        """Show *text* under the settings (why the CRF did not run) until the next run."""
+        self._busy_label.setText(text)
+        self._busy_label.setToolTip(text)
+        self._busy_label.setStyleSheet("color: #b00020;" if problem else "")
+
+    def message(self) -> str:
+        """The busy or refusal text shown now ("" when none)."""
+        return self._busy_label.text()
 
     # -- handlers ----------------------------------------------------------------
     def _on_slider_changed(self, _value) -> None:
