@@ -295,7 +295,7 @@ class MainWindow(QMainWindow):
     def step_image(self, step: int) -> None:
         project = self.session.project
         if project is not None and project.entries:
-            self.pick_image(max(0, min(len(project.entries) - 1, self.session.index + step)))
+            self.pick_image(max(0, min(len(project.entries) - 1, self.session.wanted_index + step)))
 
     def _on_document_changed(self, index: int) -> None:
         document = self.session.document

@@ -193,6 +193,11 @@ class Session(QObject):
         return width * height > QUICK_READ_PIXELS
 
     @property
+    def wanted_index(self) -> int:
+        """The image being read in the background, else the current one (where Next counts from)."""
+        return self._loading_index if self._loading is not None else self.index
+
+    @property
     def loading(self) -> bool:
         """Whether an image is being read in the background."""
         return self._loading is not None
@@ -214,16 +219,24 @@ class Session(QObject):
         if not self._on_load_ended(task) or project is not self.project:
             return  # superseded, or another project was opened meanwhile
         self._collect(wait=False)
+        # taken before save(): it would queue this image's failed-write snapshot again and
+        # attach the older file; the snapshot, not the file, holds the user's labels
+        unsaved = self._unsaved.pop(index, None)
         self.save()  # edits made to the previous image while this one loaded
-        self._attach(index, document)
+        self._attach(index, document, unsaved)
 
     def _on_load_failed(self, task, index: int, error: BaseException) -> None:
         if self._on_load_ended(task):
             self.loadFailed.emit(index, error)
 
-    def _attach(self, index: int, document: Document) -> Document:
-        """Make the read *document* image ``index``, the current one."""
-        unsaved = self._unsaved.pop(index, None)
+    def _attach(self, index: int, document: Document, unsaved: np.ndarray | None = None) -> Document:
+        """Make the read *document* image ``index``, the current one (with *unsaved*,
+        the snapshot of a failed write, or the one kept for it, over its file's labels)."""
+        if unsaved is None:
+            unsaved = self._unsaved.pop(index, None)
+        # what changed while it was read in the background: its status, the label type
+        document.status = self.project.entries[index].status
+        document.set_label_dtype(self.project.classes.label_dtype)
         if unsaved is not None and unsaved.shape == document.shape:
             # its last write failed: the snapshot, not the file, holds the user's labels
             document.labels[...] = convert_labels(unsaved, document.labels.dtype)

@@ -143,3 +143,33 @@ def test_a_large_image_that_cannot_be_read_goes_through_the_error_path(qtbot, wi
     assert window.last_error is not None
     assert window.session.index == 0
     assert window.images_panel.current_index() == 0
+
+
+def test_a_failed_writes_snapshot_survives_a_background_load(qtbot, window, large_folder, monkeypatch):
+    """Its labels live only in the snapshot of the failed write: attaching the image read in
+    the background must put them back, not the older file (a review found them lost)."""
+    assert window.open_path(large_folder)
+    project = window.session.project
+    window.pick_image(2)  # small: read at once
+    window.session.document.apply((slice(0, 5), slice(0, 5)), None, 1, "edit")
+    real_write = type(project).write_labels
+    failing = {"on": True}
+
+    def write(self, index, labels):
+        if failing["on"] and index == 2:
+            raise OSError(28, "No space left on device")
+        return real_write(self, index, labels)
+
+    monkeypatch.setattr(type(project), "write_labels", write)
+    monkeypatch.setattr(window, "report_error", lambda *args, **kwargs: None)
+    window.session.select(0)  # the save of image 2 fails: its labels wait in a snapshot
+    window.session._collect(wait=True)
+    assert 2 in window.session._unsaved
+    monkeypatch.setattr(window.session, "reads_slowly", lambda index: True)
+    window.pick_image(2)
+    assert window.session.loading
+    qtbot.waitUntil(lambda: window.session.index == 2, timeout=60000)
+    failing["on"] = False
+    assert (window.session.document.labels[:5, :5] == 1).all()
+    assert window.session.save(wait=True)
+    assert (project.read_labels(2)[:5, :5] == 1).all()
