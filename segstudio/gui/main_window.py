@@ -7,7 +7,6 @@ ModelRuns owns the workers, the panels and the canvas are views.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -36,14 +35,13 @@ from segstudio.gui.panels._util import ignore_wheel_unless_focused
 from segstudio.gui.panels.crf import CRFPanel
 from segstudio.gui.panels.images import ImagesPanel
 from segstudio.gui.panels.layers import LayersPanel
-from segstudio.io.project_lock import ProjectLockedError
 from segstudio.gui.panels.model import ModelPanel
 from segstudio.gui.panels.training import TrainingPanel
 from segstudio.gui.panels.volume import VolumePanel
 from segstudio.gui.training_runs import TrainingRuns
 from segstudio.gui.runs import ModelRuns
 from segstudio.gui.session import Session
-from segstudio.gui import studio_actions
+from segstudio.gui import studio_actions, window_layout
 from segstudio.gui.toolbar import build_toolbar
 from segstudio.io import project_opening
 from segstudio.tasks import Progress
@@ -51,28 +49,6 @@ from segstudio.tasks import Progress
 log = logging.getLogger(__name__)
 
 MAX_RECENT = 8
-
-
-def project_display_name(project) -> str:
-    """What the user opened: the images' folder, not ``segstudio_project`` or
-    the per-user data folder the project lives in."""
-    folder = Path(project.folder)
-    if folder.name == project_opening.FOLDER_PROJECT:
-        return folder.parent.name
-    try:
-        in_user_data = folder.resolve().is_relative_to(project_opening.user_projects_dir().resolve())
-    except OSError:
-        in_user_data = False
-    if in_user_data and project.entries:
-        sources = [Path(e.source) for e in project.entries]
-        try:
-            common = Path(os.path.commonpath([str(s) for s in sources]))
-        except ValueError:  # sources on different drives
-            return folder.name
-        if len(set(sources)) == 1 and not common.is_dir():
-            common = common.parent
-        return common.name or folder.name
-    return folder.name
 
 
 class MainWindow(QMainWindow):
@@ -124,9 +100,9 @@ class MainWindow(QMainWindow):
         self._update_title()
         # the arrangement View > Reset layout goes back to, then the user's from last time
         self._default_layout = self.saveState()
-        if not self._restore_layout():
+        if not window_layout.restore_layout(self):
             # the dock sizes need the window laid out: once it is shown
-            QTimer.singleShot(0, self._apply_default_dock_sizes)
+            QTimer.singleShot(0, lambda: window_layout.apply_default_dock_sizes(self))
 
     def _add_dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:
         dock = QDockWidget(title, self)
@@ -213,34 +189,6 @@ class MainWindow(QMainWindow):
         if not self._open_with(lambda **access: project_opening.open_or_create(Path(path), **access)):
             return False
         self._remember_recent(Path(path))
-        return True
-
-    def _open_with(self, opener) -> bool:
-        """Open what *opener* (``open_or_create`` with its path) gives, holding the
-        project's lock; when another window holds it, ask: read-only, take over, or cancel."""
-        try:
-            try:
-                project = opener(lock=True)
-            except ProjectLockedError as locked:
-                choice = studio_actions.ask_about_lock(self, locked)
-                if choice is None:
-                    return False
-                if choice == "take-over":
-                    project = opener(lock=True, take_over=True)
-                else:
-                    project = opener(read_only=f"it is open in another window: {locked.owner.describe()}")
-            try:
-                problems = self.session.open_project(project)
-            except SegstudioError:
-                project.release()
-                raise
-        except SegstudioError as error:
-            self.report_error("Cannot open", error)
-            return False
-        if problems:
-            self.report_error(f"{len(problems)} image(s) cannot be read; the others are open", problems[0])
-        if project.read_only is not None:
-            self.statusBar().showMessage(f"Read-only: {project.read_only}. Nothing you change is saved.")
         return True
 
     def _on_project_changed(self) -> None:
@@ -336,7 +284,7 @@ class MainWindow(QMainWindow):
 
     def _update_title(self) -> None:
         project = self.session.project
-        name = project_display_name(project) if project is not None else "no project"
+        name = project_opening.project_display_name(project) if project is not None else "no project"
         read_only = " [read-only]" if self.session.read_only else ""
         self.setWindowTitle(f"segstudio — {name}{read_only}")
         self.read_only_label.setVisible(self.session.read_only)
@@ -609,51 +557,15 @@ class MainWindow(QMainWindow):
         self.runs.shutdown()
         self.training.shutdown()
         self.session.close()
-        settings = QSettings()
-        settings.setValue("geometry", self.saveGeometry())
-        settings.setValue("state", self.saveState())
-        settings.setValue("maximized", self.isMaximized())
+        window_layout.save_layout(self)
         event.accept()
-
-    def _restore_layout(self) -> bool:
-        """The size, position, dock arrangement and maximised state of last time;
-        False when there is none (a first start)."""
-        settings = QSettings()
-        geometry, state = settings.value("geometry"), settings.value("state")
-        if geometry:
-            self.restoreGeometry(geometry)
-        if state:
-            self.restoreState(state)
-            self.docks["Volume"].hide()  # shown again when a volume opens
-        # restoreGeometry alone does not bring a maximised window back maximised on
-        # every platform (X11 window managers): the flag is kept separately
-        if str(settings.value("maximized", "false")).lower() == "true":
-            self.setWindowState(self.windowState() | Qt.WindowState.WindowMaximized)
-        return bool(state)
-
-    def _apply_default_dock_sizes(self) -> None:
-        """CRF and Layers as tall as their controls, the Model / Training tabs the
-        rest (the curves and versions need it); the image list taller than the classes."""
-        def wanted(name: str) -> int:  # the panel's height and the title bar's
-            return self.docks[name].findChild(QScrollArea).widget().sizeHint().height() + 28
-
-        right = [self.docks["Model"], self.docks["CRF"]]
-        height = max(1, sum(dock.height() for dock in right))
-        self.resizeDocks(right, [max(200, height - wanted("CRF")), wanted("CRF")], Qt.Orientation.Vertical)
-        left = [self.docks["Images"], self.docks["Classes"], self.docks["Layers"]]
-        height = max(1, sum(dock.height() for dock in left))
-        rest = height - wanted("Layers")
-        self.resizeDocks(left, [rest * 3 // 5, rest - rest * 3 // 5, wanted("Layers")], Qt.Orientation.Vertical)
 
     def reset_layout(self) -> None:
         """View > Reset layout: the docks where a fresh install has them."""
-        volume_shown = self.docks["Volume"].isVisible()
-        self.restoreState(self._default_layout)
-        if self._volume_dock_tabbed:
-            self.tabifyDockWidget(self.docks["Classes"], self.docks["Volume"])
-        self.docks["Volume"].setVisible(volume_shown)
-        self.docks["Model"].raise_()
-        self._apply_default_dock_sizes()
+        window_layout.reset_layout(self)
+
+    def _open_with(self, opener) -> bool:
+        return window_layout.open_with(self, opener)
 
     def about(self) -> None:
         QMessageBox.about(

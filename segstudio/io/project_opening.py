@@ -197,3 +197,25 @@ def _released_on_error(project: Project) -> Iterator[None]:
     except BaseException:
         project.release()
         raise
+
+
+def project_display_name(project) -> str:
+    """What the user opened: the images' folder, not ``segstudio_project`` or
+    the per-user data folder the project lives in."""
+    folder = Path(project.folder)
+    if folder.name == FOLDER_PROJECT:
+        return folder.parent.name
+    try:
+        in_user_data = folder.resolve().is_relative_to(user_projects_dir().resolve())
+    except OSError:
+        in_user_data = False
+    if in_user_data and project.entries:
+        sources = [Path(e.source) for e in project.entries]
+        try:
+            common = Path(os.path.commonpath([str(s) for s in sources]))
+        except ValueError:  # sources on different drives
+            return folder.name
+        if len(set(sources)) == 1 and not common.is_dir():
+            common = common.parent
+        return common.name or folder.name
+    return folder.name

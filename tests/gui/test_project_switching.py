@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from segstudio.annotation.classes import ClassList
-from segstudio.gui.main_window import project_display_name
+from segstudio.io.project_opening import project_display_name
 from segstudio.io.project import Project
 from tests.gui.conftest import CLASS_COLORS, CLASS_NAMES, run_model
 from tests.io.test_dicom import make_ct_series

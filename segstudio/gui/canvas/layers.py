@@ -131,3 +131,21 @@ def entropy_map(probabilities: np.ndarray) -> np.ndarray:
         band = np.clip(band, 1e-7, 1.0)
         out[top : top + step] = -(band * np.log(band)).sum(axis=0) * scale
     return np.clip(out, 0.0, 1.0)
+
+
+DEFAULT_LAYERS = {
+    "image": LayerState(True, 1.0),
+    "heatmap": LayerState(False, 0.6),
+    "prediction": LayerState(True, 0.45),
+    "crf": LayerState(False, 0.5),
+    "labels": LayerState(True, 0.6),
+}
+
+
+def heatmap_values(probabilities: np.ndarray, index: int) -> np.ndarray:
+    """What the heatmap shows of ``C x H x W`` *probabilities*: class *index*'s
+    probability, or the entropy for a negative *index*."""
+    if index < 0:
+        return entropy_map(probabilities)
+    values = np.ascontiguousarray(probabilities[min(index, probabilities.shape[0] - 1)])
+    return values if values.dtype == np.uint8 else values.astype(np.float32)

@@ -17,47 +17,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from enum import Enum
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QPainterPath, QPen, QWheelEvent
+from PySide6.QtGui import QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QWheelEvent
 from PySide6.QtWidgets import QWidget
 
 from segstudio.annotation import tools
 from segstudio.annotation.document import Document
+from segstudio.gui.canvas import drawing
 from segstudio.gui.canvas.slicing import SliceView
+from segstudio.gui.canvas.tool import Tool
 from segstudio.gui.canvas.layers import (
-    LAYER_NAMES,
     HeatmapLayer,
     LayerState,
     MaskLayer,
     Region,
+    DEFAULT_LAYERS,
     display_rgba,
-    entropy_map,
+    heatmap_values,
     wrap_rgba,
 )
 
 MIN_ZOOM, MAX_ZOOM = 1 / 64, 64.0
-
-
-class Tool(str, Enum):
-    BRUSH = "brush"
-    ERASER = "eraser"
-    FILL = "fill"
-    POLYGON = "polygon"
-    ACCEPT = "accept"  # paint a region in which the prediction is accepted
-    PAN = "pan"  # a left drag pans
-    EYEDROPPER = "eyedropper"  # a left click picks the label under it as the active class
-
-
-DEFAULT_LAYERS = {
-    "image": LayerState(True, 1.0),
-    "heatmap": LayerState(False, 0.6),
-    "prediction": LayerState(True, 0.45),
-    "crf": LayerState(False, 0.5),
-    "labels": LayerState(True, 0.6),
-}
 
 
 class Canvas(QWidget):
@@ -214,13 +196,7 @@ class Canvas(QWidget):
         probabilities = prediction.probabilities
         if self.slicer is not None:
             probabilities = self.slicer.oriented_channels(self.slicer.channel_plane(probabilities))
-        if self.heatmap_index < 0:
-            values = entropy_map(probabilities)
-        else:
-            index = min(self.heatmap_index, probabilities.shape[0] - 1)
-            values = np.ascontiguousarray(probabilities[index])
-            if values.dtype != np.uint8:
-                values = values.astype(np.float32)
+        values = heatmap_values(probabilities, self.heatmap_index)
         if self._heatmap is None:
             self._heatmap = HeatmapLayer(values, self._colormap)
         else:
@@ -445,82 +421,14 @@ class Canvas(QWidget):
             painter.setPen(QColor(170, 170, 170))
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "Open images or a project (File menu)")
             return
-        height, width = self.image_size()
-        top, left = self.to_image(QPointF(event.rect().topLeft()))
-        bottom, right = self.to_image(QPointF(event.rect().bottomRight()))
-        top, left = max(0, math.floor(top)), max(0, math.floor(left))
-        bottom, right = min(height, math.ceil(bottom) + 1), min(width, math.ceil(right) + 1)
-        if bottom > top and right > left:
-            source = QRectF(left, top, right - left, bottom - top)
-            corner = self.to_widget(top, left)
-            target = QRectF(corner.x(), corner.y(), source.width() * self.zoom,
-                            source.height() * self.zoom * self.aspect)
-            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 1.0)
-            for name in LAYER_NAMES:
-                state = self.states[name]
-                image = self.layer_image(name)
-                if image is None or not state.visible or state.opacity <= 0:
-                    continue
-                painter.setOpacity(state.opacity)
-                painter.drawImage(target, image, source)
-                painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
-            painter.setOpacity(1.0)
-        self._paint_overlays(painter)
-        self._paint_orientation(painter)
+        drawing.paint_layers(self, painter, event.rect())
+        drawing.paint_overlays(self, painter)
+        drawing.paint_orientation(painter, self.rect(), self.orientation_letters())
 
     def orientation_letters(self) -> tuple[str, str, str, str] | None:
         """Patient directions at the top, bottom, left and right of a volume's
         plane as shown (None for a 2-D image or a volume without patient frame)."""
         return self.slicer.letters if self.slicer is not None else None
-
-    def _paint_orientation(self, painter: QPainter) -> None:
-        letters = self.orientation_letters()
-        if letters is None:
-            return
-        top, bottom, left, right = letters
-        font = painter.font()
-        font.setPixelSize(14)
-        font.setBold(True)
-        painter.setFont(font)
-        margin = 6
-        area = self.rect().adjusted(margin, margin, -margin, -margin)
-        flags = Qt.AlignmentFlag
-        for text, align in ((top, flags.AlignTop | flags.AlignHCenter), (bottom, flags.AlignBottom | flags.AlignHCenter),
-                            (left, flags.AlignLeft | flags.AlignVCenter), (right, flags.AlignRight | flags.AlignVCenter)):
-            painter.setPen(QColor(0, 0, 0, 200))  # a shadow keeps the letter legible on bright tissue
-            painter.drawText(area.translated(1, 1), align, text)
-            painter.setPen(QColor(255, 220, 90))
-            painter.drawText(area, align, text)
-
-    def _paint_overlays(self, painter: QPainter) -> None:
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        if self._accept_path:
-            pen = QPen(QColor(255, 255, 255, 90), 2 * self.brush_radius * self.zoom)
-            pen.setCapStyle(Qt.PenCapStyle.RoundCap)
-            pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
-            painter.setPen(pen)
-            path = QPainterPath(self._accept_path[0])
-            for point in self._accept_path[1:]:
-                path.lineTo(point)
-            painter.drawPath(path)
-        if self.polygon_points:
-            painter.setPen(QPen(QColor(255, 230, 0), 1.5))
-            points = [self.to_widget(r, c) for r, c in self.polygon_points]
-            if self._cursor is not None:
-                points.append(self._cursor)
-            for a, b in zip(points, points[1:], strict=False):
-                painter.drawLine(a, b)
-            for point in points[: len(self.polygon_points)]:
-                painter.drawEllipse(point, 3, 3)
-        if self._cursor is not None and self.tool in (Tool.BRUSH, Tool.ERASER, Tool.ACCEPT):
-            # the brush is a disc in pixels; on a coronal or sagittal plane a
-            # pixel is drawn `aspect` times taller, and so is what it paints
-            rx = self.brush_radius * self.zoom
-            ry = rx * self.aspect
-            painter.setPen(QPen(QColor(0, 0, 0, 160), 3))
-            painter.drawEllipse(self._cursor, rx, ry)
-            painter.setPen(QPen(QColor(255, 255, 255, 220), 1))
-            painter.drawEllipse(self._cursor, rx, ry)
 
     def _panning(self, event: QMouseEvent) -> bool:
         return event.buttons() & Qt.MouseButton.MiddleButton or (

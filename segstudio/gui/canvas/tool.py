@@ -1,0 +1,15 @@
+"""The canvas's mouse tools."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Tool(str, Enum):
+    BRUSH = "brush"
+    ERASER = "eraser"
+    FILL = "fill"
+    POLYGON = "polygon"
+    ACCEPT = "accept"  # paint a region in which the prediction is accepted
+    PAN = "pan"  # a left drag pans
+    EYEDROPPER = "eyedropper"  # a left click picks the label under it as the active class
