@@ -41,7 +41,7 @@ from segstudio.gui.panels.volume import VolumePanel
 from segstudio.gui.training_runs import TrainingRuns
 from segstudio.gui.runs import ModelRuns
 from segstudio.gui.session import Session
-from segstudio.gui import studio_actions, window_layout
+from segstudio.gui import class_editing, studio_actions, window_layout
 from segstudio.gui.toolbar import build_toolbar
 from segstudio.io import project_opening
 from segstudio.tasks import Progress
@@ -141,11 +141,7 @@ class MainWindow(QMainWindow):
         session.loadFailed.connect(self._on_image_unreadable)
         self.images_panel.reviewToggled.connect(self._on_review_toggled)
         self.classes_panel.activeChanged.connect(self.set_active_class)
-        self.classes_panel.addRequested.connect(self._on_class_added)
-        self.classes_panel.renameRequested.connect(self._on_class_renamed)
-        self.classes_panel.recolorRequested.connect(self._on_class_recolored)
-        self.classes_panel.visibilityChanged.connect(self._on_class_visibility_changed)
-        self.classes_panel.deleteRequested.connect(self._on_class_deleted)
+        class_editing.connect_classes_panel(self)
         self.model_panel.runRequested.connect(self.run_model)
         self.model_panel.cancelRequested.connect(runs.cancel)
         self.model_panel.settingsChanged.connect(self._on_model_settings_changed)
@@ -201,7 +197,7 @@ class MainWindow(QMainWindow):
         self.crf_panel.set_busy(False)
         entries = [(e.display_name, ImageStatus(e.status).value) for e in project.entries] if project is not None else []
         self.images_panel.set_entries(entries)
-        self._sync_classes()
+        self.sync_classes()
         # the project's own model settings over the defaults: no checkpoint unless it names one
         # (`is not None`: a project without images is falsy, Project has a __len__)
         problems = self.model_panel.show_project(project.model_settings if project is not None else {})
@@ -298,7 +294,7 @@ class MainWindow(QMainWindow):
         studio_actions.refresh_recent_menu(self)
 
     # -- classes --------------------------------------------------------------
-    def _sync_classes(self) -> None:
+    def sync_classes(self) -> None:
         classes = self.session.classes
         self.classes_panel.set_classes([(c.name, tuple(c.color), c.visible) for c in classes])
         self.layers_panel.set_heatmap_choices(list(classes.names))
@@ -311,47 +307,6 @@ class MainWindow(QMainWindow):
             self.canvas.set_active_class(index)
             self.classes_panel.set_active(index)
             self.statusBar().showMessage(f"class: {self.session.classes[index].name}", 2000)
-
-    def _on_class_added(self, name: str, color: tuple) -> None:
-        self._edit_classes(lambda classes: classes.add(name, tuple(color)))
-
-    def _on_class_renamed(self, index: int, name: str) -> None:
-        self._edit_classes(lambda classes: classes.rename(index, name))
-
-    def _on_class_recolored(self, index: int, color: tuple) -> None:
-        self._edit_classes(lambda classes: classes.recolor(index, tuple(color)))
-
-    def _on_class_visibility_changed(self, index: int, visible: bool) -> None:
-        self._edit_classes(lambda classes: classes.set_visible(index, visible))
-
-    def _on_class_deleted(self, index: int, replacement: int) -> None:
-        depth = self.session.classes.label_dtype
-        try:
-            studio_actions.delete_class(self, index, replacement)
-        except SegstudioError as error:
-            self.report_error("Cannot delete the class", error)
-        self._sync_classes()
-        self._report_label_depth(depth)
-
-    def _edit_classes(self, change) -> None:
-        if self.session.project is None:
-            return
-        depth = self.session.classes.label_dtype
-        try:
-            change(self.session.classes)
-            self.session.match_label_type()  # the 255th class makes the labels uint16
-        except SegstudioError as error:
-            self.report_error("Classes", error)
-        self.session.project.save()
-        self._sync_classes()
-        self._report_label_depth(depth)
-
-    def _report_label_depth(self, before) -> None:
-        """Say so when the class count crossed 254 and the label maps changed depth."""
-        classes = self.session.classes
-        if classes.label_dtype != before:
-            bits = 8 * classes.label_dtype.itemsize
-            self.statusBar().showMessage(f"{len(classes)} classes: labels are now saved as {bits}-bit PNGs", 8000)
 
     # -- model and CRF ----------------------------------------------------------
     def run_model(self, all_images: bool = False) -> None:

@@ -262,7 +262,7 @@ def adopt_model_classes(window: MainWindow, meta) -> None:
         )
         project.save()
         window.session.match_label_type()
-        window._sync_classes()
+        window.sync_classes()
         window.statusBar().showMessage(f"classes taken from the model: {', '.join(meta.class_names)}", 5000)
     elif len(classes) != meta.num_classes:
         window.report_error(
@@ -291,32 +291,6 @@ def ask_about_lock(window: MainWindow, locked) -> str | None:
     box.exec()
     clicked = box.clickedButton()
     return "read-only" if clicked is read_only else "take-over" if clicked is take_over else None
-
-
-def delete_class(window: MainWindow, index: int, replacement: int) -> None:
-    """Remove class ``index`` everywhere; its pixels become ``replacement``
-    (another class, or -1 = unlabelled) and higher classes shift down. Going
-    from 255 classes to 254 also narrows every label map from uint16 to uint8.
-
-    All or nothing (:meth:`Project.delete_class`): one unreadable file stops
-    the deletion with the project intact, instead of leaving it half renumbered.
-    """
-    from segstudio.errors import SegstudioError as _Error
-
-    project = window.session.project
-    if project is None:
-        return
-    if not window.session.save(wait=True):  # every image's labels on disk, in the old numbering
-        raise _Error("the labels could not be saved, so no class was deleted")
-    document = window.session.document
-
-    def renumber_open_image(mapping):
-        # called once the deletion is certain, even if a later write fails
-        if document is not None:
-            document.remap_labels(mapping)
-            document.dirty = False  # its file is the one being renumbered
-
-    project.delete_class(index, None if replacement < 0 else replacement, on_commit=renumber_open_image)
 
 
 def export_masks(window: MainWindow) -> None:

@@ -458,7 +458,7 @@ def test_the_255th_class_switches_labels_to_uint16_keeping_paint_and_undo(qtbot,
     classes = window.session.classes
     for i in range(len(classes), 254):
         classes.add(f"extra {i}")
-    window._sync_classes()
+    window.sync_classes()
     assert window.session.document.labels.dtype == np.uint8
     window.classes_panel.addRequested.emit("class 254", (1, 2, 3))  # the 255th class, through the panel
     assert len(classes) == 255
@@ -467,7 +467,7 @@ def test_the_255th_class_switches_labels_to_uint16_keeping_paint_and_undo(qtbot,
     assert labels.dtype == np.uint16 and labels[20, 20] == 1 and labels[0, 0] == 65535
     for i in range(255, 301):
         classes.add(f"extra {i}")
-    window._sync_classes()
+    window.sync_classes()
     window.set_active_class(300)
     _paint_at(window, 40, 40)
     window.set_active_class(255)  # an ordinary class in a uint16 map
@@ -505,7 +505,7 @@ def test_deleting_the_255th_class_narrows_labels_back_to_uint8(qtbot, window, im
     for i in range(len(classes), 255):
         classes.add(f"extra {i}")
     window.session.match_label_type()
-    window._sync_classes()
+    window.sync_classes()
     document = window.session.document
     assert document.labels.dtype == np.uint16
     document.apply((slice(0, 5), slice(0, 5)), None, 254, "test")

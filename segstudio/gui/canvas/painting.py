@@ -1,0 +1,119 @@
+"""What the canvas's tools do to the labels: brush and eraser strokes, fill,
+polygon, accept-in-region and the eyedropper.
+
+A mixin of :class:`~segstudio.gui.canvas.view.Canvas`: the Qt events live
+there and hand a left press to :meth:`PaintingTools._press_tool`. Every tool
+works on the plane as shown and goes through ``_to_document`` to the
+document's own axes, and every change goes through the Document (its
+history and listeners).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PySide6.QtCore import QPointF
+
+from segstudio.annotation import tools
+from segstudio.gui.canvas.tool import Tool
+
+
+class PaintingTools:
+    """The label-changing half of the canvas (needs the Canvas's state)."""
+
+    def set_paint_unlabelled_only(self, enabled: bool) -> None:
+        self.paint_unlabelled_only = bool(enabled)
+
+    def _keep_unlabelled(self, found):
+        """A brush, fill or polygon footprint on the shown plane, narrowed to
+        unlabelled pixels when that option is on."""
+        if found is None or not self.paint_unlabelled_only or self.document is None:
+            return found
+        return tools.only_unlabelled(found, self._plane(self.document.labels), self.document.unlabelled)
+
+    def _to_document(self, region, mask):
+        """A tool's region and mask on the shown plane, in the document's axes."""
+        if self.slicer is None:
+            return region, mask
+        return self.slicer.to_volume(*self.slicer.flip_region(region, mask))
+
+    def _dab(self, position: tuple[float, float]) -> None:
+        document = self.document
+        last = self._stroke_last or position
+        found = tools.stroke_segment(last, position, self.brush_radius, self.image_size())
+        self._stroke_last = position
+        if found is None:
+            return
+        if self.tool is Tool.BRUSH:
+            found = self._keep_unlabelled(found)
+            if found is None:
+                return
+        region, mask = found
+        if self.tool is Tool.ACCEPT:
+            self._accept_dabs.append((region, mask))
+            return
+        value = self.document.unlabelled if self.tool is Tool.ERASER else self.active_class
+        document.paint(*self._to_document(region, mask), value)
+
+    def _finish_accept(self) -> None:
+        dabs, self._accept_dabs = self._accept_dabs, []
+        self._accept_path.clear()
+        if not dabs or self.document is None:
+            return
+        top = min(r[0].start for r, _ in dabs)
+        bottom = max(r[0].stop for r, _ in dabs)
+        left = min(r[1].start for r, _ in dabs)
+        right = max(r[1].stop for r, _ in dabs)
+        mask = np.zeros((bottom - top, right - left), bool)
+        for (ys, xs), dab in dabs:
+            mask[ys.start - top : ys.stop - top, xs.start - left : xs.stop - left] |= dab
+        region, mask = self._to_document((slice(top, bottom), slice(left, right)), mask)
+        self.document.accept(self.accept_source, region=region, mask=mask)
+
+    def close_polygon(self) -> bool:
+        """Fill the polygon drawn so far with the active class."""
+        points, self.polygon_points = self.polygon_points, []
+        self.update()
+        if self.document is None or len(points) < 3:
+            return False
+        found = self._keep_unlabelled(tools.polygon(points, self.image_size()))
+        if found is None:
+            return False
+        return self.document.apply(*self._to_document(*found), self.active_class, "Polygon")
+
+    def _pick_label(self, row: float, column: float) -> None:
+        y, x = math.floor(row), math.floor(column)
+        height, width = self.image_size()
+        if 0 <= y < height and 0 <= x < width:
+            self.labelPicked.emit(int(self._plane(self.document.labels)[y, x]))
+
+    def _press_tool(self, point: tuple[float, float], position: QPointF) -> None:
+        """A left press at image point *point* (widget *position*) with the current tool."""
+        row, column = point
+        if self.tool is Tool.EYEDROPPER:  # reads only: works on a read-only document too
+            self._pick_label(row, column)
+            return
+        if self.document.read_only:
+            self.readOnlyTouched.emit()
+            return
+        if self.tool in (Tool.BRUSH, Tool.ERASER):
+            self.document.begin_stroke("Brush" if self.tool is Tool.BRUSH else "Eraser")
+            self._stroke_last = None
+            self._dab((row, column))
+        elif self.tool is Tool.ACCEPT:
+            self._stroke_last = None
+            self._accept_path = [position]
+            self._dab((row, column))
+            self.update()
+        elif self.tool is Tool.FILL:
+            y, x = int(math.floor(row)), int(math.floor(column))
+            height, width = self.image_size()
+            if 0 <= y < height and 0 <= x < width:
+                plane = np.ascontiguousarray(self._plane(self.document.labels))
+                found = self._keep_unlabelled(tools.flood_fill(plane, (y, x)))
+                if found is not None:
+                    self.document.apply(*self._to_document(*found), self.active_class, "Fill")
+        elif self.tool is Tool.POLYGON:
+            self.polygon_points.append((row, column))
+            self.update()
