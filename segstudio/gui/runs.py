@@ -58,6 +58,7 @@ class ModelRuns(QObject):
         # runs started for a project that is no longer open: they end, but what
         # they yield (model classes, predictions, CRF results) is dropped
         self._discarded: set[int] = set()
+        self._winding_down: dict[int, RunningTask] = {}
         self._serial = itertools.count(1)
 
     @property
@@ -71,13 +72,13 @@ class ModelRuns(QObject):
         key = (settings.get("checkpoint"), settings.get("device"), settings.get("precision"), settings.get("tile"))
 
         def task(cancel: CancelToken) -> Generator[Any, None, int]:
-            yield from self._ensure_predictor(settings, key)
+            predictor = yield from self._ensure_predictor(settings, key)
             for number, (index, load_image) in enumerate(jobs, start=1):
                 cancel.raise_if_cancelled()
                 if len(jobs) > 1:
                     yield _by_image(number, len(jobs), None, "reading")
                 image = load_image()
-                steps = self._predictor.predict_steps(image, cancel=cancel)
+                steps = predictor.predict_steps(image, cancel=cancel)
                 while True:
                     try:
                         progress = next(steps)
@@ -94,13 +95,17 @@ class ModelRuns(QObject):
         self._start(description, task)
         return True
 
-    def _ensure_predictor(self, settings: dict[str, Any], key: tuple) -> Generator[Any, None, None]:
-        """(In the worker.) Build the Predictor unless the settings are unchanged."""
-        if self._predictor is None or self._predictor_key != key:
+    def _ensure_predictor(self, settings: dict[str, Any], key: tuple) -> Generator[Any, None, Predictor]:
+        """(In the worker.) The Predictor for *settings*: built unless they are
+        unchanged. The run keeps its own reference: a run discarded with its
+        project may still be winding down while the next one loads another."""
+        predictor = self._predictor
+        if predictor is None or self._predictor_key != key:
             yield Progress(0, None, message="loading the model…", stage="load")
-            self._predictor, self.meta = _build_predictor(settings)
-            self._predictor_key = key
-            yield self.meta
+            predictor, meta = _build_predictor(settings)
+            self._predictor, self._predictor_key, self.meta = predictor, key, meta
+            yield meta
+        return predictor
 
     def run_volume(
         self,
@@ -123,10 +128,10 @@ class ModelRuns(QObject):
         key = (settings.get("checkpoint"), settings.get("device"), settings.get("precision"), settings.get("tile"))
 
         def task(cancel: CancelToken) -> Generator[Any, None, int]:
-            yield from self._ensure_predictor(settings, key)
+            predictor = yield from self._ensure_predictor(settings, key)
             # the checkpoint decides how the volume becomes the model's input;
             # only models from before that was recorded follow the window on screen
-            steps = predict_volume_steps(self._predictor, volume, slices=slices, window=window,
+            steps = predict_volume_steps(predictor, volume, slices=slices, window=window,
                                          invert=invert, cancel=cancel)
             while True:
                 try:
@@ -150,18 +155,27 @@ class ModelRuns(QObject):
 
     def discard(self) -> None:
         """Another project is opened: cancel the runs in flight and drop whatever
-        they still deliver (it belongs to the project that was open)."""
+        they still deliver (it belongs to the project that was open).
+
+        They are let go at once: a run for the new project may start while
+        they wind down, and their end is not announced (the new project never
+        ran them)."""
         for task in (self.model_task, self.crf_task):
             if task is not None and task.running:
                 self._discarded.add(task.run_key)
+                self._winding_down[task.run_key] = task  # keeps the task alive until it ends
                 task.cancel()
-        self.crf_task = None
+        self.model_task = self.crf_task = None
 
     def _on_model_ended(self, outcome: str, key: int) -> None:
         if key in self._discarded:
-            self._discarded.discard(key)
-            outcome = "cancelled"
+            self._forget(key)
+            return
         self.runFinished.emit(outcome)
+
+    def _forget(self, key: int) -> None:
+        self._discarded.discard(key)
+        self._winding_down.pop(key, None)
 
     def _on_model_yielded(self, item: object, key: int | None = None) -> None:
         if key in self._discarded:
@@ -174,13 +188,12 @@ class ModelRuns(QObject):
             self.modelLoaded.emit(item)
 
     def _on_model_failed(self, error: BaseException, key: int | None = None) -> None:
+        if key in self._discarded:  # the failure of a run for the project that was open
+            self._forget(key)
+            log.info("a discarded model run failed: %s", error)
+            return
         self._predictor = None
         self._predictor_key = None
-        if key in self._discarded:  # the failure of a run for the project that was open
-            self._discarded.discard(key)
-            log.info("a discarded model run failed: %s", error)
-            self.runFinished.emit("cancelled")
-            return
         self.runFailed.emit(error)
         self.runFinished.emit("failed")
 
@@ -201,11 +214,12 @@ class ModelRuns(QObject):
         key = crf_task.run_key = next(self._serial)
         crf_task.succeeded.connect(lambda refined: self._on_crf_ended(key, index, refined))
         crf_task.failed.connect(lambda error: self._on_crf_ended(key, index, error, failed=True))
+        crf_task.cancelled.connect(lambda: self._forget(key))
         self.crf_task = crf_task
 
     def _on_crf_ended(self, key: int, index: int, outcome, *, failed: bool = False) -> None:
         if key in self._discarded:
-            self._discarded.discard(key)
+            self._forget(key)
             return
         if failed:
             self.crfFailed.emit(outcome)

@@ -15,6 +15,7 @@ while the window keeps responding; the previous one stays current until it arriv
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,6 +43,8 @@ AUTOSAVE_MAX_WAIT_MS = 1500
 #: images of up to this many pixels are read at once when picked (a fraction
 #: of a second); larger ones in a worker thread, so the window keeps responding
 QUICK_READ_PIXELS = 4096 * 4096
+#: a volume whose files hold more bytes than this opens in the background (a CT of 512^2 x 128 slices)
+QUICK_READ_BYTES = 64 * 2**20
 
 
 class Session(QObject):
@@ -98,7 +101,9 @@ class Session(QObject):
         """Open ``project`` on its current image, or the next one that reads.
 
         An unreadable image does not stop the others: its error is returned
-        (and the first readable image is shown) instead of raised.
+        (and the first readable image is shown) instead of raised. A current
+        image that reads slowly (a large image or volume, :meth:`opens_slowly`)
+        is read in the background, as a pick in the list would be.
         """
         if not self.close():
             raise SegstudioError(
@@ -115,6 +120,8 @@ class Session(QObject):
         count = len(project.entries)
         if count:
             start = min(max(project.current, 0), count - 1)
+            if self.opens_slowly(start) and self.select_in_background(start):
+                return problems  # a failed read goes the way of any other (loadFailed)
             for index in [*range(start, count), *range(0, start)]:
                 try:
                     self.select(index)
@@ -191,6 +198,17 @@ class Session(QObject):
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             return True  # not for Pillow, or broken: the worker reads it and reports what is wrong
         return width * height > QUICK_READ_PIXELS
+
+    def opens_slowly(self, index: int) -> bool:
+        """Whether image ``index`` is read in the background when a project opens
+        on it: as :meth:`reads_slowly` for a 2-D image; a volume when its files
+        hold more than :data:`QUICK_READ_BYTES` (a small series is there at once)."""
+        if self.project is None or not 0 <= index < len(self.project.entries):
+            return False
+        entry = self.project.entries[index]
+        if not entry.is_volume:
+            return self.reads_slowly(index)
+        return _bytes_on_disk(entry.source) > QUICK_READ_BYTES
 
     @property
     def wanted_index(self) -> int:
@@ -440,3 +458,14 @@ class Session(QObject):
 
     def folder(self) -> Path | None:
         return self.project.folder if self.project is not None else None
+
+
+def _bytes_on_disk(source: Path) -> int:
+    """The size of a volume's file, or of the files directly in its DICOM folder."""
+    try:
+        if not source.is_dir():
+            return source.stat().st_size
+        with os.scandir(source) as entries:
+            return sum(e.stat().st_size for e in entries if e.is_file())
+    except OSError:
+        return 0  # unreadable: read at once, and the read says what is wrong

@@ -173,3 +173,41 @@ def test_a_failed_writes_snapshot_survives_a_background_load(qtbot, window, larg
     assert (window.session.document.labels[:5, :5] == 1).all()
     assert window.session.save(wait=True)
     assert (project.read_labels(2)[:5, :5] == 1).all()
+
+
+
+def test_a_project_whose_current_image_is_large_opens_without_freezing(qtbot, window, large_folder, image_folder):
+    assert window.open_path(large_folder)
+    window.pick_image(1)
+    qtbot.waitUntil(lambda: window.session.index == 1, timeout=60000)
+    window.session.document.apply((slice(0, 4), slice(0, 4)), None, 1, "edit")
+    assert window.open_path(image_folder)
+    ticks, timer = _ticking(window)
+    assert window.open_path(large_folder)  # back: it opens on its current image, the large one
+    assert window.session.loading and window.session.document is None  # read in the background
+    qtbot.waitUntil(lambda: window.session.index == 1, timeout=60000)
+    timer.stop()
+    assert ticks["n"] >= 5, "the GUI thread stood still while the image was read"
+    assert window.images_panel.current_index() == 1
+    assert (window.session.document.labels[:4, :4] == 1).all()
+    assert window.last_error is None
+
+
+def test_a_project_opening_on_a_large_volume_reads_it_in_the_background(qtbot, window, tmp_path, image_folder,
+                                                                        monkeypatch):
+    from segstudio.gui import session as session_module
+    from tests.io.test_dicom import make_ct_series
+
+    series = tmp_path / "ct"
+    make_ct_series(series)
+    assert window.open_path(series)  # small: there at once
+    assert window.session.document is not None and window.session.document.is_volume
+    shape = window.session.document.shape
+    assert window.open_path(image_folder)
+    monkeypatch.setattr(session_module, "QUICK_READ_BYTES", 1000)  # the series' files are more than that
+    assert window.open_path(series)
+    assert window.session.loading and window.session.document is None
+    qtbot.waitUntil(lambda: window.session.document is not None, timeout=60000)
+    assert window.session.document.shape == shape
+    assert window.docks["Volume"].isVisibleTo(window)
+    assert window.last_error is None
