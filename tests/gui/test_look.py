@@ -188,3 +188,29 @@ def test_status_badges_stay_inside_a_narrow_image_list(qtbot):
     for row in range(view.count()):
         rect = view.visualItemRect(view.item(row))
         assert rect.right() <= view.viewport().width()
+
+
+def test_at_1400_by_900_the_versions_table_is_in_sight_without_scrolling(qtbot, window):
+    window.resize(1400, 900)
+    window.docks["Training"].raise_()
+    qtbot.wait(100)
+    panel = window.training_panel
+    scroll = panel.parentWidget().parentWidget()  # the dock's scroll area viewport
+    top = panel.results.mapTo(panel, panel.results.rect().topLeft()).y()
+    table = panel.versions.mapTo(panel, panel.versions.rect().topLeft()).y()
+    assert panel.results.currentIndex() == 0  # the versions page
+    # the tab bar, the table's header and its first row are inside the visible part
+    assert top >= 0 and table + 60 <= scroll.height(), (table, scroll.height())
+
+
+def test_the_model_panel_describes_the_chosen_checkpoint(qtbot, window, checkpoint):
+    panel = window.model_panel
+    assert "untrained" in panel.about_rows()[0][1]
+    panel.set_settings({"checkpoint": str(checkpoint)})
+    rows = dict(panel.about_rows())
+    assert rows["Network"].startswith("unet (base_width 4, ")
+    assert rows["Classes"] == "3: background, cytoplasm, nucleus"
+    assert rows["Input"].startswith("3 channel(s)")
+    assert rows["Trained"] == "outside segstudio (no training record)"
+    panel.set_settings({"checkpoint": str(checkpoint.parent / "missing.safetensors")})
+    assert "cannot be read" in panel.about_rows()[0][1] and "missing.safetensors" in panel.about_rows()[0][1]

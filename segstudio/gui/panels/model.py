@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -149,11 +150,17 @@ class ModelPanel(QWidget):
         layout.addLayout(run_row)
         layout.addWidget(self._progress)
         layout.addWidget(self._status)
+        # what the chosen checkpoint is: the panel's lower half was empty
+        self.about_box = QGroupBox("This model")
+        self._about = QFormLayout(self.about_box)
+        self._about.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        layout.addWidget(self.about_box)
         layout.addStretch(1)
         self._settings_widgets = (
             self._architecture, self._checkpoint, self._browse_button, self._device, self._precision, self._tile,
         )
         self.set_running(False)
+        self.describe_checkpoint("")
 
     # -- settings ------------------------------------------------------------
     def settings(self) -> dict:
@@ -185,6 +192,7 @@ class ModelPanel(QWidget):
             if "checkpoint" in d:
                 self._last_checkpoint = str(d["checkpoint"] or "")
                 self._checkpoint.setText(self._last_checkpoint)
+                self.describe_checkpoint(self._last_checkpoint)
             if "device" in d:
                 device = str(d["device"])
                 if device in DEVICES and device not in device_choices():
@@ -264,7 +272,39 @@ class ModelPanel(QWidget):
             self._last_checkpoint = text
             if text:
                 self._adopt_checkpoint_architecture(text)
+            self.describe_checkpoint(text)
             self.settingsChanged.emit(self.settings())
+
+    def describe_checkpoint(self, path: str) -> None:
+        """Fill "This model" from the checkpoint's metadata (its weights stay on disk)."""
+        from segstudio.models.checkpoint import read_meta
+        from segstudio.models.checkpoint_info import describe_checkpoint
+
+        while self._about.rowCount():
+            self._about.removeRow(0)
+        if not path:
+            rows = [("", "No checkpoint: the network starts untrained. Choose trained weights with Browse…, "
+                         "or train one in the Training panel.")]
+        else:
+            try:
+                rows = describe_checkpoint(read_meta(path))
+            except SegstudioError as error:
+                rows = [("", f"Its description cannot be read: {error}")]
+        for label, text in rows:
+            value = QLabel(text)
+            value.setWordWrap(True)
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self._about.addRow(label, value)
+
+    def about_rows(self) -> list[tuple[str, str]]:
+        """What "This model" shows, as (label, text) rows (for tests and screenshots)."""
+        rows = []
+        for row in range(self._about.rowCount()):
+            label = self._about.itemAt(row, QFormLayout.ItemRole.LabelRole)
+            field = self._about.itemAt(row, QFormLayout.ItemRole.FieldRole)
+            label_text = label.widget().text() if label is not None else ""
+            rows.append((label_text, field.widget().text() if field is not None else ""))
+        return rows
 
     def _adopt_checkpoint_architecture(self, path: str) -> None:
         """The architecture follows the chosen checkpoint: its metadata names it."""

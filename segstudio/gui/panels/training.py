@@ -14,12 +14,14 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
     QSpinBox,
+    QTabWidget,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -110,8 +112,8 @@ class TrainingPanel(QWidget):
         self._status.setWordWrap(True)
 
         self.loss_plot = pg.PlotWidget(title="training loss", size="9pt", axisItems={"bottom": IntegerAxis("bottom")})
-        self.loss_plot.setMinimumHeight(150)
-        self.loss_plot.setMaximumHeight(200)
+        self.loss_plot.setMinimumHeight(110)
+        self.loss_plot.setMaximumHeight(130)
         self.loss_plot.setLabel("bottom", "step")
         self.loss_curve = self.loss_plot.plot(pen=pg.mkPen("#ffc400", width=1.5))
         # the legend is the title: inside the plot it covered the Dice curve near 1
@@ -119,8 +121,8 @@ class TrainingPanel(QWidget):
             title=f"val. <span style='color:{IOU_COLOR}'>&#9679; mIoU</span>&nbsp;"
                   f"<span style='color:{DICE_COLOR}'>&#9660; Dice</span>", size="9pt",
             axisItems={"bottom": IntegerAxis("bottom")})
-        self.score_plot.setMinimumHeight(150)
-        self.score_plot.setMaximumHeight(200)
+        self.score_plot.setMinimumHeight(110)
+        self.score_plot.setMaximumHeight(130)
         self.score_plot.setLabel("bottom", "epoch")
         # scores run 0..1: a fixed range, so that a curve near 1 is not on the frame
         self.score_plot.setYRange(0.0, 1.0, padding=0.04)
@@ -137,7 +139,6 @@ class TrainingPanel(QWidget):
         self.versions.verticalHeader().setVisible(False)
         self.versions.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.versions.setMinimumHeight(90)
-        self.versions.setMaximumHeight(160)
         self._make_active = QPushButton("Make active")
         self._rollback = QPushButton("Roll back to parent")
         self.comparison = QTableWidget(0, 3)
@@ -146,22 +147,39 @@ class TrainingPanel(QWidget):
         self.comparison.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.comparison.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
 
-        form = QFormLayout()
-        form.addRow("Start from", self._start_from)
-        form.addRow("Train on", self._images)
-        form.addRow("Validation share", self._val_share)
-        form.addRow("Train for", self._minutes)
-        form.addRow("Epochs", self._epochs)
-        form.addRow("Mode", self._mode)
-        form.addRow("Device", self._device)
+        # compact: at 1400 x 900 the versions were below the fold under a one-column form
+        info = QFormLayout()
+        info.addRow("Start from", self._start_from)
+        info.addRow("Train on", self._images)
+        grid = QGridLayout()
+        for row, pairs in enumerate(((("Validation", self._val_share), ("Train for", self._minutes)),
+                                     (("Epochs", self._epochs), ("Device", self._device)))):
+            for pair, (text, box) in enumerate(pairs):
+                grid.addWidget(QLabel(text), row, 2 * pair)
+                grid.addWidget(box, row, 2 * pair + 1)
+        grid.addWidget(QLabel("Mode"), 2, 0)
+        grid.addWidget(self._mode, 2, 1, 1, 3)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
         buttons = QHBoxLayout()
         for button in (self._train, self._pause, self._cancel):
             buttons.addWidget(button)
         version_buttons = QHBoxLayout()
         version_buttons.addWidget(self._make_active)
         version_buttons.addWidget(self._rollback)
+        versions_page = QWidget()
+        versions_layout = QVBoxLayout(versions_page)
+        versions_layout.setContentsMargins(0, 0, 0, 0)
+        versions_layout.addWidget(self.versions)
+        versions_layout.addLayout(version_buttons)
+        self.results = QTabWidget()
+        self.results.addTab(versions_page, "Model versions")
+        self.results.addTab(self.comparison, "Last run by class")
+        self.results.setTabToolTip(1, "The parent (before) and the new version (after) on the same validation "
+                                      "images, IoU per class")
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addLayout(info)
+        layout.addLayout(grid)
         layout.addWidget(self._auto_adopt)
         layout.addLayout(buttons)
         layout.addWidget(self._progress)
@@ -170,11 +188,7 @@ class TrainingPanel(QWidget):
         plots.addWidget(self.loss_plot)
         plots.addWidget(self.score_plot)
         layout.addLayout(plots)
-        layout.addWidget(QLabel("Model versions"))
-        layout.addWidget(self.versions)
-        layout.addLayout(version_buttons)
-        layout.addWidget(QLabel("Last run: parent (before) and new version (after) on the same images"))
-        layout.addWidget(self.comparison)
+        layout.addWidget(self.results)
 
         self._train.clicked.connect(lambda: self.trainRequested.emit(self.settings()))
         self._pause.toggled.connect(self._on_pause_toggled)
