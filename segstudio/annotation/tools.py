@@ -1,4 +1,4 @@
-"""Pure array functions behind the painting tools: brush, fill, polygon.
+"""Pure array functions behind the painting tools: brush, fill, magic wand, polygon.
 
 Every tool answers the same question, "which pixels?", as ``(region, mask)``:
 ``region`` is a ``(slice_y, slice_x)`` bounding box clipped to the image and
@@ -194,6 +194,166 @@ def _flood_fill_cv2(labels: np.ndarray, row: int, col: int, connectivity: int) -
     )
     mask = fill_mask[1 + y : 1 + y + h, 1 + x : 1 + x + w].astype(bool)
     return (slice(y, y + h), slice(x, x + w)), mask
+
+
+def magic_wand(
+    image: np.ndarray, seed: tuple[float, float], tolerance: float, *, connectivity: int = 4
+) -> ToolResult | None:
+    """The connected region of pixels whose intensity is close to the seed pixel's.
+
+    The magic wand of QuPath, ilastik or GIMP: a pixel belongs when, in every
+    channel, ``|value - seed value| <= tolerance`` (compared with the seed,
+    not with its neighbours, so the region cannot creep along a slow
+    gradient) and it is connected to the seed through such pixels. NaN
+    pixels never belong.
+
+    Parameters
+    ----------
+    image:
+        2-D plane ``(H, W)`` or ``(H, W, C)`` of any real dtype (uint8,
+        uint16, signed CT values, float); the raw values are compared.
+    seed:
+        ``(row, col)`` of the clicked pixel; a fractional position means the
+        pixel whose square holds it (``floor``).
+    tolerance:
+        Largest difference from the seed's value, in the image's units.
+    connectivity:
+        4 (edges only) or 8 (edges and corners).
+
+    Returns
+    -------
+    tuple or None
+        ``(region, mask)`` with region the bounding box of the connected
+        region, or ``None`` when the seed lies outside the image or is NaN.
+
+    Raises
+    ------
+    InvalidArgumentError
+        A negative or non-finite tolerance, a bad connectivity, or an image
+        that is not a real-valued 2-D plane.
+    """
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or 0 in image.shape:
+        raise InvalidArgumentError(f"the magic wand needs an H x W (x C) plane, got shape {image.shape}")
+    if image.dtype == bool:
+        image = image.view(np.uint8)
+    if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        raise InvalidArgumentError(f"the magic wand needs real pixel values, got {image.dtype}")
+    try:
+        tolerance = float(tolerance)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"tolerance must be a number, got {tolerance!r}") from None
+    if not math.isfinite(tolerance) or tolerance < 0:
+        raise InvalidArgumentError(f"tolerance must be a finite number >= 0, got {tolerance}")
+    if connectivity not in (4, 8):
+        raise InvalidArgumentError(f"connectivity must be 4 or 8, got {connectivity}")
+    height, width = image.shape[:2]
+    row, col = _pixel_at(float(seed[0]), float(seed[1]))
+    if not (0 <= row < height and 0 <= col < width):
+        return None
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    seed_values = image[row, col].reshape(channels)
+    bounds = [_tolerance_bounds(image.dtype, seed_values[c], tolerance) for c in range(channels)]
+    if any(low is None for low, _ in bounds):
+        return None  # a NaN seed: no pixel is within any tolerance of it
+    inside = _in_range(image, bounds)
+    if not inside[row, col]:
+        return None  # an infinite seed is no distance from anything, itself included
+    return _flood_fill_cv2(inside, row, col, connectivity)
+
+
+# what cv2.inRange takes (with up to 4 channels and scalar bounds)
+_CV2_IN_RANGE_TYPES = tuple(np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.int32,
+                                                  np.float32, np.float64))
+
+
+def _in_range(image: np.ndarray, bounds: list[tuple]) -> np.ndarray:
+    """uint8 map, nonzero where every channel lies within its (low, high) bounds (inclusive)."""
+    channels = len(bounds)
+    if image.dtype in _CV2_IN_RANGE_TYPES and channels <= 4:
+        import cv2
+
+        # a single pass over all channels, vectorised and threaded: 2 ms for a
+        # 4096 x 4096 uint16 plane, 11 ms in RGB, where numpy's per-channel
+        # comparisons of the interleaved channels took 140 ms; the bounds are
+        # values of the image's type, so OpenCV's conversion keeps them exact
+        low = tuple(float(b[0]) for b in bounds)
+        high = tuple(float(b[1]) for b in bounds)
+        if channels == 1:
+            low, high = low[0], high[0]
+        return cv2.inRange(np.ascontiguousarray(image), low, high)
+    planes = image[..., np.newaxis] if image.ndim == 2 else image
+    inside = np.ones(image.shape[:2], bool)
+    for channel, (low, high) in enumerate(bounds):
+        values = planes[..., channel]
+        inside &= values >= low
+        inside &= values <= high
+    return inside.view(np.uint8)
+
+
+def _tolerance_bounds(dtype: np.dtype, seed_value, tolerance: float) -> tuple:
+    """The values ``v`` of *dtype* with ``|v - seed_value| <= tolerance``, as
+    inclusive bounds of that type (``None, None`` for a NaN seed)."""
+    if np.issubdtype(dtype, np.integer):
+        # integers: |v - s| <= t exactly when |v - s| <= floor(t); the bounds
+        # are clipped to the type so they compare without overflow
+        info = np.iinfo(dtype)
+        seed_value, step = int(seed_value), math.floor(tolerance)
+        return dtype.type(max(info.min, seed_value - step)), dtype.type(min(info.max, seed_value + step))
+    seed_value = float(seed_value)
+    if math.isnan(seed_value):
+        return None, None
+    # kept finite, so that an infinite pixel is never within a finite tolerance
+    largest = float(np.finfo(dtype).max)
+    low = min(max(seed_value - tolerance, -largest), largest)
+    high = max(min(seed_value + tolerance, largest), -largest)
+    if dtype.itemsize >= 8:
+        return dtype.type(low), dtype.type(high)
+    # the nearest values of the image's type inside the float64 bounds, so
+    # that comparing in that type gives what comparing in float64 would
+    # (compared as Python floats: numpy would compare a float32 in float32)
+    typed_low, typed_high = dtype.type(low), dtype.type(high)
+    if float(typed_low) < low:
+        typed_low = np.nextafter(typed_low, dtype.type(np.inf))
+    if float(typed_high) > high:
+        typed_high = np.nextafter(typed_high, dtype.type(-np.inf))
+    return typed_low, typed_high
+
+
+def intensity_range(image: np.ndarray) -> float:
+    """The spread of an image's values, as a scale for the magic wand's tolerance.
+
+    255 for 8-bit images (their full scale); otherwise the finite data range
+    ``max - min`` over the whole array (a uint16 image often holds 12-bit
+    data, a CT volume -1024..3071 HU), 0 for a constant or all-NaN image.
+    """
+    image = np.asarray(image)
+    if image.dtype in (np.uint8, np.int8, bool):
+        return 255.0
+    if np.issubdtype(image.dtype, np.integer):
+        return float(int(image.max()) - int(image.min())) if image.size else 0.0
+    if not np.issubdtype(image.dtype, np.floating) or not image.size:
+        return 0.0
+    low, high = float(image.min()), float(image.max())
+    if not (math.isfinite(low) and math.isfinite(high)):  # NaN or infinite pixels: left out
+        values = image[np.isfinite(image)]
+        if not values.size:
+            return 0.0
+        low, high = float(values.min()), float(values.max())
+    return high - low
+
+
+def default_tolerance(image: np.ndarray) -> float:
+    """A starting magic-wand tolerance: about 10 % of :func:`intensity_range`,
+    kept to two significant digits (25 for an 8-bit image, 400 for
+    -1024..3071 HU); 0 for a constant image."""
+    tenth = intensity_range(image) / 10
+    if not math.isfinite(tenth) or tenth <= 0:
+        return 0.0
+    exponent = math.floor(math.log10(tenth)) - 1
+    # rounded down (25.5 -> 25), with a little slack for 0.3 / 0.01 = 29.999...
+    digits = math.floor(tenth / 10.0**exponent + 1e-9)
+    return round(digits * 10.0**exponent, max(0, -exponent))
 
 
 def polygon(points: Sequence[tuple[float, float]], shape: Sequence[int]) -> ToolResult | None:

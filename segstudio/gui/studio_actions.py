@@ -85,7 +85,8 @@ def build_menus(window: MainWindow) -> None:
     group = QActionGroup(window)
     for name, text, key in (("brush", "Brush", "B"), ("eraser", "Eraser", "E"), ("fill", "Fill", "F"),
                             ("polygon", "Polygon", "P"), ("accept", "Accept in region", "R"),
-                            ("pan", "Pan", "H"), ("eyedropper", "Pick class (eyedropper)", "I")):
+                            ("pan", "Pan", "H"), ("eyedropper", "Pick class (eyedropper)", "I"),
+                            ("wand", "Magic wand (fill by intensity)", "W")):
         action = _action(window, f"tool_{name}", text, partial(window.set_tool, Tool(name)), key, checkable=True)
         group.addAction(action)
         tools_menu.addAction(action)

@@ -1,5 +1,5 @@
 """What the canvas's tools do to the labels: brush and eraser strokes, fill,
-polygon, accept-in-region and the eyedropper.
+magic wand, polygon, accept-in-region and the eyedropper.
 
 A mixin of :class:`~segstudio.gui.canvas.view.Canvas`: the Qt events live
 there and hand a left press to :meth:`PaintingTools._press_tool`. Every tool
@@ -25,8 +25,38 @@ class PaintingTools:
     def set_paint_unlabelled_only(self, enabled: bool) -> None:
         self.paint_unlabelled_only = bool(enabled)
 
+    def set_wand_tolerance(self, tolerance: float) -> None:
+        """The magic wand's tolerance, in the image's own units (raw values:
+        Hounsfield units for CT); remembered for images of this type."""
+        tolerance = float(tolerance)
+        if not math.isfinite(tolerance):
+            return
+        self.wand_tolerance = max(0.0, tolerance)
+        if self.document is not None:
+            self._wand_chosen[self._wand_image_type()] = self.wand_tolerance
+        self.wandToleranceChanged.emit(self.wand_tolerance)
+
+    def _wand_image_type(self) -> tuple[str, bool]:
+        return self.document.image.dtype.name, self.document.is_volume
+
+    def _wand_for_document(self) -> None:
+        """A new document: the tolerance the user chose for images of its
+        type, else a tenth of its intensity range; the largest useful value
+        and the decimals that suit its values (for the tool bar's box)."""
+        image = self.document.image
+        scale = tools.intensity_range(image)
+        scale = scale if math.isfinite(scale) else 0.0  # float64 values spanning -1e308..1e308
+        chosen = self._wand_chosen.get(self._wand_image_type())
+        self.wand_tolerance = tools.default_tolerance(image) if chosen is None else chosen
+        self.wand_maximum = max(1.0, scale, self.wand_tolerance)
+        if np.issubdtype(image.dtype, np.integer) or image.dtype == bool:
+            self.wand_decimals = 0
+        else:  # two significant digits of a tenth of the range: 0.1 of 0..1 -> 3 decimals
+            self.wand_decimals = min(6, max(0, 2 - math.floor(math.log10(scale / 10)))) if scale > 0 else 3
+        self.wandToleranceChanged.emit(self.wand_tolerance)
+
     def _keep_unlabelled(self, found):
-        """A brush, fill or polygon footprint on the shown plane, narrowed to
+        """A brush, fill, wand or polygon footprint on the shown plane, narrowed to
         unlabelled pixels when that option is on."""
         if found is None or not self.paint_unlabelled_only or self.document is None:
             return found
@@ -114,6 +144,13 @@ class PaintingTools:
                 found = self._keep_unlabelled(tools.flood_fill(plane, (y, x)))
                 if found is not None:
                     self.document.apply(*self._to_document(*found), self.active_class, "Fill")
+        elif self.tool is Tool.WAND:
+            # the raw values of the plane as shown (not the display window), so
+            # the mask lines up with the labels' plane; outside the image: None
+            image = self._plane(self.document.image)
+            found = self._keep_unlabelled(tools.magic_wand(image, (row, column), self.wand_tolerance))
+            if found is not None:
+                self.document.apply(*self._to_document(*found), self.active_class, "Magic wand")
         elif self.tool is Tool.POLYGON:
             self.polygon_points.append((row, column))
             self.update()

@@ -13,3 +13,4 @@ class Tool(str, Enum):
     ACCEPT = "accept"  # paint a region in which the prediction is accepted
     PAN = "pan"  # a left drag pans
     EYEDROPPER = "eyedropper"  # a left click picks the label under it as the active class
+    WAND = "wand"  # a left click fills the connected pixels of similar intensity (magic wand)

@@ -53,6 +53,7 @@ class Canvas(PaintingTools, QWidget):
     windowChanged = Signal(float, float)  # centre, width (volumes)
     readOnlyTouched = Signal()  # a tool was used on a document that cannot be edited
     labelPicked = Signal(int)  # the eyedropper clicked a pixel of this label (unlabelled included)
+    wandToleranceChanged = Signal(float)  # the magic wand's tolerance, in the image's units
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -77,6 +78,8 @@ class Canvas(PaintingTools, QWidget):
         self._fitted = True
         self.tool = Tool.BRUSH
         self.brush_radius = 8.0
+        self.wand_tolerance, self.wand_maximum, self.wand_decimals = 25.0, 255.0, 0  # see painting.py
+        self._wand_chosen: dict[tuple[str, bool], float] = {}  # the user's tolerance per image type
         self.active_class = 1
         self.accept_source = "prediction"
         #: brush, fill and polygon change unlabelled pixels only (the eraser is unaffected)
@@ -113,6 +116,7 @@ class Canvas(PaintingTools, QWidget):
             self._unsubscribe = document.subscribe(self._on_document_changed)
             self.fit()
             if self.slicer is not None:
+            self._wand_for_document()
                 self.sliceChanged.emit(self.slicer.index, self.slicer.count)
                 if self.slicer.window is not None:
                     self.windowChanged.emit(*self.slicer.window)
@@ -330,7 +334,7 @@ class Canvas(PaintingTools, QWidget):
     def _set_tool_cursor(self) -> None:
         if self.tool is Tool.PAN:
             self.setCursor(Qt.CursorShape.OpenHandCursor)
-        elif self.tool is Tool.EYEDROPPER:
+        elif self.tool in (Tool.EYEDROPPER, Tool.WAND):
             self.setCursor(Qt.CursorShape.CrossCursor)
         else:
             self.unsetCursor()
