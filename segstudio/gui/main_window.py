@@ -165,6 +165,7 @@ class MainWindow(QMainWindow):
         self.volume_panel.axisRequested.connect(canvas.set_view_axis)
         self.volume_panel.windowRequested.connect(canvas.set_window)
         self.volume_panel.runRequested.connect(self.run_volume)
+        self.volume_panel.fillBetweenRequested.connect(self.actions_by_name["fill_between_slices"].trigger)
         runs.runStarted.connect(self._on_run_started)
         runs.runProgress.connect(self._on_run_progress)
         runs.predicted.connect(self._on_predicted)

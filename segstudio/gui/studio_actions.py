@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from segstudio.errors import SegstudioError
 from segstudio.gui.canvas import Tool
+from segstudio.gui.volume_tools import fill_between_slices
 from segstudio.io.masks import unlabelled_for
 
 if TYPE_CHECKING:
@@ -77,6 +78,8 @@ def build_menus(window: MainWindow) -> None:
     edit.addAction(_action(window, "accept_class", "Accept prediction (active class)",
                            lambda: window.accept("prediction", active_class_only=True), "Ctrl+Alt+A"))
     edit.addAction(_action(window, "accept_crf", "Accept CRF mask (whole image)", lambda: window.accept("crf")))
+    edit.addAction(_action(window, "fill_between_slices", "Fill between slices (active class)",
+                           partial(fill_between_slices, window), "Ctrl+Shift+F"))
     edit.addSeparator()
     edit.addAction(_action(window, "mark_reviewed", "Mark image reviewed", partial(mark_reviewed, window),
                            "Ctrl+Return"))

@@ -28,6 +28,7 @@ class VolumePanel(QWidget):
     axisRequested = Signal(int)  # 0 axial, 1 coronal, 2 sagittal
     windowRequested = Signal(float, float)  # centre, width
     runRequested = Signal(bool)  # True = the whole volume, False = this slice
+    fillBetweenRequested = Signal()  # interpolate the active class across the view's slices
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -53,6 +54,11 @@ class VolumePanel(QWidget):
         run_volume = QPushButton("Run on the whole volume")
         run_slice.clicked.connect(lambda: self.runRequested.emit(False))
         run_volume.clicked.connect(lambda: self.runRequested.emit(True))
+        self.fill_between_button = QPushButton("Fill between slices")
+        self.fill_between_button.setToolTip(
+            "Interpolate the active class on every slice between two painted ones, along this view's "
+            "axis (unlabelled voxels only; one undo step)")
+        self.fill_between_button.clicked.connect(self.fillBetweenRequested.emit)
 
         slice_row = QHBoxLayout()
         slice_row.addWidget(self._slider, 1)
@@ -73,6 +79,7 @@ class VolumePanel(QWidget):
         buttons.addWidget(run_slice)
         buttons.addWidget(run_volume)
         layout.addLayout(buttons)
+        layout.addWidget(self.fill_between_button)
         layout.addStretch(1)
 
         self._axis.currentIndexChanged.connect(self.axisRequested.emit)
