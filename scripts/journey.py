@@ -6,7 +6,8 @@ xdotool the way a user does: keys and mouse drags, typed paths in the
 dialogs. For each of three data sets -- the bundled demo (RGB images and
 the demo model), a CT series (DICOM, made from pydicom's CT_small.dcm) and
 a NIfTI volume (nibabel's anatomical.nii) -- it opens the studio, runs the
-model (Ctrl+R), paints a stroke with the brush, exports the masks (Ctrl+E,
+model (Ctrl+R), paints a stroke with the brush, trains a new model version
+on the demo (Ctrl+T, the Training dock's defaults), exports the masks (Ctrl+E,
 folder typed, Enter) and quits (Ctrl+Q), then checks on disk that the
 label file and the exports exist, hold the stroke, and that the project's
 lock is gone. It saves a screenshot after each step for a person to look
@@ -83,14 +84,34 @@ class Journey:
         log = open(self.work / f"{name}.log", "w")  # noqa: SIM115 - open for the process's life
         studio = subprocess.Popen([PYTHON, "-m", "segstudio", "open", str(path)], stdout=log, stderr=log, env=env)
         try:
-            self._steps(name, project, label_glob, studio)
+            self._steps(name, project, label_glob, studio, train=name == "demo")
         finally:
             if studio.poll() is None:
                 studio.terminate()
                 studio.wait(20)
             log.close()
 
-    def _steps(self, name: str, project: Path, label_glob: str, studio: subprocess.Popen) -> None:
+    def _train(self, name: str, project: Path, window: str) -> None:
+        """Ctrl+T with the Training dock's defaults (2 minutes), then wait for the new version."""
+        versions = project / "models" / "versions.json"
+        before = versions.read_text() if versions.is_file() else ""
+        self.focus(window)
+        self.xdo("key", "ctrl+t")
+        time.sleep(30)
+        self.shot(f"{name}-training")
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            now = versions.read_text() if versions.is_file() else ""
+            if now != before and '"v0002"' in now:
+                break
+            time.sleep(2)
+        time.sleep(8)  # scoring, adopting, re-running on unreviewed images
+        self.shot(f"{name}-trained")
+        now = versions.read_text() if versions.is_file() else ""
+        self.check('"v0002"' in now and (project / "models" / "v0002").is_dir(),
+                   f"{name}: Ctrl+T trained a new model version (models/v0002)")
+
+    def _steps(self, name: str, project: Path, label_glob: str, studio: subprocess.Popen, train: bool) -> None:
         window = self.wait_window("segstudio —")
         if not self.check(window is not None, f"{name}: the window opened"):
             return
@@ -110,6 +131,8 @@ class Journey:
         saved = [p.name for p in labels if p.stat().st_mtime >= painted_at - 0.5]
         self.check(bool(saved), f"{name}: the stroke was saved within 3 s ({saved or 'no label file written'})")
         self.check((project / ".segstudio.lock").is_file(), f"{name}: the open project holds its lock")
+        if train:
+            self._train(name, project, window)
         exports = self.work / f"{name}-export"
         self.focus(window)
         self.xdo("key", "ctrl+e")

@@ -121,6 +121,8 @@ def build_menus(window: MainWindow) -> None:
     model.addAction(_action(window, "run", "Run on this image", lambda: window.run_model(False), "Ctrl+R"))
     model.addAction(_action(window, "run_all", "Run on all images", lambda: window.run_model(True), "Ctrl+Shift+R"))
     model.addAction(_action(window, "cancel", "Cancel run", window.runs.cancel, "Ctrl+."))
+    model.addSeparator()
+    model.addAction(_action(window, "train", "Train a new version", partial(start_training, window), "Ctrl+T"))
 
     help_menu = bar.addMenu("&Help")
     help_menu.addAction(_action(window, "shortcuts", "Keyboard shortcuts", partial(show_shortcuts, window), "F1"))
@@ -185,6 +187,14 @@ def show_shortcuts(window: MainWindow) -> QMessageBox:
     box.setText(f"<table>{rows}</table>")
     box.open()
     return box
+
+
+def start_training(window: MainWindow) -> None:
+    """Model > Train a new version: the Training dock comes forward and its Train button is pressed."""
+    window.docks["Training"].show()
+    window.docks["Training"].raise_()
+    if not window.training_panel.request_training():
+        window.statusBar().showMessage("A training run is in progress (Training panel: Pause, Cancel)", 4000)
 
 
 def mark_reviewed(window: MainWindow) -> None:

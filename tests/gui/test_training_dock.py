@@ -29,9 +29,17 @@ def test_train_from_the_dock_pause_resume_and_get_a_new_version(qtbot, demo_wind
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(1))
     timer.start(20)
-    settings = {**panel.settings(), "epochs": 3, "freeze_backbone": True, "device": "cpu", "auto_adopt": False}
-    panel.trainRequested.emit(settings)
+    # as a user: the dock's settings, then Model > Train a new version (Ctrl+T)
+    panel._epochs.setValue(3)
+    panel._mode.setCurrentIndex(panel._mode.findData(True))
+    panel._device.setCurrentText("cpu")
+    panel._auto_adopt.setChecked(False)
+    window.docks["Model"].raise_()
+    window.actions_by_name["train"].trigger()
     assert training.running
+    assert not window.docks["Training"].visibleRegion().isEmpty()  # the dock came forward
+    window.actions_by_name["train"].trigger()  # a second press while it runs starts nothing
+    assert "in progress" in window.statusBar().currentMessage()
     qtbot.waitUntil(lambda: len(training._losses) >= 1, timeout=120000)
     # the trainer is another process
     assert training.process.pid is not None and training.process.pid != os.getpid()
@@ -62,11 +70,13 @@ def test_train_from_the_dock_pause_resume_and_get_a_new_version(qtbot, demo_wind
     panel.set_curves([], [], [], [])
     panel.versions.selectRow(1)
     assert len(panel.loss_curve.getData()[1]) == len(new.curves["loss"]) > 0
-    # make the new version active, then roll back to its parent in one click
-    panel.activateRequested.emit("v0002")
+    # make the new version active, then roll back to its parent in one click (the dock's buttons)
+    panel.versions.selectRow(1)
+    qtbot.mouseClick(panel._make_active, Qt.MouseButton.LeftButton)
     assert training.store.active_id == "v0002"
     assert window.model_panel.settings()["checkpoint"] == str(training.store.checkpoint_path("v0002"))
-    panel.activateRequested.emit("v0001")
+    panel.versions.selectRow(1)
+    qtbot.mouseClick(panel._rollback, Qt.MouseButton.LeftButton)
     assert training.store.active_id == "v0001"
 
 

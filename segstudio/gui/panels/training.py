@@ -104,6 +104,7 @@ class TrainingPanel(QWidget):
                                     "active and run it on every image not marked reviewed")
         self._auto_adopt.setChecked(True)
         self._train = QPushButton("Train")
+        self._train.setToolTip("Fine-tune a new model version on the corrected and reviewed images (Ctrl+T)")
         self._pause = QPushButton("Pause")
         self._pause.setCheckable(True)
         self._cancel = QPushButton("Cancel")
@@ -297,6 +298,13 @@ class TrainingPanel(QWidget):
 
             for column, text in enumerate([name, _score(pick(before)), _score(pick(after))]):
                 self.comparison.setItem(row, column, QTableWidgetItem(text))
+
+    def request_training(self) -> bool:
+        """Model > Train a new version (Ctrl+T): what the Train button does, while it is enabled."""
+        if not self._train.isEnabled():
+            return False
+        self._train.click()
+        return True
 
     # -- handlers ---------------------------------------------------------------
     def _selected_version(self) -> str | None:
