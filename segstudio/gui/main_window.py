@@ -41,7 +41,7 @@ from segstudio.gui.panels.volume import VolumePanel
 from segstudio.gui.training_runs import TrainingRuns
 from segstudio.gui.runs import ModelRuns
 from segstudio.gui.session import Session
-from segstudio.gui import class_editing, studio_actions, window_layout
+from segstudio.gui import class_editing, studio_actions, three_views, window_layout
 from segstudio.gui.toolbar import build_toolbar
 from segstudio.io import project_opening
 from segstudio.tasks import Progress
@@ -96,6 +96,7 @@ class MainWindow(QMainWindow):
         studio_actions.build_menus(self)
         self.tool_bar = build_toolbar(self)  # before the layout is saved or restored
         self._connect()
+        self.three_views = three_views.install(self)  # the central area: one view, or three of a volume
         self._sync_layers_panel()
         self._update_title()
         # the arrangement View > Reset layout goes back to, then the user's from last time

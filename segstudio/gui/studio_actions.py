@@ -35,6 +35,7 @@ GESTURES = (
     ("Space+drag, middle drag", "Pan (any tool)"),
     ("Ctrl+Wheel, Page Up / Page Down", "Next / previous slice (volumes)"),
     ("Right drag", "Window / level (volumes): sideways = width, up/down = level"),
+    ("Shift+click, Shift+drag", "Move the crosshair to a voxel (three views of a volume)"),
     ("Click, double-click or Enter, Esc", "Polygon: add a corner, close and fill, cancel"),
     ("Esc (Model panel)", "Cancel the model run"),
 )
@@ -111,6 +112,8 @@ def build_menus(window: MainWindow) -> None:
     view.addAction(_action(window, "actual", "Actual size (1:1)", window.canvas.actual_size, "Ctrl+1"))
     view.addAction(_action(window, "next", "Next image", partial(window.step_image, 1), "D"))
     view.addAction(_action(window, "previous", "Previous image", partial(window.step_image, -1), "A"))
+    view.addAction(_action(window, "three_views", "Three views (volumes)",
+                           lambda on: window.three_views.set_enabled(on), "Ctrl+3", checkable=True))
     view.addSeparator()
     for dock in window.docks.values():
         view.addAction(dock.toggleViewAction())

@@ -1,4 +1,4 @@
-"""What the canvas paints: its layers, tool feedback and orientation letters."""
+"""What the canvas paints: its layers, tool feedback, the crosshair and orientation letters."""
 
 from __future__ import annotations
 
@@ -8,7 +8,58 @@ from PySide6.QtCore import QPointF, QRect, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen
 
 from segstudio.gui.canvas.layers import LAYER_NAMES
+from segstudio.gui.canvas.slicing import AXES
 from segstudio.gui.canvas.tool import Tool
+
+#: each plane's colour, as in 3D Slicer: axial red, coronal green, sagittal yellow. A view's
+#: crosshair line along another plane takes that plane's colour, and its name is in its own
+PLANE_COLORS = ((235, 80, 80), (110, 200, 90), (230, 210, 70))
+CROSSHAIR_ALPHA = 170
+CROSSHAIR_GAP = 6  # pixels left open around the crosshair's centre, so the voxel stays visible
+
+
+def crosshair_position(canvas) -> QPointF | None:
+    """Where the canvas's crosshair is on the widget: the centre of its voxel in
+    the plane as shown (None without a crosshair or a volume)."""
+    slicer, voxel = canvas.slicer, canvas.crosshair
+    if slicer is None or voxel is None:
+        return None
+    row, column = (v for axis, v in enumerate(voxel) if axis != slicer.axis)  # stored plane order
+    row, column = slicer.screen_to_plane(row, column)  # as shown (a flip is its own inverse)
+    return canvas.to_widget(row + 0.5, column + 0.5)
+
+
+def paint_crosshair(canvas, painter: QPainter) -> None:
+    """Two thin lines through the crosshair, each the trace of another view's
+    plane in its colour, and the view's plane name in its own colour."""
+    centre = crosshair_position(canvas)
+    if centre is None:
+        return
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+    others = [axis for axis in range(3) if axis != canvas.slicer.axis]  # the rows' axis, the columns' axis
+    width, height = canvas.width(), canvas.height()
+    # the centre of the pixel the voxel's centre falls in: a 1-pixel line covers exactly that pixel
+    x, y, gap = math.floor(centre.x()) + 0.5, math.floor(centre.y()) + 0.5, CROSSHAIR_GAP
+    # a row of the plane (rows' axis constant) is the trace of that axis's plane: horizontal
+    painter.setPen(QPen(QColor(*PLANE_COLORS[others[0]], CROSSHAIR_ALPHA), 1))
+    painter.drawLine(QPointF(0, y), QPointF(x - gap, y))
+    painter.drawLine(QPointF(x + gap, y), QPointF(width, y))
+    painter.setPen(QPen(QColor(*PLANE_COLORS[others[1]], CROSSHAIR_ALPHA), 1))
+    painter.drawLine(QPointF(x, 0), QPointF(x, y - gap))
+    painter.drawLine(QPointF(x, y + gap), QPointF(x, height))
+    font = painter.font()
+    font.setPixelSize(12)
+    font.setBold(True)
+    painter.setFont(font)
+    text = f"{AXES[canvas.slicer.axis].capitalize()} {canvas.slicer.index + 1}/{canvas.slicer.count}"
+    text_width = painter.fontMetrics().horizontalAdvance(text)
+    # in the top-left corner; a line lower where it would run into the letter at the top's centre
+    crowded = canvas.slicer.letters is not None and 8 + text_width > canvas.width() / 2 - 14
+    label = QRect(8, 26 if crowded else 6, text_width + 4, 18)
+    painter.setPen(QColor(0, 0, 0, 200))
+    painter.drawText(label.translated(1, 1), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop, text)
+    painter.setPen(QColor(*PLANE_COLORS[canvas.slicer.axis]))
+    painter.drawText(label, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop, text)
 
 
 def paint_orientation(painter: QPainter, rect: QRect, letters: tuple[str, str, str, str] | None) -> None:
@@ -32,7 +83,10 @@ def paint_orientation(painter: QPainter, rect: QRect, letters: tuple[str, str, s
 
 
 def paint_overlays(canvas, painter: QPainter) -> None:
-    """What a tool draws over the image: the accept region, the polygon, the brush outline."""
+    """What a tool draws over the image: the accept region, the polygon, the brush
+    outline; and the crosshair of a volume shown in three views."""
+    if canvas.crosshair is not None:
+        paint_crosshair(canvas, painter)
     painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
     if canvas._accept_path:
         pen = QPen(QColor(255, 255, 255, 90), 2 * canvas.brush_radius * canvas.zoom)

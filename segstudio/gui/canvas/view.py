@@ -96,6 +96,8 @@ class Canvas(PaintingTools, QWidget):
         #: the plane shown when the document is a volume
         self.slicer: SliceView | None = None
         self._window_drag: tuple[QPointF, tuple[float, float]] | None = None
+        #: the crosshair's voxel (z, y, x) of a volume, drawn when set (View > Three views)
+        self.crosshair: tuple[int, int, int] | None = None
 
     # -- document and layers -------------------------------------------------
     def set_document(self, document: Document | None, lut: np.ndarray) -> None:
@@ -109,14 +111,15 @@ class Canvas(PaintingTools, QWidget):
         self._heatmap = None
         self._image_buffer = self._image_qimage = None
         self.slicer = None
+        self.crosshair = None
         if document is not None:
             if document.is_volume:
                 self.slicer = SliceView.of_document(document)  # window and MONOCHROME1 inversion
             self._build_plane_layers()
+            self._wand_for_document()
             self._unsubscribe = document.subscribe(self._on_document_changed)
             self.fit()
             if self.slicer is not None:
-            self._wand_for_document()
                 self.sliceChanged.emit(self.slicer.index, self.slicer.count)
                 if self.slicer.window is not None:
                     self.windowChanged.emit(*self.slicer.window)
@@ -149,6 +152,10 @@ class Canvas(PaintingTools, QWidget):
         self.slicer.index = index
         self._build_plane_layers()
         self.sliceChanged.emit(index, self.slicer.count)
+        self.update()
+
+    def set_crosshair(self, voxel: tuple[int, int, int] | None) -> None:
+        self.crosshair = None if voxel is None else tuple(int(v) for v in voxel)
         self.update()
 
     def step_slice(self, delta: int) -> None:
