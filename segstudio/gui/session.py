@@ -188,16 +188,9 @@ class Session(QObject):
         entry = self.project.entries[index]
         if entry.is_volume:
             return True
-        from PIL import Image
-
-        try:
-            with warnings.catch_warnings():  # the size is all we ask: no decompression-bomb warning
-                warnings.simplefilter("ignore")
-                with Image.open(entry.source) as header:  # lazy: only the header is parsed
-                    width, height = header.size
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-            return True  # not for Pillow, or broken: the worker reads it and reports what is wrong
-        return width * height > QUICK_READ_PIXELS
+        pixels = _header_pixels(entry.source)
+        # not for Pillow, or broken: the worker reads it and reports what is wrong
+        return pixels is None or pixels > QUICK_READ_PIXELS
 
     def opens_slowly(self, index: int) -> bool:
         """Whether image ``index`` is read in the background when a project opens
@@ -207,7 +200,10 @@ class Session(QObject):
             return False
         entry = self.project.entries[index]
         if not entry.is_volume:
-            return self.reads_slowly(index)
+            # a header that cannot be read: read at once, so that a broken image fails
+            # here and the project opens on the next one that reads
+            pixels = _header_pixels(entry.source)
+            return pixels is not None and pixels > QUICK_READ_PIXELS
         return _bytes_on_disk(entry.source) > QUICK_READ_BYTES
 
     @property
@@ -469,3 +465,17 @@ def _bytes_on_disk(source: Path) -> int:
             return sum(e.stat().st_size for e in entries if e.is_file())
     except OSError:
         return 0  # unreadable: read at once, and the read says what is wrong
+
+
+def _header_pixels(source: Path) -> int | None:
+    """Width x height from the image's header alone, None when Pillow cannot tell."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():  # the size is all we ask: no decompression-bomb warning
+            warnings.simplefilter("ignore")
+            with Image.open(source) as header:  # lazy: only the header is parsed
+                width, height = header.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+    return width * height
