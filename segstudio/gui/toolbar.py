@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 TOOL_ACTIONS = ("tool_brush", "tool_eraser", "tool_fill", "tool_wand", "tool_polygon", "tool_accept",
                 "tool_pan", "tool_eyedropper")
 
+#: the tool bar's words where the menu's are long (at 1400 px the bar ran out of room)
+SHORT_NAMES = {"tool_wand": "Wand", "tool_accept": "Accept region", "tool_eyedropper": "Eyedropper",
+               "paint_unlabelled_only": "Unlabelled only"}
+
 TOLERANCE_TIP = (
     "Magic wand (W): a click paints the connected pixels whose value lies within this "
     "tolerance of the clicked pixel's, in every channel. Raw image values: grey levels, "
@@ -44,10 +48,12 @@ def build_toolbar(window: MainWindow) -> QToolBar:
     for name in TOOL_ACTIONS:
         action = window.actions_by_name[name]
         _with_shortcut_tip(action)
+        action.setIconText(SHORT_NAMES.get(name, action.text()))  # the menus keep the long names
         bar.addAction(action)
     bar.addSeparator()
     only_unlabelled = window.actions_by_name["paint_unlabelled_only"]
     _with_shortcut_tip(only_unlabelled)
+    only_unlabelled.setIconText(SHORT_NAMES["paint_unlabelled_only"])
     bar.addAction(only_unlabelled)
     bar.addSeparator()
 
