@@ -92,6 +92,7 @@ class MainWindow(QMainWindow):
         self.read_only_label.setVisible(False)
         self.statusBar().addPermanentWidget(self.read_only_label)
         self.last_error = None
+        self.thumbnail_task = None  # the Images list's thumbnails being read (studio_actions.load_thumbnails)
         self.actions_by_name: dict[str, QAction] = {}
         studio_actions.build_menus(self)
         self.tool_bar = build_toolbar(self)  # before the layout is saved or restored
@@ -511,6 +512,8 @@ class MainWindow(QMainWindow):
                 event.ignore()
                 return
             self.session.discard()
+        if self.thumbnail_task is not None:
+            self.thumbnail_task.cancel()
         self.runs.shutdown()
         self.training.shutdown()
         self.session.close()

@@ -208,29 +208,33 @@ def mark_reviewed(window: MainWindow) -> None:
 
 
 def load_thumbnails(window: MainWindow) -> None:
-    """Thumbnails from the images (small images only are read eagerly)."""
-    import cv2
+    """The Images list's thumbnails, read in a worker thread one image after
+    another (a folder of large images froze the window while they were read);
+    a project opened meanwhile cancels the reading and drops what it still yields."""
+    from segstudio.gui.workers import start_task
+    from segstudio.io.thumbnails import thumbnail_steps
 
-    from segstudio.io.images import read_image, to_uint8_display
-
+    previous = window.thumbnail_task
+    if previous is not None and previous.running:
+        previous.cancel()
     project = window.session.project
     if project is None:
+        window.thumbnail_task = None
         return
-    for index, entry in enumerate(project.entries):
-        if getattr(entry, "kind", "image") != "image":
-            continue  # volumes are read when opened, not for a thumbnail
-        try:
-            if entry.source.stat().st_size > 64 * 2**20:
-                continue
-            image = to_uint8_display(read_image(entry.source))
-        except (SegstudioError, OSError) as error:
-            window.images_panel.set_status(index, "unreadable")
-            log.warning("%s", error)
-            continue
-        scale = THUMBNAIL / max(image.shape[:2])
-        small = cv2.resize(image, (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))),
-                           interpolation=cv2.INTER_AREA)
-        window.images_panel.set_thumbnail(index, small)
+    entries = list(project.entries)
+
+    def on_thumbnail(item) -> None:
+        if window.session.project is not project:
+            return
+        if item.error is not None:
+            window.images_panel.set_status(item.index, "unreadable")
+            log.warning("%s", item.error)
+        else:
+            window.images_panel.set_thumbnail(item.index, item.image)
+
+    task = start_task("Thumbnails", lambda cancel: thumbnail_steps(entries, THUMBNAIL, cancel=cancel), window)
+    task.worker.yielded.connect(on_thumbnail)
+    window.thumbnail_task = task
 
 
 def model_jobs(window: MainWindow, all_images: bool, *, skip_reviewed: bool = False):

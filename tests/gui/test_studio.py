@@ -564,3 +564,19 @@ def test_going_back_to_an_image_whose_write_failed_shows_the_unsaved_labels(qtbo
     assert window.session.save(wait=True)
     saved = read_mask(project.entries[0].labels_path)
     assert (saved[:10, :10] == 1).all() and (saved[20:22, 20:22] == 1).all()
+
+
+def test_thumbnails_are_read_in_the_background_and_a_broken_image_is_marked(qtbot, window, image_folder):
+    (image_folder / "a_broken.png").write_bytes(b"not a png")  # sorts first
+    assert window.open_path(image_folder)
+    if window.last_error is not None:
+        window.last_error.close()
+    qtbot.waitUntil(lambda: window.thumbnail_task is not None, timeout=5000)  # started once the window is idle
+    task = window.thumbnail_task
+    qtbot.waitUntil(lambda: not task.running, timeout=30000)
+    qtbot.wait(50)
+    panel = window.images_panel
+    assert "unreadable" in panel.status(0).lower()
+    placeholder = panel._item(0).icon().pixmap(64, 64).toImage()  # the broken image keeps it
+    for index in (1, 2, 3):  # the others show their picture
+        assert panel._item(index).icon().pixmap(64, 64).toImage() != placeholder

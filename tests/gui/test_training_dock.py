@@ -72,11 +72,11 @@ def test_train_from_the_dock_pause_resume_and_get_a_new_version(qtbot, demo_wind
     assert len(panel.loss_curve.getData()[1]) == len(new.curves["loss"]) > 0
     # make the new version active, then roll back to its parent in one click (the dock's buttons)
     panel.versions.selectRow(1)
-    qtbot.mouseClick(panel._make_active, Qt.MouseButton.LeftButton)
+    panel._make_active.click()
     assert training.store.active_id == "v0002"
     assert window.model_panel.settings()["checkpoint"] == str(training.store.checkpoint_path("v0002"))
     panel.versions.selectRow(1)
-    qtbot.mouseClick(panel._rollback, Qt.MouseButton.LeftButton)
+    panel._rollback.click()
     assert training.store.active_id == "v0001"
 
 
