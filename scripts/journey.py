@@ -111,6 +111,45 @@ class Journey:
         self.check('"v0002"' in now and (project / "models" / "v0002").is_dir(),
                    f"{name}: Ctrl+T trained a new model version (models/v0002)")
 
+    def _volume_tools(self, name: str, project: Path, window: str, frame: tuple[int, int, int, int],
+                      since: float) -> None:
+        """A second stroke four slices up, Fill between slices (Ctrl+Shift+F), then the three
+        linked views (Ctrl+3) with the crosshair moved by Shift+click; the fill is read back from disk."""
+        import numpy as np
+
+        x, y, width, height = self.focus(window)
+        cx, cy = x + width // 2, y + height // 2
+        self.xdo("mousemove", str(cx), str(cy + 80))
+        self.xdo("click", "1")  # focus the canvas (a click paints a dot below the stroke: fine)
+        self.xdo("key", "Prior", "Prior", "Prior", "Prior")  # Page Up x4: four slices further
+        time.sleep(1)
+        self.drag(cx - 60, cy, cx + 60)
+        time.sleep(0.5)
+        self.xdo("key", "ctrl+shift+f")
+        time.sleep(3)  # autosave
+        self.shot(f"{name}-filled-between-slices")
+        files = sorted((project / "labels").glob("*.npz"))
+        filled = []
+        if files:
+            with np.load(files[0]) as stored:
+                labels = stored["labels"]
+            per_slice = [int(np.count_nonzero(labels[k] == 1)) for k in range(labels.shape[0])]
+            painted = [k for k, count in enumerate(per_slice) if count]
+            filled = painted
+        self.check(len(filled) >= 5 and filled == list(range(filled[0], filled[-1] + 1)) if filled else False,
+                   f"{name}: fill between slices gave class 2 on {len(filled)} consecutive slices {filled}")
+        self.xdo("key", "ctrl+3")
+        time.sleep(1.5)
+        self.shot(f"{name}-three-views")
+        self.xdo("mousemove", str(x + width // 3), str(cy + 30))
+        self.xdo("keydown", "shift")
+        self.xdo("click", "1")
+        self.xdo("keyup", "shift")
+        time.sleep(1)
+        self.shot(f"{name}-three-views-crosshair")
+        self.xdo("key", "ctrl+3")
+        time.sleep(0.5)
+
     def _steps(self, name: str, project: Path, label_glob: str, studio: subprocess.Popen, train: bool) -> None:
         window = self.wait_window("segstudio —")
         if not self.check(window is not None, f"{name}: the window opened"):
@@ -133,6 +172,8 @@ class Journey:
         self.check((project / ".segstudio.lock").is_file(), f"{name}: the open project holds its lock")
         if train:
             self._train(name, project, window)
+        else:
+            self._volume_tools(name, project, window, (x, y, width, height), painted_at)
         exports = self.work / f"{name}-export"
         self.focus(window)
         self.xdo("key", "ctrl+e")
@@ -174,7 +215,7 @@ def data_sets(work: Path) -> list[tuple[str, Path, Path, str]]:
 
     demo = prepare_demo(work / "demo")
     series = work / "ct" / "series"
-    make_ct_series(series)
+    make_ct_series(series, z_offsets=tuple(5.0 * k for k in range(12)), file_order=tuple(range(11, -1, -1)))
     nifti = work / "mr"
     nifti.mkdir()
     shutil.copy(Path(nibabel.__file__).parent / "tests" / "data" / "anatomical.nii", nifti)
