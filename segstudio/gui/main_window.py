@@ -41,7 +41,7 @@ from segstudio.gui.panels.volume import VolumePanel
 from segstudio.gui.training_runs import TrainingRuns
 from segstudio.gui.runs import ModelRuns
 from segstudio.gui.session import Session
-from segstudio.gui import class_editing, studio_actions, three_views, window_layout
+from segstudio.gui import class_editing, live_update, studio_actions, three_views, window_layout
 from segstudio.gui.toolbar import build_toolbar
 from segstudio.io import project_opening
 from segstudio.tasks import Progress
@@ -83,6 +83,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.docks["Model"], self.docks["Training"])
         self.docks["Model"].raise_()
         self.training = TrainingRuns(self)
+        self.live = live_update.install(self)  # Training dock > Live update
         self.position_label = QLabel()
         self._cursor = (-1, -1)  # the last image pixel under the mouse, for the status bar
         self.statusBar().addPermanentWidget(self.position_label, 1)

@@ -69,6 +69,8 @@ class TrainingPanel(QWidget):
     cancelRequested = Signal()
     activateRequested = Signal(str)  # version id
     versionSelected = Signal(str)  # version id (to show its stored curves)
+    liveToggled = Signal(bool)  # live update on / off
+    keepLiveRequested = Signal()  # keep the live model as a version
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -103,6 +105,15 @@ class TrainingPanel(QWidget):
         self._auto_adopt.setToolTip("When the new version beats its parent on the validation images, make it "
                                     "active and run it on every image not marked reviewed")
         self._auto_adopt.setChecked(True)
+        self.live = QCheckBox("Live update")
+        self.live.setToolTip("While you paint: a second after the last stroke, a few training steps on this "
+                             "project's labels, then this image is predicted again (the model's head learns; "
+                             "nothing is saved until you keep it)")
+        self.keep_live = QPushButton("Keep as version")
+        self.keep_live.setToolTip("Store the live-updated model as a new model version (then Make active to use it)")
+        self.keep_live.setEnabled(False)
+        self.live_status = QLabel("")
+        self.live_status.setWordWrap(True)
         self._train = QPushButton("Train")
         self._train.setToolTip("Fine-tune a new model version on the corrected and reviewed images (Ctrl+T)")
         self._pause = QPushButton("Pause")
@@ -183,6 +194,11 @@ class TrainingPanel(QWidget):
         layout.addLayout(grid)
         layout.addWidget(self._auto_adopt)
         layout.addLayout(buttons)
+        live_row = QHBoxLayout()
+        live_row.addWidget(self.live)
+        live_row.addWidget(self.keep_live)
+        live_row.addWidget(self.live_status, 1)
+        layout.addLayout(live_row)
         layout.addWidget(self._progress)
         layout.addWidget(self._status)
         plots = QHBoxLayout()  # side by side: stacked they pushed the versions out of sight
@@ -193,6 +209,8 @@ class TrainingPanel(QWidget):
 
         self._train.clicked.connect(lambda: self.trainRequested.emit(self.settings()))
         self._pause.toggled.connect(self._on_pause_toggled)
+        self.live.toggled.connect(self.liveToggled.emit)
+        self.keep_live.clicked.connect(self.keepLiveRequested.emit)
         self._cancel.clicked.connect(self.cancelRequested.emit)
         self._make_active.clicked.connect(self._on_make_active_clicked)
         self._rollback.clicked.connect(self._on_rollback_clicked)
