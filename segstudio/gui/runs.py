@@ -78,17 +78,14 @@ class ModelRuns(QObject):
                 if len(jobs) > 1:
                     yield _by_image(number, len(jobs), None, "reading")
                 image = load_image()
-                steps = predictor.predict_steps(image, cancel=cancel)
-                while True:
-                    try:
-                        progress = next(steps)
-                    except StopIteration as stop:
-                        yield Prediction(index, stop.value)
-                        break
-                    if len(jobs) > 1:
-                        yield _by_image(number, len(jobs), progress, progress.message)
-                    else:
-                        yield Progress(progress.done, progress.total, message=progress.message, stage="predict")
+                if len(jobs) > 1:
+                    def relay(progress, number=number):
+                        return _by_image(number, len(jobs), progress, progress.message)
+                else:
+                    def relay(progress):
+                        return Progress(progress.done, progress.total, message=progress.message, stage="predict")
+                result = yield from _relayed(predictor.predict_steps(image, cancel=cancel), relay)
+                yield Prediction(index, result)
             return len(jobs)
 
         description = "Running the model on all images" if len(jobs) > 1 else "Running the model"
@@ -131,14 +128,10 @@ class ModelRuns(QObject):
             predictor = yield from self._ensure_predictor(settings, key)
             # the checkpoint decides how the volume becomes the model's input;
             # only models from before that was recorded follow the window on screen
-            steps = predict_volume_steps(predictor, volume, slices=slices, window=window,
-                                         invert=invert, cancel=cancel)
-            while True:
-                try:
-                    yield next(steps)
-                except StopIteration as stop:
-                    yield Prediction(index, stop.value)
-                    return 1
+            result = yield from predict_volume_steps(predictor, volume, slices=slices, window=window,
+                                                     invert=invert, cancel=cancel)
+            yield Prediction(index, result)
+            return 1
 
         self._start("Running the model on the volume" if slices is None else "Running the model on the slice", task)
         return True
@@ -239,6 +232,16 @@ class ModelRuns(QObject):
 #: progress units per image of a multi-image run: image k of n spans
 #: [(k-1)·U, k·U) and its tiles move the bar within that span
 _UNITS_PER_IMAGE = 1000
+
+
+def _relayed(steps: Generator[Progress, None, Any], relay: Callable[[Progress], Progress]):
+    """Run *steps* (a task generator), yielding each of its Progress through *relay*; returns its result."""
+    while True:
+        try:
+            progress = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        yield relay(progress)
 
 
 def _by_image(number: int, count: int, tiles: Progress | None, message: str) -> Progress:
