@@ -141,6 +141,8 @@ class Document:
         self.prediction: PredictionResult | None = None
         self.crf_labels: np.ndarray | None = None
         self.revision = 0
+        #: counts the changes that are saved (labels, status), not a new prediction or CRF layer
+        self.labels_revision = 0
         self.dirty = False
         #: a document of a project open read-only: the tools change nothing
         self.read_only = False
@@ -196,6 +198,7 @@ class Document:
         self.revision += 1
         if persistent:
             self.dirty = True
+            self.labels_revision += 1
         self._notify(region)
 
     def _labels_edited(self) -> None:

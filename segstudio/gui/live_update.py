@@ -47,6 +47,7 @@ class LiveUpdates(QObject):
         self.task = None
         self._again = False
         self._edited_at: float | None = None
+        self._seen_revision: dict[int, int] = {}  # the labels revision of the last edit seen
         #: seconds from the last edit to the new prediction, per update
         self.latencies: list[float] = []
         self._others: dict[tuple[int, float], tuple[np.ndarray, np.ndarray]] = {}
@@ -65,7 +66,7 @@ class LiveUpdates(QObject):
         self.enabled = bool(enabled)
         if not self.enabled:
             self._stop()
-            self._say("off")
+            self._say("")
         else:
             self._say("on: paint, then pause a second")
 
@@ -85,13 +86,17 @@ class LiveUpdates(QObject):
             self.task.cancel()
 
     def _say(self, text: str) -> None:
-        self.panel.live_status.setText(text)
+        self.panel.live_status.setText(f"Live update {text}" if text else "")
+        self.panel.live_status.setVisible(bool(text))
 
     # -- the cycle ----------------------------------------------------------------
     def _on_edited(self) -> None:
         document = self.window.session.document
         if not self.enabled or document is None or document.read_only:
             return
+        if document.labels_revision == self._seen_revision.get(id(document)):
+            return  # a new prediction or CRF layer (this cycle's own, too): not a stroke
+        self._seen_revision = {id(document): document.labels_revision}
         self._edited_at = time.perf_counter()
         if self.task is not None and self.task.running:
             self._again = True  # a new stroke: this cycle's prediction would be stale
@@ -145,7 +150,7 @@ class LiveUpdates(QObject):
         self.window._on_predicted(index, result)
         latency = time.perf_counter() - edited_at if edited_at is not None else float("nan")
         self.latencies.append(latency)
-        self._say(f"update {update.updates}: new prediction {latency:.1f} s after the last stroke "
+        self._say(f"{update.updates}: new prediction {latency:.1f} s after the last stroke "
                   f"(loss {update.first_loss:.2f} → {update.last_loss:.2f})")
 
     def _on_failed(self, error: BaseException) -> None:

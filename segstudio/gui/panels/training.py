@@ -101,7 +101,7 @@ class TrainingPanel(QWidget):
         self._mode.setToolTip(MODE_TIP)
         self._device = QComboBox()
         self._device.addItems(["auto", "cpu", "cuda", "mps"])
-        self._auto_adopt = QCheckBox("Adopt when better, then re-run on unreviewed images")
+        self._auto_adopt = QCheckBox("Adopt when better")
         self._auto_adopt.setToolTip("When the new version beats its parent on the validation images, make it "
                                     "active and run it on every image not marked reviewed")
         self._auto_adopt.setChecked(True)
@@ -114,6 +114,7 @@ class TrainingPanel(QWidget):
         self.keep_live.setEnabled(False)
         self.live_status = QLabel("")
         self.live_status.setWordWrap(True)
+        self.live_status.setVisible(False)  # shown while Live update is on
         self._train = QPushButton("Train")
         self._train.setToolTip("Fine-tune a new model version on the corrected and reviewed images (Ctrl+T)")
         self._pause = QPushButton("Pause")
@@ -192,13 +193,15 @@ class TrainingPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(info)
         layout.addLayout(grid)
-        layout.addWidget(self._auto_adopt)
+        # one row: at 1400 x 900 a row more pushed the versions below the fold
+        options = QHBoxLayout()
+        options.addWidget(self._auto_adopt)
+        options.addWidget(self.live)
+        options.addStretch(1)
+        options.addWidget(self.keep_live)
+        layout.addLayout(options)
+        layout.addWidget(self.live_status)
         layout.addLayout(buttons)
-        live_row = QHBoxLayout()
-        live_row.addWidget(self.live)
-        live_row.addWidget(self.keep_live)
-        live_row.addWidget(self.live_status, 1)
-        layout.addLayout(live_row)
         layout.addWidget(self._progress)
         layout.addWidget(self._status)
         plots = QHBoxLayout()  # side by side: stacked they pushed the versions out of sight
