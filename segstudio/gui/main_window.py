@@ -41,7 +41,8 @@ from segstudio.gui.panels.volume import VolumePanel
 from segstudio.gui.training_runs import TrainingRuns
 from segstudio.gui.runs import ModelRuns
 from segstudio.gui.session import Session
-from segstudio.gui import class_editing, live_update, studio_actions, three_views, window_layout
+from segstudio.gui import (class_editing, live_update, next_image, scribbles, studio_actions, three_views,
+                           window_layout)
 from segstudio.gui.toolbar import build_toolbar
 from segstudio.io import project_opening
 from segstudio.tasks import Progress
@@ -99,6 +100,7 @@ class MainWindow(QMainWindow):
         self.tool_bar = build_toolbar(self)  # before the layout is saved or restored
         self._connect()
         self.three_views = three_views.install(self)  # the central area: one view, or three of a volume
+        self.scribbles = scribbles.install(self)  # the Scribble tool's strokes refine the prediction (CRF)
         self._sync_layers_panel()
         self._update_title()
         # the arrangement View > Reset layout goes back to, then the user's from last time
@@ -135,6 +137,8 @@ class MainWindow(QMainWindow):
         session.documentChanged.connect(self._on_document_changed)
         session.statusChanged.connect(self.images_panel.set_status)
         session.statusChanged.connect(lambda *_: self.training.refresh())
+        session.uncertaintyChanged.connect(self.images_panel.set_uncertainty)
+        self.training_panel.activateRequested.connect(lambda version: next_image.offer_rescoring(self, version))
         session.saveFailed.connect(lambda e: self.report_error("Autosave failed", e))
         session.lockLost.connect(self._on_lock_lost)
         session.documentEdited.connect(self._update_undo_actions)
@@ -199,7 +203,8 @@ class MainWindow(QMainWindow):
         # a model run or CRF preview in flight belongs to the previous project: what it delivers is dropped
         self.runs.discard()
         self.crf_panel.set_busy(False)
-        entries = [(e.display_name, ImageStatus(e.status).value) for e in project.entries] if project is not None else []
+        entries = ([(e.display_name, ImageStatus(e.status).value, e.uncertainty) for e in project.entries]
+                   if project is not None else [])
         self.images_panel.set_entries(entries)
         self.sync_classes()
         # the project's own model settings over the defaults: no checkpoint unless it names one

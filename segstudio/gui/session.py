@@ -30,6 +30,7 @@ from segstudio.annotation.document import Document, ImageStatus
 from segstudio.errors import SegstudioError
 from segstudio.gui.workers import start_task
 from segstudio.inference.predictor import PredictionResult
+from segstudio.inference.uncertainty import mean_entropy
 from segstudio.io.masks import convert_labels
 from segstudio.io.project import Project
 from segstudio.io.project_lock import REFRESH_S
@@ -45,6 +46,9 @@ AUTOSAVE_MAX_WAIT_MS = 1500
 QUICK_READ_PIXELS = 4096 * 4096
 #: a volume whose files hold more bytes than this opens in the background (a CT of 512^2 x 128 slices)
 QUICK_READ_BYTES = 64 * 2**20
+#: a prediction's uncertainty score is the mean over at most about this many pixels (a
+#: regular grid beyond): on the GUI thread, 1 ms for 3 classes, 7 ms for 21 at 4096 x 4096
+SCORE_PIXELS = 256 * 256
 
 
 class Session(QObject):
@@ -59,6 +63,7 @@ class Session(QObject):
     lockLost = Signal(str)  # another window took the project over: why it is read-only now
     loadingStarted = Signal(int, str)  # image index and name being read in the background
     loadFailed = Signal(int, object)  # image index, the exception of a background read
+    uncertaintyChanged = Signal(int, object)  # image index, its score (float; None: not predicted)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -348,6 +353,17 @@ class Session(QObject):
                 entry.status = ImageStatus.PREDICTED
                 self.project.save()
                 self.statusChanged.emit(index, entry.status.value)
+        self._keep_score(index, result)
+
+    def _keep_score(self, index: int, result: PredictionResult) -> None:
+        """Keep how unsure the prediction is with its image (``uncertainty`` in
+        project.json), for the Images panel's order and Next image to annotate."""
+        score = mean_entropy(result.probabilities, max_pixels=SCORE_PIXELS)
+        entry = self.project.entries[index]
+        entry.uncertainty = None if score != score else score  # NaN: no pixel predicted yet
+        self.uncertaintyChanged.emit(index, entry.uncertainty)
+        if not self.read_only:
+            self._schedule_save()  # project.json, with the next autosave
 
     def save(self, *, wait: bool = False) -> bool:
         """Write the current labels (in the background) and the project file.

@@ -17,6 +17,7 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMessageBox
 
 from segstudio.errors import SegstudioError
+from segstudio.gui import next_image
 from segstudio.gui.canvas import Tool
 from segstudio.gui.volume_tools import fill_between_slices
 from segstudio.io.masks import unlabelled_for
@@ -90,7 +91,8 @@ def build_menus(window: MainWindow) -> None:
     for name, text, key in (("brush", "Brush", "B"), ("eraser", "Eraser", "E"), ("fill", "Fill", "F"),
                             ("polygon", "Polygon", "P"), ("accept", "Accept in region", "R"),
                             ("pan", "Pan", "H"), ("eyedropper", "Pick class (eyedropper)", "I"),
-                            ("wand", "Magic wand (fill by intensity)", "W")):
+                            ("wand", "Magic wand (fill by intensity)", "W"),
+                            ("scribble", "Scribble (refine the prediction with the CRF)", "S")):
         action = _action(window, f"tool_{name}", text, partial(window.set_tool, Tool(name)), key, checkable=True)
         group.addAction(action)
         tools_menu.addAction(action)
@@ -112,6 +114,8 @@ def build_menus(window: MainWindow) -> None:
     view.addAction(_action(window, "actual", "Actual size (1:1)", window.canvas.actual_size, "Ctrl+1"))
     view.addAction(_action(window, "next", "Next image", partial(window.step_image, 1), "D"))
     view.addAction(_action(window, "previous", "Previous image", partial(window.step_image, -1), "A"))
+    view.addAction(_action(window, "next_uncertain", "Next image to annotate", partial(next_image.open_next, window),
+                           "N"))
     view.addAction(_action(window, "three_views", "Three views (volumes)",
                            lambda on: window.three_views.set_enabled(on), "Ctrl+3", checkable=True))
     view.addSeparator()
@@ -124,6 +128,7 @@ def build_menus(window: MainWindow) -> None:
     model.addAction(_action(window, "run", "Run on this image", lambda: window.run_model(False), "Ctrl+R"))
     model.addAction(_action(window, "run_all", "Run on all images", lambda: window.run_model(True), "Ctrl+Shift+R"))
     model.addAction(_action(window, "cancel", "Cancel run", window.runs.cancel, "Ctrl+."))
+    model.addAction(_action(window, "rescore", "Re-score unreviewed images", partial(next_image.rescore, window)))
     model.addSeparator()
     model.addAction(_action(window, "train", "Train a new version", partial(start_training, window), "Ctrl+T"))
 

@@ -20,10 +20,11 @@ if TYPE_CHECKING:
 
 #: the tool actions on the bar, in order (names in window.actions_by_name)
 TOOL_ACTIONS = ("tool_brush", "tool_eraser", "tool_fill", "tool_wand", "tool_polygon", "tool_accept",
-                "tool_pan", "tool_eyedropper")
+                "tool_scribble", "tool_pan", "tool_eyedropper")
 
 #: the tool bar's words where the menu's are long (at 1400 px the bar ran out of room)
 SHORT_NAMES = {"tool_wand": "Wand", "tool_accept": "Accept region", "tool_eyedropper": "Eyedropper",
+               "tool_scribble": "Scribble",
                "paint_unlabelled_only": "Unlabelled only"}
 
 TOLERANCE_TIP = (

@@ -31,6 +31,10 @@ class ImageEntry:
         :func:`~segstudio.io.volume.read_volume` keywords choosing one
         (``{"series_uid": ...}``, ``{"volume_index": n}``); text shown after
         the file name (series description, ``vol k``; never patient data).
+    uncertainty:
+        How unsure the last prediction of the image was (its mean normalised
+        entropy, 0..1, :func:`~segstudio.inference.uncertainty.mean_entropy`);
+        None before the first. It orders Next image to annotate.
     """
 
     id: str
@@ -40,6 +44,7 @@ class ImageEntry:
     kind: str = "image"
     selector: dict[str, Any] | None = None
     description: str = ""
+    uncertainty: float | None = None
 
     @property
     def is_volume(self) -> bool:

@@ -4,11 +4,15 @@
 finds. Everything a project will write to is checked here, on opening: label
 files must lie inside the project folder (links resolved), be of their
 kind's type, not be a source image, and not be shared by two images.
+An entry's optional ``uncertainty`` (the score of its last prediction) is
+only a hint: a bad one is dropped with a warning, never refused.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +30,8 @@ PROJECT_FILE = "project.json"
 LABELS_FOLDER = "labels"
 FORMAT_NAME = "segstudio-project"
 FORMAT_VERSION = 2
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -150,7 +156,23 @@ def entry_from_json(folder: Path, item: Any, position: int) -> ImageEntry:
     if labels_path.suffix.lower() != suffix:
         raise InvalidArgumentError(f"image {image_id!r} has a label file {labels!r} that is not a {suffix} file")
     return ImageEntry(image_id, resolve(folder, source), status, labels_path,
-                      kind=kind, selector=selector, description=description)
+                      kind=kind, selector=selector, description=description,
+                      uncertainty=_uncertainty_from_json(item, image_id))
+
+
+def _uncertainty_from_json(item: Mapping, image_id: str) -> float | None:
+    """An entry's optional uncertainty score, a number from 0 to 1; anything
+    else (a hand edit) is dropped with a warning: the next prediction scores
+    the image again."""
+    value = item.get("uncertainty")
+    if value is None:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+            or not 0.0 <= value <= 1.0):
+        log.warning("image %r: its uncertainty score %r is not a number from 0 to 1; ignored (the next "
+                    "prediction scores the image again)", image_id, value)
+        return None
+    return float(value)
 
 
 def entry_to_json(folder: Path, entry: ImageEntry) -> dict[str, Any]:
@@ -161,4 +183,6 @@ def entry_to_json(folder: Path, entry: ImageEntry) -> dict[str, Any]:
         "status": entry.status.value,
         "labels": portable(folder, entry.labels_path),
     }
+    if entry.uncertainty is not None:  # older versions ignore the key
+        item["uncertainty"] = round(float(entry.uncertainty), 6)
     return volume_fields_to_json(item, entry.kind, entry.selector, entry.description)

@@ -1,5 +1,20 @@
 """Post-processing that sharpens a network's class probabilities."""
 
 from segstudio.refine.dense_crf import CRFParams, RefineResult, refine, refine_steps
+from segstudio.refine.scribbles import (
+    ScribbleResult,
+    refine_with_scribbles,
+    refine_with_scribbles_steps,
+    scribble_region,
+)
 
-__all__ = ["CRFParams", "RefineResult", "refine", "refine_steps"]
+__all__ = [
+    "CRFParams",
+    "RefineResult",
+    "ScribbleResult",
+    "refine",
+    "refine_steps",
+    "refine_with_scribbles",
+    "refine_with_scribbles_steps",
+    "scribble_region",
+]

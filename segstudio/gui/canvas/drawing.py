@@ -106,7 +106,7 @@ def paint_overlays(canvas, painter: QPainter) -> None:
             painter.drawLine(a, b)
         for point in points[: len(canvas.polygon_points)]:
             painter.drawEllipse(point, 3, 3)
-    if canvas._cursor is not None and canvas.tool in (Tool.BRUSH, Tool.ERASER, Tool.ACCEPT):
+    if canvas._cursor is not None and canvas.tool in (Tool.BRUSH, Tool.ERASER, Tool.ACCEPT, Tool.SCRIBBLE):
         # the brush is a disc in pixels; on a coronal or sagittal plane a
         # pixel is drawn `aspect` times taller, and so is what it paints
         rx = canvas.brush_radius * canvas.zoom

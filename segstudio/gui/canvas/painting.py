@@ -1,5 +1,7 @@
-"""What the canvas's tools do to the labels: brush and eraser strokes, fill,
-magic wand, polygon, accept-in-region and the eyedropper.
+"""What the canvas's tools do to the labels: brush, eraser and scribble
+strokes, fill, magic wand, polygon, accept-in-region and the eyedropper.
+A scribble stroke paints like the brush and is then reported (``scribbled``)
+for the window to refine the prediction with (``segstudio.gui.scribbles``).
 
 A mixin of :class:`~segstudio.gui.canvas.view.Canvas`: the Qt events live
 there and hand a left press to :meth:`PaintingTools._press_tool`. Every tool
@@ -75,7 +77,7 @@ class PaintingTools:
         self._stroke_last = position
         if found is None:
             return
-        if self.tool is Tool.BRUSH:
+        if self.tool in (Tool.BRUSH, Tool.SCRIBBLE):
             found = self._keep_unlabelled(found)
             if found is None:
                 return
@@ -83,6 +85,8 @@ class PaintingTools:
         if self.tool is Tool.ACCEPT:
             self._accept_dabs.append((region, mask))
             return
+        if self.tool is Tool.SCRIBBLE:
+            self._scribble_dabs.append((region, mask))
         value = self.document.unlabelled if self.tool is Tool.ERASER else self.active_class
         document.paint(*self._to_document(region, mask), value)
 
@@ -91,15 +95,15 @@ class PaintingTools:
         self._accept_path.clear()
         if not dabs or self.document is None:
             return
-        top = min(r[0].start for r, _ in dabs)
-        bottom = max(r[0].stop for r, _ in dabs)
-        left = min(r[1].start for r, _ in dabs)
-        right = max(r[1].stop for r, _ in dabs)
-        mask = np.zeros((bottom - top, right - left), bool)
-        for (ys, xs), dab in dabs:
-            mask[ys.start - top : ys.stop - top, xs.start - left : xs.stop - left] |= dab
-        region, mask = self._to_document((slice(top, bottom), slice(left, right)), mask)
+        region, mask = self._to_document(*_merge_dabs(dabs))
         self.document.accept(self.accept_source, region=region, mask=mask)
+
+    def _finish_scribble(self) -> None:
+        """A Scribble stroke ended (its labels are one undo step already): tell
+        the window where it went, in the document's axes, with its class."""
+        dabs, self._scribble_dabs = self._scribble_dabs, []
+        if dabs and self.document is not None:
+            self.scribbled.emit(*self._to_document(*_merge_dabs(dabs)), self.active_class)
 
     def close_polygon(self) -> bool:
         """Fill the polygon drawn so far with the active class."""
@@ -127,9 +131,10 @@ class PaintingTools:
         if self.document.read_only:
             self.readOnlyTouched.emit()
             return
-        if self.tool in (Tool.BRUSH, Tool.ERASER):
-            self.document.begin_stroke("Brush" if self.tool is Tool.BRUSH else "Eraser")
+        if self.tool in (Tool.BRUSH, Tool.ERASER, Tool.SCRIBBLE):
+            self.document.begin_stroke(self.tool.value.capitalize())  # "Brush", "Eraser", "Scribble"
             self._stroke_last = None
+            self._scribble_dabs = []
             self._dab((row, column))
         elif self.tool is Tool.ACCEPT:
             self._stroke_last = None
@@ -154,3 +159,15 @@ class PaintingTools:
         elif self.tool is Tool.POLYGON:
             self.polygon_points.append((row, column))
             self.update()
+
+
+def _merge_dabs(dabs):
+    """One (region, mask) covering every dab of a stroke (region and mask pairs on one plane)."""
+    top = min(r[0].start for r, _ in dabs)
+    bottom = max(r[0].stop for r, _ in dabs)
+    left = min(r[1].start for r, _ in dabs)
+    right = max(r[1].stop for r, _ in dabs)
+    mask = np.zeros((bottom - top, right - left), bool)
+    for (ys, xs), dab in dabs:
+        mask[ys.start - top : ys.stop - top, xs.start - left : xs.stop - left] |= dab
+    return (slice(top, bottom), slice(left, right)), mask

@@ -14,3 +14,4 @@ class Tool(str, Enum):
     PAN = "pan"  # a left drag pans
     EYEDROPPER = "eyedropper"  # a left click picks the label under it as the active class
     WAND = "wand"  # a left click fills the connected pixels of similar intensity (magic wand)
+    SCRIBBLE = "scribble"  # paints like the brush; each stroke also refines the prediction (CRF)

@@ -54,6 +54,7 @@ class Canvas(PaintingTools, QWidget):
     readOnlyTouched = Signal()  # a tool was used on a document that cannot be edited
     labelPicked = Signal(int)  # the eyedropper clicked a pixel of this label (unlabelled included)
     wandToleranceChanged = Signal(float)  # the magic wand's tolerance, in the image's units
+    scribbled = Signal(object, object, int)  # a Scribble stroke ended: region, mask (document axes), class
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -89,6 +90,7 @@ class Canvas(PaintingTools, QWidget):
         self._stroke_last: tuple[float, float] | None = None
         self._accept_dabs: list[tuple[Region, np.ndarray]] = []
         self._accept_path: list[QPointF] = []
+        self._scribble_dabs: list[tuple[Region, np.ndarray]] = []
         self.polygon_points: list[tuple[float, float]] = []
         self._cursor: QPointF | None = None
         #: frames drawn so far (benchmarks check that a repaint really drew)
@@ -458,6 +460,8 @@ class Canvas(PaintingTools, QWidget):
             self.update()
         elif self.document is not None:
             self.document.end_stroke()
+            if self.tool is Tool.SCRIBBLE:
+                self._finish_scribble()
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         if self.tool is Tool.POLYGON and event.button() == Qt.MouseButton.LeftButton:

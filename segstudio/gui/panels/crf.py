@@ -77,11 +77,18 @@ class CRFPanel(QWidget):
         whether live preview is on or not.
     acceptRequested()
         Replace the labels with the CRF result.
+    scribbleRefineRequested()
+        Refine the prediction of the whole image with the scribbles (the
+        Scribble tool's strokes) as hard constraints, with these settings.
+    scribblesClearRequested()
+        Forget the scribbles of this image (they stay as labels).
     """
 
     paramsSettled = Signal(object)
     runRequested = Signal(object)
     acceptRequested = Signal()
+    scribbleRefineRequested = Signal()
+    scribblesClearRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -109,8 +116,9 @@ class CRFPanel(QWidget):
         self._busy_label.setObjectName("crf_status")
         self._busy_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self._busy_label.setWordWrap(True)
-        self._reset_button = QPushButton("Reset to DeepLab defaults")
-        self._reset_button.setToolTip("w1 = 5, σα = 50, σβ = 5, w2 = 3, σγ = 3, 10 iterations")
+        self._reset_button = QPushButton("Defaults")
+        self._reset_button.setToolTip("Back to the DeepLab defaults: w1 = 5, σα = 50, σβ = 5, w2 = 3, σγ = 3, "
+                                      "10 iterations")
         self._reset_button.clicked.connect(self._on_reset_clicked)
         self._run_button = QPushButton("Run CRF")
         self._run_button.setObjectName("crf_run")
@@ -120,19 +128,35 @@ class CRFPanel(QWidget):
         self._accept_button.setObjectName("crf_accept")
         self._accept_button.setToolTip("Replace the labels of this image with the CRF result (one undo step)")
         self._accept_button.clicked.connect(self.acceptRequested.emit)
+        self._scribble_button = QPushButton("Refine with scribbles")
+        self._scribble_button.setObjectName("crf_scribbles")
+        self._scribble_button.setToolTip(
+            "Run the CRF on the whole image with the strokes of the Scribble tool (S) as hard constraints:\n"
+            "scribbled pixels keep their class and pull similar-looking pixels near them along.\n"
+            "Each Scribble stroke already does this around itself.")
+        self._scribble_button.clicked.connect(self.scribbleRefineRequested.emit)
+        self._clear_scribbles_button = QPushButton("Clear scribbles")
+        self._clear_scribbles_button.setObjectName("crf_clear_scribbles")
+        self._clear_scribbles_button.setToolTip("Forget this image's scribbles (their pixels stay labelled)")
+        self._clear_scribbles_button.setEnabled(False)
+        self._clear_scribbles_button.clicked.connect(self.scribblesClearRequested.emit)
 
         preview_row = QHBoxLayout()
         preview_row.addWidget(self._preview)
         preview_row.addWidget(self._busy_label, 1)
+        preview_row.addWidget(self._reset_button)  # a row of its own pushed the dock above out of room
         buttons = QHBoxLayout()
         buttons.addWidget(self._run_button)
         buttons.addWidget(self._accept_button)
+        scribble_buttons = QHBoxLayout()
+        scribble_buttons.addWidget(self._scribble_button)
+        scribble_buttons.addWidget(self._clear_scribbles_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(form)
         layout.addLayout(preview_row)
         layout.addLayout(buttons)
-        layout.addWidget(self._reset_button)
+        layout.addLayout(scribble_buttons)
         layout.addStretch(1)
         self.set_params(CRFParams())
 
@@ -188,6 +212,13 @@ class CRFPanel(QWidget):
         self._busy_label.setText(text)
         self._busy_label.setToolTip(text)
         self._busy_label.setStyleSheet("color: #b00020;" if problem else "")
+
+    def set_scribble_count(self, pixels: int) -> None:
+        """How many pixels of this image are scribbled (Clear scribbles is enabled when any)."""
+        self._clear_scribbles_button.setEnabled(pixels > 0)
+        self._clear_scribbles_button.setToolTip(
+            f"Forget this image's scribbles ({pixels} pixels; they stay labelled)" if pixels
+            else "Forget this image's scribbles (their pixels stay labelled)")
 
     def message(self) -> str:
         """The busy or refusal text shown now ("" when none)."""
