@@ -68,3 +68,20 @@ def run_model(qtbot, window, checkpoint, *, all_images=False, timeout=60000):
 
 def labelled(window):
     return np.count_nonzero(window.session.document.labels != 255)
+
+
+def shown_canvas(qtbot, document, class_names=("background", "organ")):
+    """A Canvas on its own, 600 x 500 and shown, holding *document* with these classes' colours."""
+    from segstudio.annotation.classes import ClassList
+    from segstudio.gui.canvas import Canvas
+
+    classes = ClassList()
+    for name in class_names:
+        classes.add(name)
+    canvas = Canvas()
+    qtbot.addWidget(canvas)
+    canvas.resize(600, 500)
+    canvas.show()
+    qtbot.waitExposed(canvas)
+    canvas.set_document(document, classes.lut())
+    return canvas

@@ -137,7 +137,6 @@ def test_a_maximised_window_comes_back_maximised(qtbot):
 
 
 def test_training_curves_have_whole_epochs_and_a_legend_clear_of_them(qtbot):
-    from PySide6.QtCore import QPointF as Point
 
     from segstudio.gui.panels.training import TrainingPanel
 

@@ -9,10 +9,10 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QDoubleSpinBox, QToolBar
 
-from segstudio.annotation.classes import ClassList
 from segstudio.annotation.document import Document
-from segstudio.gui.canvas import Canvas, Tool
+from segstudio.gui.canvas import Tool
 from segstudio.io.volume import Volume
+from tests.gui.conftest import shown_canvas
 
 NO = Qt.KeyboardModifier.NoModifier
 LEFT = Qt.MouseButton.LeftButton
@@ -145,15 +145,7 @@ def _volume_canvas(qtbot):
                     modality="CT")
     document = Document(ct, volume=True)
     document.volume = volume
-    classes = ClassList()
-    for name in ("background", "organ"):
-        classes.add(name)
-    canvas = Canvas()
-    qtbot.addWidget(canvas)
-    canvas.resize(600, 500)
-    canvas.show()
-    qtbot.waitExposed(canvas)
-    canvas.set_document(document, classes.lut())
+    canvas = shown_canvas(qtbot, document)
     return canvas, document
 
 

@@ -11,6 +11,7 @@ from PySide6.QtTest import QTest
 from segstudio.annotation.classes import ClassList
 from segstudio.annotation.document import Document
 from segstudio.gui.canvas import Canvas, Tool
+from tests.gui.conftest import shown_canvas
 
 
 @pytest.fixture
@@ -21,15 +22,7 @@ def volume_canvas(qtbot):
     affine = np.diag([0.8, 0.8, 2.5, 1.0])
     document.volume = SimpleNamespace(spacing=(2.5, 0.8, 0.8), affine=affine, modality="CT",
                                       dicom_datasets=None, world_frame="LPS", array=ct)
-    classes = ClassList()
-    for name in ("background", "organ"):
-        classes.add(name)
-    canvas = Canvas()
-    qtbot.addWidget(canvas)
-    canvas.resize(600, 500)
-    canvas.show()
-    qtbot.waitExposed(canvas)
-    canvas.set_document(document, classes.lut())
+    canvas = shown_canvas(qtbot, document)
     return canvas, document
 
 

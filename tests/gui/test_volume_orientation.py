@@ -13,11 +13,11 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from segstudio.annotation.classes import ClassList
 from segstudio.annotation.document import Document
-from segstudio.gui.canvas import Canvas, Tool
+from segstudio.gui.canvas import Tool
 from segstudio.gui.canvas.slicing import SliceView, patient_directions
 from segstudio.io.volume import Volume
+from tests.gui.conftest import shown_canvas
 
 SHAPE = (8, 10, 12)  # Z, Y, X
 BRIGHT = 1000
@@ -51,15 +51,7 @@ def _volume(kind, affine, marked=None, ends=None):
 def _canvas(qtbot, volume):
     document = Document(volume.array, volume=True)
     document.volume = volume
-    classes = ClassList()
-    for name in ("background", "organ"):
-        classes.add(name)
-    canvas = Canvas()
-    qtbot.addWidget(canvas)
-    canvas.resize(600, 500)
-    canvas.show()
-    qtbot.waitExposed(canvas)
-    canvas.set_document(document, classes.lut())
+    canvas = shown_canvas(qtbot, document)
     canvas.set_window(BRIGHT / 2, BRIGHT)
     return canvas, document
 

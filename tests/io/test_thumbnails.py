@@ -9,6 +9,7 @@ from PIL import Image
 from segstudio.io.project_entry import ImageEntry
 from segstudio.io.thumbnails import Thumbnail, thumbnail_steps
 from segstudio.tasks import CancelToken, TaskCancelled
+from tests.steps import drain
 
 
 def _entry(path: Path, kind: str = "image") -> ImageEntry:
@@ -25,13 +26,7 @@ def test_each_image_gets_a_thumbnail_and_a_broken_one_its_error(tmp_path):
     entries = [_entry(tmp_path / "wide.png"), _entry(tmp_path / "broken.png"),
                _entry(tmp_path / "ct", kind="volume"), _entry(tmp_path / "deep.png")]
     steps = thumbnail_steps(entries, 64)
-    items = []
-    while True:
-        try:
-            items.append(next(steps))
-        except StopIteration as stop:
-            made = stop.value
-            break
+    items, made = drain(steps)
     assert [item.index for item in items] == [0, 1, 3]  # the volume is left out
     wide_small = items[0].image
     assert wide_small.shape == (16, 64, 3) and tuple(wide_small[8, 60]) == (255, 0, 0)

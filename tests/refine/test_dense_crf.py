@@ -10,6 +10,7 @@ from segstudio.errors import InvalidArgumentError
 from segstudio.refine import CRFParams, RefineResult, refine, refine_steps
 from segstudio.refine.dense_crf import _robust_to_uint8
 from segstudio.tasks import CancelToken, Progress, TaskCancelled
+from tests.steps import drain
 
 HEIGHT, WIDTH, EDGE = 80, 120, 60
 BAND = 10  # boundary accuracy is measured within ±BAND px of the true edge
@@ -130,13 +131,7 @@ def test_iteration_counts_run_and_stay_normalised(iterations: int) -> None:
 def test_refine_steps_yields_one_progress_per_iteration() -> None:
     image, _, probabilities = _edge_scene()
     steps = refine_steps(_as_uint8(image), probabilities, CRFParams(iterations=7))
-    seen: list[Progress] = []
-    while True:
-        try:
-            seen.append(next(steps))
-        except StopIteration as stop:
-            result = stop.value
-            break
+    seen, result = drain(steps)
     assert [p.done for p in seen] == list(range(1, 8))
     assert all(p.total == 7 and p.stage == "crf" for p in seen)
     assert isinstance(result, RefineResult)

@@ -15,6 +15,7 @@ from segstudio.refine import (
     scribble_region,
 )
 from segstudio.tasks import CancelToken, Progress, TaskCancelled
+from tests.steps import drain
 
 SIZE = 160
 CENTRE, RADIUS = (80, 80), 40
@@ -157,13 +158,7 @@ def test_steps_report_progress_accept_uint8_probabilities_and_stop_when_cancelle
     as_bytes = np.round(probabilities * 255).astype(np.uint8)
     params = CRFParams(iterations=4)
     steps = refine_with_scribbles_steps(image, as_bytes, scribbles, params, unlabelled=UNLABELLED, region=None)
-    seen = []
-    while True:
-        try:
-            seen.append(next(steps))
-        except StopIteration as stop:
-            result = stop.value
-            break
+    seen, result = drain(steps)
     assert all(isinstance(p, Progress) for p in seen)
     assert [(p.done, p.total) for p in seen] == [(i, 5) for i in range(1, 6)]
     assert (result.labels[disc] == 1).mean() > 0.95
