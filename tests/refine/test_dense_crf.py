@@ -9,7 +9,7 @@ from scipy.ndimage import gaussian_filter
 from segstudio.errors import InvalidArgumentError
 from segstudio.refine import CRFParams, RefineResult, refine, refine_steps
 from segstudio.refine.dense_crf import _robust_to_uint8
-from segstudio.tasks import CancelToken, Progress, TaskCancelled
+from segstudio.tasks import CancelToken, TaskCancelled
 from tests.steps import drain
 
 HEIGHT, WIDTH, EDGE = 80, 120, 60
