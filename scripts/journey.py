@@ -91,6 +91,23 @@ class Journey:
                 studio.wait(20)
             log.close()
 
+    def _scribble_and_next(self, name: str, project: Path, window: str) -> None:
+        """S and a short stroke (the CRF refines around it; the screenshot shows the CRF layer),
+        then N: the next image to annotate opens (its name is in the title of the shot)."""
+        x, y, width, height = self.focus(window)
+        cx, cy = x + width // 2, y + height // 2
+        self.xdo("key", "s")
+        self.drag(cx - 20, cy + 60, cx + 20, steps=8)
+        time.sleep(4)
+        self.shot(f"{name}-scribble")
+        project_file = project / "project.json"
+        self.xdo("key", "n")
+        time.sleep(3)
+        self.shot(f"{name}-next-to-annotate")
+        self.check('"uncertainty"' in project_file.read_text(encoding="utf-8"),
+                   f"{name}: the prediction's uncertainty is kept in project.json")
+        self.xdo("key", "b")
+
     def _train(self, name: str, project: Path, window: str) -> None:
         """Ctrl+T with the Training dock's defaults (2 minutes), then wait for the new version."""
         versions = project / "models" / "versions.json"
@@ -171,6 +188,7 @@ class Journey:
         self.check(bool(saved), f"{name}: the stroke was saved within 3 s ({saved or 'no label file written'})")
         self.check((project / ".segstudio.lock").is_file(), f"{name}: the open project holds its lock")
         if train:
+            self._scribble_and_next(name, project, window)
             self._train(name, project, window)
         else:
             self._volume_tools(name, project, window, (x, y, width, height), painted_at)
