@@ -246,9 +246,13 @@ class MainWindow(QMainWindow):
         self.images_panel.set_current(self.session.index)
 
     def step_image(self, step: int) -> None:
+        """D / A: the next or previous image in the Images list's order (file or uncertainty)."""
         project = self.session.project
-        if project is not None and project.entries:
-            self.pick_image(max(0, min(len(project.entries) - 1, self.session.wanted_index + step)))
+        if project is None or not project.entries:
+            return
+        order = self.images_panel.order() or list(range(len(project.entries)))
+        here = order.index(self.session.wanted_index) if self.session.wanted_index in order else 0
+        self.pick_image(order[max(0, min(len(order) - 1, here + step))])
 
     def _on_document_changed(self, index: int) -> None:
         document = self.session.document

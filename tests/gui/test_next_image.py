@@ -195,3 +195,26 @@ def test_a_version_made_active_by_hand_offers_rescoring_without_running(qtbot, w
     window.statusBar().clearMessage()
     next_image.offer_rescoring(window, "v003")  # activating v003 failed: its error is on show, no offer
     assert window.statusBar().currentMessage() == ""
+
+
+def test_d_and_a_follow_the_lists_order_and_the_sort_choice_is_kept(qtbot, window, image_folder):
+    from segstudio.gui.panels.images import ImagesPanel
+
+    assert window.open_path(image_folder)
+    panel = window.images_panel
+    for index, score in enumerate((0.2, 0.1, 0.9)):  # as predictions leave them
+        panel.set_uncertainty(index, score)
+    _sort_by_uncertainty(panel)
+    order = panel.order()
+    assert order == [2, 0, 1]
+    window.pick_image(order[0])
+    visited = [window.session.index]
+    for _ in range(3):
+        window.actions_by_name["next"].trigger()  # D
+        visited.append(window.session.index)
+    assert visited == [*order, order[-1]]  # the last one stays
+    window.actions_by_name["previous"].trigger()  # A
+    assert window.session.index == order[-2]
+    again = ImagesPanel()  # the next start
+    qtbot.addWidget(again)
+    assert again.sort_choice() == "Most uncertain first"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PySide6.QtCore import QRect, QSize, Qt, Signal
+from PySide6.QtCore import QRect, QSettings, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
@@ -199,6 +199,9 @@ class ImagesPanel(QWidget):
             "Most uncertain first: the order of View > Next image to annotate (N). Images not yet "
             "predicted come first, then the highest uncertainty (mean entropy of the last "
             "prediction); reviewed images last")
+        saved = QSettings().value("images/sort", SORT_CHOICES[0])
+        if saved in SORT_CHOICES:  # the user's choice of last time
+            self._sort.setCurrentText(saved)
         self._sort.currentTextChanged.connect(self._on_sort_changed)
         # no wider than the filter: the dock may be narrow (the list shows the whole text)
         self._sort.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -327,7 +330,8 @@ class ImagesPanel(QWidget):
     def _on_filter_changed(self, _text: str) -> None:
         self._apply_filter()
 
-    def _on_sort_changed(self, _text: str) -> None:
+    def _on_sort_changed(self, text: str) -> None:
+        QSettings().setValue("images/sort", text)
         self._arrange()
         item = self._list.currentItem()
         if item is not None:
