@@ -14,8 +14,9 @@ stroke supersedes a refinement in flight; a new prediction or a plain CRF
 preview that arrives later keeps the latest refinement in its region.
 
 A scribbled pixel counts only while the labels still hold its class there,
-so undoing a stroke or erasing over it takes it back. Volumes are refused
-for now (their strokes stay as labels).
+so undoing a stroke or erasing over it takes it back. On a volume the plane
+on screen is refined (axial, coronal or sagittal, as the canvas shows it),
+like the CRF preview of a volume.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from segstudio.gui.canvas.slicing import SliceView
 from segstudio.gui.workers import RunningTask, start_task
 from segstudio.io.masks import unlabelled_for
 from segstudio.refine import ScribbleResult, refine_with_scribbles_steps
@@ -37,7 +39,9 @@ log = logging.getLogger(__name__)
 
 NO_PREDICTION = ("Scribble refinement refines the model's prediction: run the model on this image first "
                  "(Model > Run on this image, Ctrl+R); the stroke stays as labels")
-NO_VOLUMES = "Scribble refinement works on 2-D images for now: the stroke stays as labels"
+NO_SCRIBBLES_HERE = "No scribbles on this plane: draw a stroke on the slice shown first"
+NO_PREDICTION_HERE = ("The model has not run on this plane yet (Volume dock: Run on this slice, or on the whole "
+                      "volume); the stroke stays as labels")
 NO_SCRIBBLES = "No scribbles on this image: draw a few strokes with the Scribble tool (S) first"
 
 
@@ -95,9 +99,6 @@ class ScribbleRefinement(QObject):
         document = self.window.session.document
         if document is None:
             return
-        if document.is_volume:
-            self.window.statusBar().showMessage(NO_VOLUMES, 6000)
-            return
         if self._document is not document or self.scribbles is None or self.scribbles.shape != document.shape \
                 or self.scribbles.dtype != document.labels.dtype:
             self.scribbles = np.full(document.shape, document.unlabelled, document.labels.dtype)
@@ -121,9 +122,6 @@ class ScribbleRefinement(QObject):
         if document is None:
             status.showMessage("Open images first", 4000)
             return False
-        if document.is_volume:
-            status.showMessage(NO_VOLUMES, 6000)
-            return False
         if document.prediction is None:
             status.showMessage(NO_PREDICTION, 6000)
             return False
@@ -137,13 +135,20 @@ class ScribbleRefinement(QObject):
             status.showMessage(f"The model predicts {n_classes} classes: scribbles of a class beyond "
                                "them cannot refine its prediction", 6000)
             return False
+        image, probabilities, params = document.image, prediction.probabilities, window.crf_panel.params()
+        plane = None
+        if document.is_volume:  # the plane on screen, as the CRF preview of a volume does
+            plane = self._plane_inputs(document, prediction, scribbles)
+            if plane is None:
+                return False
+            image, probabilities, scribbles = plane[1]
+            plane = plane[0]
         if whole_image:
             from segstudio.gui.studio_actions import refuse_crf
 
-            if refuse_crf(window, *document.shape, n_classes):
+            if refuse_crf(window, *probabilities.shape[-2:], n_classes):
                 return False
         self._cancel()
-        image, probabilities, params = document.image, prediction.probabilities, window.crf_panel.params()
         region = None if whole_image else "auto"
         unlabelled = document.unlabelled
 
@@ -154,12 +159,28 @@ class ScribbleRefinement(QObject):
         running = start_task("Scribble refinement", task, self)
         running.progressed.connect(lambda progress: window.crf_panel.set_busy(
             True, f"scribbles: {progress.message}" if progress.message else "refining…"))
-        running.succeeded.connect(lambda result: self._on_done(running, document, prediction, result))
+        running.succeeded.connect(lambda result: self._on_done(running, document, prediction, result, plane))
         running.failed.connect(lambda error: self._on_failed(running, error))
         running.cancelled.connect(lambda: self._on_cancelled(running))
         self.task = running
         window.crf_panel.set_busy(True, "refining with the scribbles…")
         return True
+
+    def _plane_inputs(self, document, prediction, scribbles):
+        """((axis, index), (image, probabilities, scribbles)) of the volume's shown
+        plane, as the canvas shows it (window, MONOCHROME1); None, with a
+        message, when the plane has no scribble or no prediction yet."""
+        slicer, status = self.window.canvas.slicer, self.window.statusBar()
+        plane_scribbles = np.ascontiguousarray(slicer.plane(scribbles))
+        if not (plane_scribbles != document.unlabelled).any():
+            status.showMessage(NO_SCRIBBLES_HERE, 5000)
+            return None
+        predicted = slicer.plane(prediction.labels)
+        if (predicted == unlabelled_for(predicted.dtype)).all():
+            status.showMessage(NO_PREDICTION_HERE, 6000)
+            return None
+        return (slicer.axis, slicer.index), (slicer.display(document.image), np.ascontiguousarray(
+            slicer.channel_plane(prediction.probabilities)), plane_scribbles)
 
     def _cancel(self) -> None:
         if self.task is not None and self.task.running:
@@ -179,21 +200,22 @@ class ScribbleRefinement(QObject):
         self.window.crf_panel.set_busy(False)
         self.window.report_error("Scribble refinement failed", error)
 
-    def _on_done(self, running: RunningTask, document, prediction, result: ScribbleResult) -> None:
+    def _on_done(self, running: RunningTask, document, prediction, result: ScribbleResult, plane=None) -> None:
         if running is not self.task:
             return  # superseded by a newer stroke
         self.task = None
         self.window.crf_panel.set_busy(False)
         if document is not self.window.session.document or document.prediction is not prediction:
             return  # another image, or a new prediction: its own refinement follows
-        self._latest = (prediction, result)
-        self._show(document, result)
+        self._latest = (prediction, result, plane)
+        self._show(document, result, plane)
         self.window.statusBar().showMessage(
             "Scribbles refined: the CRF layer shows the result; Edit > Accept CRF mask applies it", 5000)
         self.refined.emit()
 
-    def _show(self, document, result: ScribbleResult) -> None:
-        """Paste *result* into the CRF layer (outside its region the layer stays as it was)."""
+    def _show(self, document, result: ScribbleResult, plane=None) -> None:
+        """Paste *result* into the CRF layer (outside its region the layer stays
+        as it was); *plane* ``(axis, index)``: the volume's plane it refined."""
         window = self.window
         dtype = result.labels.dtype
         crf = document.crf_labels
@@ -201,7 +223,8 @@ class ScribbleRefinement(QObject):
             labels = crf.copy()
         else:
             labels = np.full(document.shape, unlabelled_for(dtype), dtype)
-        labels[result.region] = result.labels
+        target = labels if plane is None else SliceView(document.shape, (1.0, 1.0, 1.0), *plane).plane(labels)
+        target[result.region] = result.labels  # a plane is a view: this writes the volume
         document.set_crf_labels(labels)
         window.canvas.refresh_prediction()
         window._sync_layer_availability()
@@ -215,9 +238,9 @@ class ScribbleRefinement(QObject):
         document = self.window.session.document
         if self._latest is None or document is None or index != self.window.session.index:
             return
-        prediction, result = self._latest
+        prediction, result, plane = self._latest
         if document.prediction is prediction and document.crf_labels is not None:
-            self._show(document, result)
+            self._show(document, result, plane)
 
     def _on_predicted(self, index: int, _result) -> None:
         """A new prediction of the current image (the window stored it first):

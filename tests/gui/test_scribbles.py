@@ -144,19 +144,38 @@ def test_a_scribble_without_a_prediction_says_to_run_the_model(qtbot, window, im
     assert window.scribbles.task is None and document.crf_labels is None
 
 
-def test_on_a_volume_the_stroke_paints_and_the_refinement_is_refused_with_a_message(qtbot, window, tmp_path):
+def test_on_a_volume_the_shown_plane_is_refined_and_the_other_planes_are_left(qtbot, window, tmp_path):
+    from segstudio.inference.predictor import PredictionResult
     from tests.io.test_dicom import make_ct_series
 
     make_ct_series(tmp_path / "ct")
     assert window.open_path(tmp_path / "ct")
     document = window.session.document
     assert document.is_volume
+    window.crf_panel._preview.setChecked(False)  # the scribbles' result alone in the CRF layer
+    # a model that answers "background" (0.7) on every slice, as a run on the volume leaves it
+    depth, height, width = document.shape
+    probabilities = np.empty((2, depth, height, width), np.float16)
+    probabilities[0], probabilities[1] = 0.7, 0.3
+    window._on_predicted(window.session.index, PredictionResult(probabilities, np.zeros(document.shape, np.uint8),
+                                                                512))
+    assert document.prediction is not None
     window.actions_by_name["tool_scribble"].trigger()
     window.set_active_class(1)
-    _draw(qtbot, window.canvas, [(60.5, 50.5 + c) for c in range(0, 20, 2)])
-    assert (document.labels == 1).any()
-    assert "2-D images" in window.statusBar().currentMessage()
-    assert window.scribbles.task is None and window.scribbles.scribbles is None
+    window.canvas.set_brush_radius(1.0)
+    shown = window.canvas.slicer.index
+    _draw(qtbot, window.canvas, [(60.5, 50.5 + c) for c in range(0, 12, 2)])
+    stroke = (document.labels[shown] == 1)
+    assert stroke.any()
+    qtbot.waitUntil(lambda: document.crf_labels is not None, timeout=30000)
+    crf = document.crf_labels
+    plane = crf[shown]
+    assert (plane[stroke] == 1).all()  # the scribbles keep their class
+    assert np.count_nonzero(plane == 1) > 3 * np.count_nonzero(stroke)  # and pulled their neighbours
+    others = [k for k in range(depth) if k != shown]
+    assert (crf[others] == 255).all()  # no other plane was refined
+    window.accept("crf")  # Edit > Accept CRF mask
+    assert (document.labels[shown][plane == 1] == 1).all()
 
 
 def test_a_later_plain_crf_preview_keeps_the_refinement_in_its_region(qtbot, window, image_folder, checkpoint):
