@@ -23,7 +23,7 @@ image is annotated from scratch in every condition. Strokes:
   image so far; the user accepts the preview when it raises the image's
   Dice (as one looks before pressing Accept), and brushes what is still
   wrong of the region when more than half of it is;
-* live update: after every 5 strokes a :class:`~segstudio.training.live.LiveTrainer`
+* live update: after every 5 strokes (``--live-every``) a :class:`~segstudio.training.live.LiveTrainer`
   (the studio's defaults) learns from the strokes so far and the image is
   predicted again; what the user set stays.
 
@@ -90,7 +90,7 @@ def _dab(mask: np.ndarray) -> np.ndarray:
     return ((rows - y) ** 2 + (cols - x) ** 2 <= SCRIBBLE_RADIUS**2) & mask
 
 
-def correct_image(image, truth, model, meta, labelled, *, scribbles: bool, live: bool):
+def correct_image(image, truth, model, meta, labelled, *, scribbles: bool, live: bool, live_every: int = LIVE_EVERY):
     """One image: (labels, pixels set by the user, strokes, CRF refinements accepted, live updates)."""
     result = _prediction(model, meta, image)
     probabilities, labels = result.probabilities_float(), result.labels.copy()
@@ -127,7 +127,7 @@ def correct_image(image, truth, model, meta, labelled, *, scribbles: bool, live:
             strokes += math.ceil(area / STROKE_PX)
             pixels += area
         since_update += 1
-        if live and since_update >= LIVE_EVERY:
+        if live and since_update >= live_every:
             since_update = 0
             run_to_completion(trainer.update_steps([(image, user), *labelled[-LIVE_IMAGES:]]))
             fresh = trainer.predictor().predict(image)
@@ -137,7 +137,8 @@ def correct_image(image, truth, model, meta, labelled, *, scribbles: bool, live:
     return labels, pixels, strokes, accepted, updates
 
 
-def session(name: str, images, seconds: float, work: Path, *, tools: bool, order: str) -> list[dict]:
+def session(name: str, images, seconds: float, work: Path, *, tools: bool, order: str,
+            live_every: int = LIVE_EVERY) -> list[dict]:
     """One simulated user through every image; a row per image."""
     model, meta = new_model()
     remaining = list(range(len(images)))
@@ -159,7 +160,8 @@ def session(name: str, images, seconds: float, work: Path, *, tools: bool, order
         else:
             proposal = mean_dice(_prediction(model, meta, image).labels, truth, CLASSES)
             labels, pixels, strokes, accepted, updates = correct_image(image, truth, model, meta, labelled,
-                                                                       scribbles=tools, live=tools)
+                                                                       scribbles=tools, live=tools,
+                                                                       live_every=live_every)
         simulated = time.perf_counter() - started
         labelled.append((image, labels.astype(np.uint8)))
         train(model, meta, labelled, seconds, work / f"{name}-{'tools' if tools else 'brush'}-{order}-{len(rows)}")
@@ -199,6 +201,9 @@ def main() -> None:
     parser.add_argument("--train-seconds", type=float, default=30.0)
     parser.add_argument("--data", default="em,nuclei")
     parser.add_argument("--conditions", default="brush:file,tools:file,brush:uncertainty,tools:uncertainty")
+    parser.add_argument("--live-every", type=int, default=LIVE_EVERY,
+                        help=f"strokes between live updates (default {LIVE_EVERY}; the studio updates at every "
+                             "pause of 1 s, so 1 is a user who pauses after each stroke)")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     data = {}
@@ -219,7 +224,7 @@ def main() -> None:
             for tools, order in conditions:
                 started = time.perf_counter()
                 runs[(tools, order)] = session(name, images, args.train_seconds, Path(tmp), tools=tools == "tools",
-                                               order=order)
+                                               order=order, live_every=args.live_every)
                 print(f"  ({name}: {tools}, {order} order done in {time.perf_counter() - started:.0f} s)",
                       flush=True)
             report(name, runs)
