@@ -9,6 +9,7 @@ Gaussian sum.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import cv2
@@ -28,7 +29,8 @@ from segstudio.refine.torch_crf import (
 from segstudio.tasks import CancelToken, Progress, TaskCancelled
 
 REPO = Path(__file__).resolve().parents[2]
-SKIMAGE_DATA = Path(cv2.__file__).resolve().parents[1] / "skimage" / "data"
+# photographs that ship inside scikit-image's wheel (a test dependency; read as files, no download)
+SKIMAGE_DATA = Path(importlib.util.find_spec("skimage").origin).parent / "data"
 ISBI = REPO.parent / "shared" / "data" / "isbi2012-em"
 if not ISBI.is_dir():
     ISBI = Path("/work/shared/data/isbi2012-em")
