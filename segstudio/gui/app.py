@@ -146,6 +146,9 @@ def create_application(argv: Sequence[str] = ()):
     app.setOrganizationName(APP_NAME)
     app.setDesktopFileName("segstudio")
     _set_window_icon(app)
+    from segstudio.gui import gui_thread_gc
+
+    gui_thread_gc.install(app)  # Qt objects are never destroyed by a worker thread's collection
     return app
 
 

@@ -14,6 +14,17 @@ CLASS_NAMES = ["background", "cytoplasm", "nucleus"]
 CLASS_COLORS = [(0, 0, 0), (60, 180, 75), (0, 130, 200)]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _gui_thread_collection(qapp):
+    """As the studio does (gui/gui_thread_gc.py): garbage is collected on the GUI thread only;
+    closed windows of earlier tests collected by a model worker deadlocked the suite."""
+    from segstudio.gui import gui_thread_gc
+
+    collector = gui_thread_gc.install(qapp)
+    yield collector
+    collector.stop()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_qsettings(tmp_path_factory):
     folder = tmp_path_factory.mktemp("qsettings")
