@@ -31,5 +31,7 @@ def test_automatic_collection_is_off_and_the_timer_collects_on_the_gui_thread(qt
     assert log == []  # the worker's allocations collected nothing
     kept = [[] for _ in range(2 * gc.get_threshold()[0])]  # past the first generation's threshold
     assert log == []  # nothing collected automatically, even on the GUI thread
-    qtbot.waitUntil(lambda: log == [True], timeout=5000)  # the timer's collection, on the GUI thread
+    assert collector.timer.isActive() and collector.thread() is qapp.thread()
+    qtbot.wait(2 * gui_thread_gc.INTERVAL_MS + 200)  # the timer's collection, on the GUI thread
+    assert log == [True]
     assert len(kept) > 0
