@@ -83,7 +83,7 @@ def main() -> None:
                 memory_format=torch.channels_last if predictor.channels_last else torch.contiguous_format
             )
             with PeakMemory(device) as pred_mem:
-                pred_time = median_seconds(lambda: predictor.predict(image), args.repeats, device)
+                pred_time = median_seconds(lambda p=predictor: p.predict(image), args.repeats, device)
             labels = predictor.predict(image).labels
             agreement = float((labels == reference).mean())
             rows.append([

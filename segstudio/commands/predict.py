@@ -56,6 +56,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="write NIfTI label maps even for DICOM series whose slices are not evenly spaced "
                         "(the file's single affine then misplaces some slices; DICOM SEG has no such limit)")
     parser.add_argument("--crf", action="store_true", help="refine each mask (each slice) with the dense CRF")
+    parser.add_argument("--crf-backend", default="auto", choices=["auto", "pydensecrf", "torch"],
+                        help="CRF implementation: auto (torch on a GPU, pydensecrf2 on the CPU), pydensecrf "
+                             "(CPU) or torch (on --device)")
+    parser.add_argument("--crf-3d", action="store_true",
+                        help="volumes: one 3-D CRF over the whole volume (kernels in mm from the spacing) "
+                             "instead of slice by slice")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--tile", type=int, default=512, help="sliding-window tile size in pixels (default 512)")
@@ -170,6 +176,8 @@ def _collect_jobs(args: argparse.Namespace) -> tuple[list[_Job], list[SegstudioE
 def run(args: argparse.Namespace) -> int:
     from segstudio.inference import Predictor
 
+    args.crf = args.crf or args.crf_3d  # --crf-3d is a way of refining
+
     if args.checkpoint is None:
         raise InvalidArgumentError(
             "predict needs trained weights: give --checkpoint FILE "
@@ -247,7 +255,7 @@ def _predict_image(predictor, meta, job: _Job, args: argparse.Namespace, bar) ->
     result = run_to_completion(predictor.predict_steps(image), lambda p: bar.set_postfix_str(p.message))
     labels = result.labels
     if args.crf:
-        labels = _refine(image, result.probabilities_float()).labels
+        labels = _refine(args, image, result.probabilities).labels
     write_label_png(args.out / f"{job.stem}.png", _label_map(labels, meta), meta.class_colors)
     if args.save_probs:
         _save_probabilities(args.out / f"{job.stem}.probs.npz", result, meta.class_names)
@@ -270,10 +278,17 @@ def _predict_volume(predictor, meta, job: _Job, args: argparse.Namespace, window
         result = run_to_completion(predict_volume_steps(predictor, volume.array, window=window, invert=volume.invert),
                                    lambda p: slices_bar.update(1))
     labels = result.labels
-    if args.crf:
+    if args.crf and args.crf_3d:
+        from segstudio.refine.volume_crf import refine_volume
+
+        normalise = slice_normaliser(volume.array, window, invert=volume.invert)
+        grey = np.stack([normalise(k) for k in range(volume.num_slices)])
+        labels = refine_volume(grey, result.probabilities, spacing=tuple(volume.spacing), keep_probabilities=False,
+                               **_crf_options(args)).labels
+    elif args.crf:
         normalise = slice_normaliser(volume.array, window, invert=volume.invert)
         labels = np.stack([
-            _refine(normalise(k), result.probabilities[:, k].astype(np.float32)).labels
+            _refine(args, normalise(k), result.probabilities[:, k]).labels
             for k in range(volume.num_slices)
         ])
     labels = _label_map(labels, meta)
@@ -289,10 +304,15 @@ def _predict_volume(predictor, meta, job: _Job, args: argparse.Namespace, window
         _save_probabilities(args.out / f"{job.stem}.probs.npz", result, meta.class_names)
 
 
-def _refine(image, probabilities):
+def _crf_options(args: argparse.Namespace) -> dict:
+    device = args.device if args.device == "cpu" or args.device.startswith("cuda") else None
+    return {"backend": args.crf_backend, "device": device}
+
+
+def _refine(args: argparse.Namespace, image, probabilities):
     from segstudio.refine import refine
 
-    return refine(image, probabilities)
+    return refine(image, probabilities, keep_probabilities=False, **_crf_options(args))
 
 
 def _save_probabilities(path: Path, result, class_names) -> None:

@@ -41,8 +41,8 @@ from segstudio.gui.panels.volume import VolumePanel
 from segstudio.gui.training_runs import TrainingRuns
 from segstudio.gui.runs import ModelRuns
 from segstudio.gui.session import Session
-from segstudio.gui import (class_editing, live_update, next_image, scribbles, studio_actions, three_views,
-                           window_layout)
+from segstudio.gui import (class_editing, crf_preview, live_update, next_image, scribbles, studio_actions,
+                           three_views, window_layout)
 from segstudio.gui.toolbar import build_toolbar
 from segstudio.io import project_opening
 from segstudio.tasks import Progress
@@ -179,8 +179,9 @@ class MainWindow(QMainWindow):
         runs.modelLoaded.connect(self._on_model_loaded)
         runs.runFinished.connect(self._on_run_finished)
         runs.runFailed.connect(lambda e: self.report_error("The model run failed", e))
-        runs.crfDone.connect(self._on_crf_done)
+        runs.crfDone.connect(lambda index, refined: crf_preview.on_done(self, index, refined))
         runs.crfFailed.connect(self._on_crf_failed)
+        runs.crfTile.connect(lambda index, tile: crf_preview.on_tile(self, index, tile))
 
     def report_error(self, title: str, error: BaseException) -> None:
         """The one error path of the window: a dialog and the log."""
@@ -274,12 +275,13 @@ class MainWindow(QMainWindow):
             self.images_panel.set_thumbnail(index, self.canvas.layer_buffer("image"))
         self.images_panel.set_current(index)
         self._sync_layer_availability()
+        self.crf_panel.set_volume(is_volume)
         self._update_undo_actions()
         self._update_title()
         self._describe_cursor()
         if document is not None and document.prediction is not None and self.crf_panel.preview_enabled():
             # the prediction kept from a run on all images: its CRF was never computed
-            self.run_crf(self.crf_panel.params())
+            crf_preview.run(self, self.crf_panel.params(), live=True)
 
     def _on_review_toggled(self, index: int, reviewed: bool) -> None:
         status = ImageStatus.REVIEWED if reviewed else ImageStatus.CORRECTED
@@ -402,44 +404,28 @@ class MainWindow(QMainWindow):
     def _on_crf_params_settled(self, params) -> None:
         document = self.session.document
         if self.crf_panel.preview_enabled() and document is not None and document.prediction is not None:
-            self.run_crf(params)
+            if self.session.project is not None:
+                self.session.project.crf_settings = params.to_dict()
+            crf_preview.run(self, params, live=True)
         elif self.session.project is not None:
             self.session.project.crf_settings = params.to_dict()
 
     def run_crf(self, params) -> None:
-        """Compute the CRF mask of the current image with *params* (live preview
-        or the Run CRF button); a computation in flight is cancelled."""
-        document = self.session.document
+        """Compute the CRF mask of the current image with *params* (the Run CRF
+        button: all of it); a computation in flight is cancelled."""
         if self.session.project is not None:
             self.session.project.crf_settings = params.to_dict()
-        if document is None or document.prediction is None:
-            self.statusBar().showMessage("The CRF refines a prediction: run the model on this image first", 5000)
-            return
-        if document.is_volume:
-            studio_actions.preview_crf_on_slice(self, params)
-            return
-        height, width = document.labels.shape[-2:]
-        if studio_actions.refuse_crf(self, height, width, document.prediction.probabilities.shape[0]):
-            return
-        studio_actions.start_crf(self, self.session.index, document.image, document.prediction, params)
+        crf_preview.run(self, params)
 
     def _on_crf_failed(self, error: BaseException) -> None:
         self.crf_panel.set_busy(False)  # Accept must not stay disabled
         self.report_error("The CRF failed", error)
 
-    def _on_crf_done(self, index: int, refined) -> None:
-        self.crf_panel.set_busy(False)
-        document = self.session.document
-        if index != self.session.index or document is None:
-            return
-        if document.is_volume:
-            refined = studio_actions.crf_slice_into_volume(self, refined)
-            if refined is None:
-                return
-        document.set_crf_labels(refined.labels)
-        self.canvas.refresh_prediction()
+    def sync_crf_layer(self) -> None:
+        """The CRF layer changed: offer it in the Layers panel and show it."""
         self._sync_layer_availability()
-        if not self.canvas.states["crf"].visible:
+        if self.session.document is not None and self.session.document.crf_labels is not None \
+                and not self.canvas.states["crf"].visible:
             self.canvas.set_layer_visible("crf", True)
             self._sync_layers_panel()
 

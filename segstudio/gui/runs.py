@@ -22,7 +22,7 @@ from segstudio.errors import InvalidArgumentError, SegstudioError
 from segstudio.gui.workers import RunningTask, start_task
 from segstudio.inference.predictor import PredictionResult, Predictor
 from segstudio.models.checkpoint import CheckpointMeta
-from segstudio.refine import CRFParams, refine_steps
+from segstudio.refine import TileProgress
 from segstudio.tasks import CancelToken, Progress
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ class ModelRuns(QObject):
     runFailed = Signal(object)  # the exception
     crfDone = Signal(int, object)  # image index, RefineResult
     crfFailed = Signal(object)
+    crfTile = Signal(int, object)  # image index, TileProgress (a finished CRF tile)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -194,24 +195,32 @@ class ModelRuns(QObject):
         if self.model_task is not None:
             self.model_task.cancel()
 
-    def preview_crf(self, index: int, image: np.ndarray, result: PredictionResult, params: CRFParams) -> None:
-        """Refine ``result`` with ``params``; cancels a preview in flight."""
+    def preview_crf(self, index: int, factory: Callable[[CancelToken], Generator]) -> RunningTask:
+        """Run the CRF task ``factory(cancel)`` for image ``index``; cancels a preview in flight.
+
+        Only the newest preview reports: its finished tiles (crfTile), its
+        end (crfDone / crfFailed) and its progress (the returned task's
+        ``progressed``)."""
         if self.crf_task is not None and self.crf_task.running:
             self.crf_task.cancel()
-        probabilities = result.probabilities_float()
-
-        def task(cancel: CancelToken):
-            return (yield from refine_steps(image, probabilities, params, cancel=cancel))
-
-        crf_task = start_task("Dense CRF", task, self)
+        crf_task = start_task("Dense CRF", factory, self)
         key = crf_task.run_key = next(self._serial)
         crf_task.succeeded.connect(lambda refined: self._on_crf_ended(key, index, refined))
         crf_task.failed.connect(lambda error: self._on_crf_ended(key, index, error, failed=True))
         crf_task.cancelled.connect(lambda: self._forget(key))
+        crf_task.progressed.connect(lambda progress: self._on_crf_progress(key, index, progress))
         self.crf_task = crf_task
+        return crf_task
+
+    def _current_crf(self, key: int) -> bool:
+        return self.crf_task is not None and self.crf_task.run_key == key and key not in self._discarded
+
+    def _on_crf_progress(self, key: int, index: int, progress) -> None:
+        if isinstance(progress, TileProgress) and self._current_crf(key):
+            self.crfTile.emit(index, progress)
 
     def _on_crf_ended(self, key: int, index: int, outcome, *, failed: bool = False) -> None:
-        if key in self._discarded:
+        if not self._current_crf(key):  # another project, or superseded by a newer preview
             self._forget(key)
             return
         if failed:

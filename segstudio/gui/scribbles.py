@@ -144,9 +144,9 @@ class ScribbleRefinement(QObject):
             image, probabilities, scribbles = plane[1]
             plane = plane[0]
         if whole_image:
-            from segstudio.gui.studio_actions import refuse_crf
+            from segstudio.gui.crf_preview import refuse_whole_image
 
-            if refuse_crf(window, *probabilities.shape[-2:], n_classes):
+            if refuse_whole_image(window, *probabilities.shape[-2:], n_classes):
                 return False
         self._cancel()
         region = None if whole_image else "auto"

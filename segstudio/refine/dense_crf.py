@@ -6,8 +6,10 @@ network with the fully connected CRF of Krähenbühl & Koltun (NeurIPS 2011):
 a Potts model whose pairwise term is a Gaussian smoothness kernel plus a
 bilateral appearance kernel, solved approximately by mean-field iterations
 in the permutohedral lattice. This module wraps ``pydensecrf`` for that job
-and runs the iterations one at a time so the studio can show progress and
-stop between them.
+(the reference backend) and runs the iterations one at a time so the studio
+can show progress and stop between them. :func:`segstudio.refine.refine`
+chooses between it and the torch backend and splits large images into
+tiles.
 """
 
 from __future__ import annotations
@@ -132,12 +134,13 @@ class RefineResult:
     Attributes
     ----------
     probabilities:
-        float32 array ``C x H x W``; each pixel sums to 1.
+        float32 array ``C x H x W``; each pixel sums to 1. None when the
+        caller asked for labels only (``keep_probabilities=False``).
     labels:
         ``H x W`` argmax of ``probabilities``; uint8, or uint16 when C > 254 (as label maps).
     """
 
-    probabilities: np.ndarray
+    probabilities: np.ndarray | None
     labels: np.ndarray
 
 

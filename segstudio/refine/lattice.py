@@ -57,9 +57,12 @@ class PermutohedralLattice:
         self.num_points = n
         self._alpha = 1.0 / (1.0 + 2.0 ** (-d))  # Adams' magic scaling constant
 
-        elevated = _elevate(features)  # N x (d+1)
+        # Coordinates are rows ((d+1) x N): every step below reads and writes
+        # whole contiguous rows (column slices of N x (d+1) tensors were the
+        # slowest part of building, at a few GB/s of memory bandwidth).
+        elevated = _elevate(features)  # (d+1) x N
         rem0, rank = _enclosing_simplex(elevated)
-        barycentric = _barycentric(elevated, rem0, rank)  # N x (d+1)
+        barycentric = _barycentric(elevated, rem0, rank)  # (d+1) x N
         del elevated
 
         # Lattice points are packed into one int64 each: coordinate k (of the
@@ -68,8 +71,8 @@ class PermutohedralLattice:
         # neighbours inside the packed range, so a neighbour's key is the
         # point's key plus a constant.
         margin = 2 * (d + 1)
-        low = rem0[:, :d].amin(dim=0) - margin
-        spans = (rem0[:, :d].amax(dim=0) + margin - low + 1).tolist()  # one host sync while building
+        low = rem0[:d].amin(dim=1) - margin
+        spans = (rem0[:d].amax(dim=1) + margin - low + 1).tolist()  # one host sync while building
         bits = sum(math.log2(max(int(s), 2)) for s in spans)
         if bits > _KEY_BITS:
             raise ValueError(
@@ -84,21 +87,25 @@ class PermutohedralLattice:
         # canonical[r, rank] = r - (d+1) [rank > d - r] (permutohedral.cpp), so
         # key_r = key_0 + r * sum(strides) - (d+1) * (sum of the strides of the
         # coordinates whose rank exceeds d - r); ranks are a permutation of 0..d.
-        key0 = ((rem0[:, :d] - low) * torch.tensor(strides, dtype=torch.int64, device=device)).sum(dim=1)
-        stride_of_rank = torch.zeros((n, d + 1), dtype=torch.int64, device=device)
+        key0 = torch.zeros(n, dtype=torch.int64, device=device)
         for k in range(d):
-            stride_of_rank.scatter_(1, rank[:, k : k + 1], strides[k])
+            key0 += (rem0[k] - low[k]) * strides[k]
+        stride_of_rank = torch.zeros((d + 1, n), dtype=torch.int64, device=device)
+        for k in range(d):
+            stride_of_rank.scatter_(0, rank[k : k + 1], strides[k])
         del rem0, rank
-        keys = torch.empty((n, d + 1), dtype=torch.int64, device=device)
-        keys[:, 0] = key0
+        keys = torch.empty((d + 1, n), dtype=torch.int64, device=device)
+        keys[0] = key0
         above = torch.zeros_like(key0)
         for r in range(1, d + 1):
-            above += stride_of_rank[:, d - r + 1]
-            keys[:, r] = key0 + r * stride_sum - (d + 1) * above
+            above += stride_of_rank[d - r + 1]
+            torch.add(key0, r * stride_sum, out=keys[r])
+            keys[r] -= (d + 1) * above
         del stride_of_rank, above, key0
 
         # One sort gives the vertices (torch.unique's job), each entry's
         # vertex, and the splat matrix's entries already grouped by vertex.
+        # Entry r * N + i is vertex r of point i's simplex.
         flat_keys, order = torch.sort(keys.reshape(-1))
         del keys
         total = flat_keys.numel()
@@ -121,10 +128,14 @@ class PermutohedralLattice:
         crow = torch.empty(m + 1, dtype=torch.int64, device=device)
         crow[:m] = starts
         crow[m] = total
-        self._splat = _csr(crow, torch.div(order, d + 1, rounding_mode="floor"), weights[order], (m, n))
+        self._splat = _csr(crow, torch.remainder(order, n), weights[order], (m, n))
         del order, starts, crow
+        # the slice matrix's rows are points: their d+1 entries side by side
         self._slice = _csr(
-            torch.arange(0, total + 1, d + 1, device=device), inverse, weights * self._alpha, (n, m)
+            torch.arange(0, total + 1, d + 1, device=device),
+            inverse.reshape(d + 1, n).t().reshape(-1),
+            (weights * self._alpha).reshape(d + 1, n).t().reshape(-1),
+            (n, m),
         )
         del inverse, weights, barycentric
 
@@ -199,61 +210,67 @@ def _csr(crow: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, size: tup
 
 
 def _elevate(features: torch.Tensor) -> torch.Tensor:
-    """Embed ``N x d`` features in the d+1 hyperplane (``y = E p``, Adams p. 5)."""
+    """Embed ``N x d`` features in the d+1 hyperplane (``y = E p``, Adams p. 5); ``(d+1) x N``."""
     n, d = features.shape
     inv_std_dev = math.sqrt(2.0 / 3.0) * (d + 1)
     scale = torch.tensor(
         [1.0 / math.sqrt((i + 2) * (i + 1)) * inv_std_dev for i in range(d)],
         dtype=torch.float32, device=features.device,
     )
-    cf = features * scale
-    # suffix[:, j] = sum of cf[:, j:], accumulated from the end as in the C++ loop
-    suffix = torch.zeros((n, d + 1), dtype=torch.float32, device=features.device)
+    cf = features.t() * scale[:, None]  # d x N, contiguous
+    # running = sum of cf[j:], accumulated from the end as in the C++ loop
+    elevated = torch.empty((d + 1, n), dtype=torch.float32, device=features.device)
     running = torch.zeros(n, dtype=torch.float32, device=features.device)
-    for j in range(d - 1, -1, -1):
-        running = running + cf[:, j]
-        suffix[:, j] = running
-    elevated = torch.empty((n, d + 1), dtype=torch.float32, device=features.device)
-    elevated[:, 0] = suffix[:, 0]
-    for j in range(1, d + 1):
-        elevated[:, j] = suffix[:, j] - j * cf[:, j - 1]
+    elevated[d] = -d * cf[d - 1]
+    for j in range(d - 1, 0, -1):
+        running += cf[j]
+        torch.sub(running, j * cf[j - 1], out=elevated[j])
+    running += cf[0]
+    elevated[0] = running
     return elevated
 
 
 def _enclosing_simplex(elevated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest zero-coloured lattice point ``rem0`` and the rank of each coordinate."""
-    d = elevated.shape[1] - 1
+    """Nearest zero-coloured lattice point ``rem0`` and the rank of each coordinate, ``(d+1) x N`` each."""
+    d = elevated.shape[0] - 1
     down_factor = torch.tensor(1.0 / (d + 1), dtype=torch.float32)
     v = elevated * down_factor.to(elevated.device)
-    up = torch.ceil(v) * (d + 1)
-    down = torch.floor(v) * (d + 1)
+    up = torch.ceil(v).mul_(d + 1)
+    down = torch.floor_(v).mul_(d + 1)
+    del v
     rem0_f = torch.where(up - elevated < elevated - down, up, down)
+    del up, down
     rem0 = rem0_f.to(torch.int64)
-    total = torch.div(rem0.sum(dim=1), d + 1, rounding_mode="floor")  # exact multiples of d+1
+    total = torch.div(rem0.sum(dim=0), d + 1, rounding_mode="floor")  # exact multiples of d+1
 
+    # rank[k] = how many coordinates lie above coordinate k (ties: the later
+    # one ranks higher), as the C++ pairwise loop counts
     diff = elevated - rem0_f
-    rank = torch.zeros_like(rem0)
+    del rem0_f
+    # counted in int16 (ranks lie in -d..2d): a quarter of int64's memory traffic
+    rank = torch.zeros(rem0.shape, dtype=torch.int16, device=rem0.device)
     for i in range(d):
         for j in range(i + 1, d + 1):
-            less = diff[:, i] < diff[:, j]
-            rank[:, i] += less
-            rank[:, j] += ~less
-    rank += total[:, None]
-    below = rank < 0
-    above = rank > d
-    rank += (d + 1) * below.to(torch.int64) - (d + 1) * above.to(torch.int64)
-    rem0 += (d + 1) * below.to(torch.int64) - (d + 1) * above.to(torch.int64)
-    return rem0, rank
+            less = diff[i] < diff[j]
+            rank[i] += less
+            rank[j] += ~less
+    del diff
+    rank += total.to(torch.int16)
+    wrap = (rank < 0).to(torch.int16) - (rank > d).to(torch.int16)
+    wrap *= d + 1
+    rank += wrap
+    rem0 += wrap
+    return rem0, rank.to(torch.int64)
 
 
 def _barycentric(elevated: torch.Tensor, rem0: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
-    """Barycentric weights of each point on its simplex's d+1 vertices (Adams p. 10)."""
-    n, d1 = elevated.shape
+    """Barycentric weights of each point on its simplex's d+1 vertices (Adams p. 10); ``(d+1) x N``."""
+    d1, n = elevated.shape
     d = d1 - 1
     down_factor = torch.tensor(1.0 / (d + 1), dtype=torch.float32, device=elevated.device)
     v = (elevated - rem0.to(torch.float32)) * down_factor
-    bary = torch.zeros((n, d + 2), dtype=torch.float32, device=elevated.device)
-    bary.scatter_add_(1, d - rank, v)
-    bary.scatter_add_(1, d - rank + 1, -v)
-    bary[:, 0] += 1.0 + bary[:, d + 1]
-    return bary[:, : d + 1]
+    bary = torch.zeros((d + 2, n), dtype=torch.float32, device=elevated.device)
+    bary.scatter_add_(0, d - rank, v)
+    bary.scatter_add_(0, d - rank + 1, -v)
+    bary[0] += 1.0 + bary[d + 1]
+    return bary[: d + 1]

@@ -14,8 +14,9 @@ starting from ``Q = softmax(-U)``, ``U = -log p``. The lattices are built
 once per image and reused by every iteration; the iterations are pure
 tensor operations on the chosen device.
 
-This backend is not wired into :func:`segstudio.refine.refine` yet; it is
-checked against pydensecrf2 in ``tests/refine/test_torch_crf.py``.
+:func:`segstudio.refine.refine` runs it as ``backend="torch"`` (and as
+``"auto"`` on a GPU); it is checked against pydensecrf2 in
+``tests/refine/test_torch_crf.py``.
 """
 
 from __future__ import annotations

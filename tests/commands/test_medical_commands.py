@@ -108,6 +108,34 @@ def test_windows_and_their_errors(tmp_path, checkpoint, series, capsys):
     assert "width must be at least 1" in capsys.readouterr().err
 
 
+def test_predict_crf_3d_refines_a_real_mri_as_one_volume_with_its_spacing(tmp_path, checkpoint, monkeypatch):
+    """--crf-3d: one 3-D CRF over nibabel's anatomical MRI (2 mm voxels) instead of one per slice."""
+    import segstudio.refine
+    from segstudio.refine import volume_crf
+
+    calls, per_slice = [], []
+    real = volume_crf.refine_volume
+
+    def spy(volume, probabilities, params=None, **options):
+        calls.append((volume.shape, probabilities.shape, options["spacing"]))
+        return real(volume, probabilities, params, **options)
+
+    monkeypatch.setattr(volume_crf, "refine_volume", spy)
+    monkeypatch.setattr(segstudio.refine, "refine", lambda *a, **k: per_slice.append(1))
+    out = tmp_path / "out"
+    assert _predict(nibabel_data("anatomical.nii"), "--checkpoint", checkpoint, "--out", out, "--crf-3d",
+                    "--tile", "64") == 0
+    source = nib.load(nibabel_data("anatomical.nii"))
+    written = nib.load(out / "anatomical.nii.gz")
+    assert written.shape == source.shape and per_slice == []
+    assert len(calls) == 1
+    (z, y, x), probability_shape, spacing = calls[0]
+    assert probability_shape[1:] == (z, y, x) and z * y * x == int(np.prod(source.shape))
+    np.testing.assert_allclose(sorted(spacing), sorted(float(v) for v in source.header.get_zooms()[:3]))
+    labels = np.asanyarray(written.dataobj)
+    assert labels.max() <= 3 and (labels > 0).all()  # every voxel refined and written as class + 1
+
+
 def test_predict_a_4d_nifti_volume_by_index(tmp_path, checkpoint):
     source_path = nibabel_data("example4d.nii.gz")
     source = nib.load(source_path)

@@ -68,6 +68,30 @@ def test_predict_with_crf_on_good_files_exits_zero(tmp_path, checkpoint, image_f
     assert read_mask(out / "a.png").shape == sizes["a"]
 
 
+def test_predict_crf_backends_give_the_same_masks(tmp_path, checkpoint, image_folder, monkeypatch):
+    """--crf-backend torch runs the PyTorch CRF (on --device), pydensecrf the reference: same labels."""
+    import segstudio.refine
+
+    folder, sizes = image_folder
+    backends = []
+    real_refine = segstudio.refine.refine
+
+    def refine_spy(image, probabilities, *args, **kwargs):
+        backends.append((kwargs.get("backend"), kwargs.get("device")))
+        return real_refine(image, probabilities, *args, **kwargs)
+
+    monkeypatch.setattr(segstudio.refine, "refine", refine_spy)
+    masks = {}
+    for backend in ("pydensecrf", "torch"):
+        out = tmp_path / backend
+        assert cli.main(["predict", str(folder / "a.png"), "--checkpoint", str(checkpoint), "--out", str(out),
+                         "--crf", "--crf-backend", backend, "--device", "cpu", "--precision", "fp32"]) == 0
+        masks[backend] = read_mask(out / "a.png")
+    assert backends == [("pydensecrf", "cpu"), ("torch", "cpu")]
+    assert masks["torch"].shape == sizes["a"]
+    assert (masks["torch"] == masks["pydensecrf"]).mean() >= 0.99
+
+
 def test_predict_without_weights_says_what_to_give(tmp_path, image_folder, capsys):
     folder, _ = image_folder
     assert cli.main(["predict", str(folder), "--model", "unet", "--out", str(tmp_path / "o")]) == 1

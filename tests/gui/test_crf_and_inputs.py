@@ -97,6 +97,36 @@ def test_run_crf_without_a_prediction_says_what_to_do(qtbot, window, image_folde
     assert window.session.document.crf_labels is None
 
 
+def test_the_backend_choice_reruns_the_preview_and_is_kept(qtbot, window, image_folder, checkpoint, monkeypatch):
+    from PySide6.QtCore import QSettings
+
+    from segstudio.gui import crf_preview
+
+    calls = []
+    real_refine = crf_preview.refine_steps
+
+    def spy(image, probabilities, params, **options):
+        calls.append(options["backend"])
+        return real_refine(image, probabilities, params, **options)
+
+    monkeypatch.setattr(crf_preview, "refine_steps", spy)
+    assert window.open_path(image_folder)
+    backend = window.crf_panel.findChild(QComboBox, "crf_backend")
+    assert backend is not None and [backend.itemText(i) for i in range(backend.count())] == [
+        "Auto", "pydensecrf2 (CPU)", "PyTorch"]
+    with qtbot.waitSignal(window.runs.crfDone, timeout=30000):
+        assert run_model(qtbot, window, checkpoint) == "done"
+    first = window.session.document.crf_labels.copy()
+    with qtbot.waitSignal(window.runs.crfDone, timeout=30000):
+        backend.setCurrentIndex(backend.findData("torch"))  # as a click in the list does
+    assert calls == ["auto", "torch"]
+    assert QSettings().value("crf/backend") == "torch"
+    assert (window.session.document.crf_labels == first).mean() >= 0.99  # the same CRF, another implementation
+    volume_mode = window.crf_panel.findChild(QComboBox, "crf_volume_mode")
+    assert volume_mode is not None and not volume_mode.isEnabled()  # a 2-D image
+    backend.setCurrentIndex(backend.findData("auto"))
+
+
 # -- 2. the wheel over the docks -------------------------------------------------
 def _wheel(widget, steps: int = -1) -> QWheelEvent:
     local = QPointF(widget.width() / 2, widget.height() / 2)

@@ -1,4 +1,4 @@
-"""Large images: the CRF preview refuses what does not fit in memory, and a
+"""Large images: the CRF preview runs in tiles and refines the view first, and a
 large image is read off the GUI thread."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import Qt, QThreadPool, QTimer
+from PySide6.QtCore import QPointF, Qt, QThreadPool, QTimer
 from PySide6.QtWidgets import QPushButton
 
-from segstudio.gui import studio_actions
+from segstudio.gui import crf_preview
 from segstudio.io.limits import ENV_VARIABLE
 from segstudio.io.masks import read_mask
 
@@ -27,48 +27,91 @@ def _run_crf_button(window) -> QPushButton:
 
 
 # -- the CRF preview ------------------------------------------------------------------
-def test_the_crf_estimate_grows_with_pixels_and_classes():
-    small = studio_actions.crf_memory_estimate(100, 100, 3)
-    assert studio_actions.crf_memory_estimate(200, 100, 3) == 2 * small
-    assert studio_actions.crf_memory_estimate(100, 100, 6) > small
-    # the reported case: 12000^2 took more than 17 GB before the kernel killed it
-    assert studio_actions.crf_memory_estimate(12000, 12000, 3) > 17 * 10**9
+def test_the_one_piece_estimate_grows_with_pixels_and_classes():
+    small = crf_preview.crf_memory_estimate(100, 100, 3)
+    assert crf_preview.crf_memory_estimate(200, 100, 3) == 2 * small
+    assert crf_preview.crf_memory_estimate(100, 100, 6) > small
+    # the reported case: 12000^2 took more than 17 GB in one piece before the kernel killed it
+    assert crf_preview.crf_memory_estimate(12000, 12000, 3) > 17 * 10**9
 
 
-def test_the_crf_refuses_with_a_message_when_it_would_not_fit(qtbot, window, image_folder, checkpoint,
-                                                               monkeypatch):
-    monkeypatch.setenv(ENV_VARIABLE, "4M")
-    assert window.open_path(image_folder)
-    assert run_model(qtbot, window, checkpoint) == "done"  # live preview: the CRF is asked for at once
-    document = window.session.document
-    assert document.prediction is not None
-    window.last_error = None
-    qtbot.mouseClick(_run_crf_button(window), Qt.MouseButton.LeftButton)
-    message = window.crf_panel.message()
-    assert message.startswith("CRF not run")
-    assert "128 x 96" in message and "MiB" in message and "4.0 MiB" in message
-    assert "prediction is still there to accept" in message
-    assert "CRF not run" in window.statusBar().currentMessage()
-    assert window.runs.crf_task is None or not window.runs.crf_task.running
-    qtbot.wait(200)
-    assert document.crf_labels is None
-    assert window.last_error is None
-    assert window.findChild(QPushButton, "crf_accept").isEnabled()
-    window.accept("prediction")  # what is left to take
-    assert (document.labels == document.prediction.labels).all()
-
-
-def test_the_crf_runs_and_says_so_within_the_limit(qtbot, window, image_folder, checkpoint, monkeypatch):
-    monkeypatch.delenv(ENV_VARIABLE, raising=False)
+def test_under_a_small_memory_limit_the_crf_runs_in_tiles_shown_as_they_finish(qtbot, window, image_folder,
+                                                                               checkpoint, monkeypatch):
+    monkeypatch.setenv(ENV_VARIABLE, "2M")  # a 128 x 96 image does not fit one piece of 2 MiB
     window.crf_panel._preview.setChecked(False)
     assert window.open_path(image_folder)
     assert run_model(qtbot, window, checkpoint) == "done"
-    qtbot.mouseClick(_run_crf_button(window), Qt.MouseButton.LeftButton)
-    assert window.crf_panel.message().startswith("computing the CRF on 128 x 96")
-    assert not window.findChild(QPushButton, "crf_accept").isEnabled()
-    qtbot.waitUntil(lambda: window.session.document.crf_labels is not None, timeout=30000)
-    assert window.crf_panel.message() == ""
+    document = window.session.document
+    tiles, layers_seen = [], []
+
+    def on_tile(index, tile):
+        tiles.append(tile.core)
+        layers_seen.append(int((document.crf_labels != 255).sum()) if document.crf_labels is not None else -1)
+
+    window.runs.crfTile.connect(on_tile)
+    window.last_error = None
+    with qtbot.waitSignal(window.runs.crfDone, timeout=60000):
+        qtbot.mouseClick(_run_crf_button(window), Qt.MouseButton.LeftButton)
+        assert window.crf_panel.is_busy()  # the busy bar is up while it computes
+        assert window.crf_panel.message().startswith("computing the CRF on 128 x 96")
+        assert not window.findChild(QPushButton, "crf_accept").isEnabled()
+    assert len(tiles) >= 2
+    covered = np.zeros(document.shape, int)
+    for (y0, y1), (x0, x1) in tiles:
+        covered[y0:y1, x0:x1] += 1
+    assert (covered == 1).all()
+    assert layers_seen == sorted(layers_seen)  # the layer filled up tile by tile (the handler ran after each)
+    assert document.crf_labels is not None and (document.crf_labels != 255).all()  # every pixel refined
+    assert not window.crf_panel.is_busy() and window.crf_panel.message() == ""
+    assert window.findChild(QPushButton, "crf_accept").isEnabled()
     assert window.last_error is None
+
+
+def test_live_preview_of_a_large_image_refines_the_view_and_run_crf_all_of_it(qtbot, window, image_folder,
+                                                                              checkpoint, monkeypatch):
+    monkeypatch.setattr(crf_preview, "LIVE_PREVIEW_PIXELS", 1000)  # "large": over 1000 pixels
+    assert window.open_path(image_folder)
+    canvas = window.canvas
+    canvas.resize(400, 300)
+    canvas.zoom_at(8.0, QPointF(0, 0))  # the top-left corner of the image fills the view
+    view = canvas.visible_box()
+    assert view is not None and view[0][0] == 0 and view[1][0] == 0 and view[0][1] < 96 and view[1][1] < 128
+    with qtbot.waitSignal(window.runs.crfDone, timeout=60000):
+        assert run_model(qtbot, window, checkpoint) == "done"  # live preview on: the CRF follows
+    document = window.session.document
+    (y0, y1), (x0, x1) = view
+    inside = document.crf_labels[y0:y1, x0:x1]
+    assert (inside != 255).all()
+    assert (document.crf_labels == 255).sum() == 128 * 96 - inside.size  # nothing refined outside the view
+    assert window.crf_panel.message().startswith("Live preview refines the part in view")
+    assert "Run CRF refines all of it" in window.crf_panel.message()
+    with qtbot.waitSignal(window.runs.crfDone, timeout=60000):
+        qtbot.mouseClick(_run_crf_button(window), Qt.MouseButton.LeftButton)
+    assert (document.crf_labels != 255).all()
+    assert window.crf_panel.message() == ""
+
+
+def test_live_preview_of_a_view_too_large_for_full_resolution_is_refined_at_a_coarser_scale(
+        qtbot, window, image_folder, checkpoint, monkeypatch):
+    monkeypatch.setattr(crf_preview, "LIVE_PREVIEW_PIXELS", 1000)
+    monkeypatch.setattr(crf_preview, "SCALED_PREVIEW_PIXELS", 32 * 24)  # 1/4 of 128 x 96 a side
+    seen = []
+    real = crf_preview.refine_scaled_steps
+
+    def spy(image, probabilities, params, **options):
+        seen.append(options["box"])
+        return real(image, probabilities, params, **options)
+
+    monkeypatch.setattr(crf_preview, "refine_scaled_steps", spy)
+    assert window.open_path(image_folder)
+    window.canvas.fit()  # the whole image in view: 12288 pixels, more than 1000
+    with qtbot.waitSignal(window.runs.crfDone, timeout=60000):
+        assert run_model(qtbot, window, checkpoint) == "done"
+    assert seen == [((0, 96), (0, 128))]
+    crf = window.session.document.crf_labels
+    assert crf is not None and (crf != 255).all()  # the coarse labels enlarged over the whole view
+    assert window.crf_panel.message().startswith("Live preview of the part in view at 1/4.0 of full resolution")
+    assert window.canvas.states["crf"].visible
 
 
 # -- reading a large image ---------------------------------------------------------------

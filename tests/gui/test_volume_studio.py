@@ -99,7 +99,7 @@ def test_a_monochrome1_radiograph_is_shown_predicted_and_refined_as_a_radiologis
     """A real CR file (MONOCHROME1): screen, model input and CRF input are the same inverted plane."""
     import shutil
 
-    from segstudio.gui import studio_actions
+    from segstudio.gui import crf_preview, studio_actions
     from segstudio.inference.predictor import Predictor
     from segstudio.refine import CRFParams
     from segstudio.windowing import apply_window
@@ -137,13 +137,20 @@ def test_a_monochrome1_radiograph_is_shown_predicted_and_refined_as_a_radiologis
     assert document.prediction is not None
 
     refined_from = []
-    monkeypatch.setattr(window.runs, "preview_crf", lambda index, image, result, params: refined_from.append(image))
-    studio_actions.preview_crf_on_slice(window, CRFParams())
-    window.crf_panel.set_busy(False)
+    real_refine = crf_preview.refine_steps
+
+    def refine_spy(image, *args, **kwargs):
+        refined_from.append(image)
+        return real_refine(image, *args, **kwargs)
+
+    monkeypatch.setattr(crf_preview, "refine_steps", refine_spy)
+    with qtbot.waitSignal(window.runs.crfDone, timeout=60000):
+        crf_preview.run(window, CRFParams(iterations=2))
     np.testing.assert_array_equal(refined_from[0], shown)
 
 
 def test_the_crf_preview_refines_a_coronal_plane_of_a_volume(qtbot, window, series, grey_checkpoint, monkeypatch):
+    from segstudio.gui import crf_preview
     from segstudio.refine import CRFParams
 
     assert window.open_path(series)
@@ -156,20 +163,57 @@ def test_the_crf_preview_refines_a_coronal_plane_of_a_volume(qtbot, window, seri
     canvas.set_view_axis(1)  # coronal: rows are slices
     assert canvas.slicer.axis == 1 and canvas.slicer.index == 64
     seen = {}
-    real_preview = window.runs.preview_crf
+    real_refine = crf_preview.refine_steps
 
-    def spy(index, image, result, params):
-        seen["image"], seen["labels"] = image.copy(), result.labels.copy()
-        real_preview(index, image, result, params)
+    def spy(image, probabilities, *args, **kwargs):
+        seen["image"], seen["probabilities"] = image.copy(), probabilities.copy()
+        return real_refine(image, probabilities, *args, **kwargs)
 
-    monkeypatch.setattr(window.runs, "preview_crf", spy)
+    monkeypatch.setattr(crf_preview, "refine_steps", spy)
     with qtbot.waitSignal(window.runs.crfDone, timeout=60000):
         window._on_crf_params_settled(CRFParams(iterations=3))
     np.testing.assert_array_equal(seen["image"], canvas.slicer.display(document.image))  # the plane as shown
-    assert seen["labels"].shape == (5, 128)
+    assert seen["probabilities"].shape[1:] == (5, 128)
     crf = document.crf_labels
     assert crf is not None and crf.shape == (5, 128, 128)
     assert (crf[2, 64, :] != 255).all()  # the predicted row of this coronal plane (y = 64) is refined
     assert (crf[[0, 1, 3, 4], 64, :] == 255).all()  # slices the model has not seen stay unlabelled
     assert (crf[:, :64] == 255).all() and (crf[:, 65:] == 255).all()  # other planes untouched
     assert window.canvas.layer_buffer("crf") is not None
+
+
+def test_the_whole_volume_choice_runs_one_3d_crf_on_the_window_in_millimetres(qtbot, window, series, grey_checkpoint,
+                                                                              monkeypatch):
+    from PySide6.QtWidgets import QComboBox
+
+    from segstudio.refine import volume_crf
+    from segstudio.windowing import apply_window
+
+    seen = {}
+    real = volume_crf.refine_volume_steps
+
+    def spy(volume, probabilities, params, **options):
+        seen["volume"], seen["options"] = volume.copy(), options
+        return real(volume, probabilities, params, **options)
+
+    monkeypatch.setattr(volume_crf, "refine_volume_steps", spy)
+    assert window.open_path(series)
+    document, canvas = window.session.document, window.canvas
+    mode = window.crf_panel.findChild(QComboBox, "crf_volume_mode")
+    assert mode is not None and mode.isEnabled()  # a volume is shown
+    window.crf_panel._preview.setChecked(False)
+    window.model_panel.set_settings({**window.model_panel.settings(), "checkpoint": str(grey_checkpoint),
+                                     "architecture": "unet", "device": "cpu", "precision": "fp32"})
+    with qtbot.waitSignal(window.runs.runFinished, timeout=60000):
+        window.volume_panel.runRequested.emit(True)  # the model on every slice
+    mode.setCurrentIndex(mode.findData("volume"))
+    with qtbot.waitSignal(window.runs.crfDone, timeout=60000):
+        window.crf_panel._preview.setChecked(True)  # live preview on: the CRF runs
+    center, width = canvas.slicer.window
+    np.testing.assert_array_equal(seen["volume"], apply_window(document.image, center, width))  # as shown
+    assert seen["options"]["spacing"] == tuple(float(s) for s in canvas.slicer.spacing)
+    crf = document.crf_labels
+    assert crf is not None and crf.shape == (5, 128, 128)
+    assert (crf != 255).all()  # every slice was predicted, so every voxel is refined
+    assert window.crf_panel.volume_mode() == "volume"
+    mode.setCurrentIndex(mode.findData("plane"))

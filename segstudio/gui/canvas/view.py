@@ -15,6 +15,7 @@ from the volume's own voxel order, in which the labels are stored.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -199,6 +200,28 @@ class Canvas(PaintingTools, QWidget):
         if document.crf_labels is not None:
             self._masks["crf"] = MaskLayer(self._plane(document.crf_labels), self._lut, self.states["crf"].outline)
         self.update()
+
+    def refresh_crf_region(self, ys: slice, xs: slice) -> None:
+        """Recolour a part of the CRF layer of a 2-D image (a finished CRF tile)."""
+        layer = self._masks.get("crf")
+        document = self.document
+        if document is None or document.crf_labels is None:
+            return
+        if layer is None or layer.labels is not document.crf_labels or self.slicer is not None:
+            self.refresh_prediction()
+            return
+        self.update(self._widget_rect(*layer.recolor((ys, xs))))
+
+    def visible_box(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """The rows and columns of a 2-D image in view, ``((y0, y1), (x0, x1))``; None for a volume."""
+        if self.document is None or self.slicer is not None:
+            return None
+        height, width = self.image_size()
+        top, left = self.to_image(QPointF(0, 0))
+        bottom, right = self.to_image(QPointF(self.width(), self.height()))
+        y0, y1 = max(0, int(math.floor(top))), min(height, int(math.ceil(bottom)))
+        x0, x1 = max(0, int(math.floor(left))), min(width, int(math.ceil(right)))
+        return ((y0, y1), (x0, x1)) if y1 > y0 and x1 > x0 else None
 
     def _rebuild_heatmap(self) -> None:
         prediction = self.document.prediction if self.document else None

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 
+from segstudio.gui.panels._util import ignore_wheel_unless_focused
 from segstudio.refine import CRFParams
+from segstudio.refine.crf import pydensecrf_available
 
 DEBOUNCE_MS = 300
 
@@ -63,6 +67,21 @@ _SPECS = (
 )
 
 
+#: (value, text, tooltip) of the Backend choices
+_BACKENDS = (
+    ("auto", "Auto", "PyTorch on a GPU; on the CPU pydensecrf2 when it is installed (the faster one there)"),
+    ("pydensecrf", "pydensecrf2 (CPU)", "The reference implementation: compiled C++, one CPU thread"),
+    ("torch", "PyTorch", "The PyTorch permutohedral lattice: on the GPU when there is one, else the CPU"),
+)
+#: (value, text, tooltip) of the choices for volumes
+_VOLUME_MODES = (
+    ("plane", "Shown plane", "Refine the plane on screen (axial, coronal or sagittal) as a 2-D image"),
+    ("volume", "Whole volume (3-D)",
+     "Refine the whole volume at once: the kernels reach across slices in millimetres (from the spacing),\n"
+     "the appearance kernel sees the windowed intensity"),
+)
+
+
 class CRFPanel(QWidget):
     """Sliders for :class:`segstudio.refine.CRFParams` and the accept button.
 
@@ -82,6 +101,9 @@ class CRFPanel(QWidget):
         Scribble tool's strokes) as hard constraints, with these settings.
     scribblesClearRequested()
         Forget the scribbles of this image (they stay as labels).
+
+    The Backend and "On a volume" choices are kept between starts
+    (QSettings) and count as settings: changing one re-runs the preview.
     """
 
     paramsSettled = Signal(object)
@@ -106,6 +128,13 @@ class CRFPanel(QWidget):
             label.setToolTip(spec.tooltip)
             form.addRow(label, slider)
             self._sliders[spec.field] = slider
+        self._backend = self._make_choice("crf_backend", _BACKENDS, "crf/backend")
+        if not pydensecrf_available():
+            self._backend.model().item(1).setEnabled(False)  # pydensecrf2 is not installed
+        form.addRow("Backend", self._backend)
+        self._volume_mode = self._make_choice("crf_volume_mode", _VOLUME_MODES, "crf/volume_mode")
+        self._volume_mode.setEnabled(False)
+        form.addRow("On a volume", self._volume_mode)
 
         self._preview = QCheckBox("Live preview")
         self._preview.setObjectName("crf_preview")
@@ -116,6 +145,11 @@ class CRFPanel(QWidget):
         self._busy_label.setObjectName("crf_status")
         self._busy_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self._busy_label.setWordWrap(True)
+        self._progress = QProgressBar()
+        self._progress.setObjectName("crf_progress")
+        self._progress.setMaximumHeight(12)
+        self._progress.setTextVisible(False)
+        self._progress.setVisible(False)
         self._reset_button = QPushButton("Defaults")
         self._reset_button.setToolTip("Back to the DeepLab defaults: w1 = 5, σα = 50, σβ = 5, w2 = 3, σγ = 3, "
                                       "10 iterations")
@@ -155,10 +189,25 @@ class CRFPanel(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(form)
         layout.addLayout(preview_row)
+        layout.addWidget(self._progress)
         layout.addLayout(buttons)
         layout.addLayout(scribble_buttons)
         layout.addStretch(1)
         self.set_params(CRFParams())
+
+    def _make_choice(self, name: str, choices, key: str) -> QComboBox:
+        combo = QComboBox()
+        combo.setObjectName(name)
+        for value, text, tooltip in choices:
+            combo.addItem(text, value)
+            combo.setItemData(combo.count() - 1, tooltip, Qt.ItemDataRole.ToolTipRole)
+        saved = combo.findData(QSettings().value(key, choices[0][0]))
+        if saved >= 0 and combo.model().item(saved).isEnabled():
+            combo.setCurrentIndex(saved)
+        combo.setToolTip("\n".join(f"{text}: {tooltip}" for _, text, tooltip in choices))
+        ignore_wheel_unless_focused(combo)
+        combo.currentIndexChanged.connect(lambda _: self._on_choice_changed(combo, key))
+        return combo
 
     def _make_slider(self, spec: _SliderSpec) -> QLabeledSlider | QLabeledDoubleSlider:
         if spec.integer:
@@ -196,16 +245,39 @@ class CRFPanel(QWidget):
                 slider.blockSignals(False)
         self._timer.stop()
 
+    def backend(self) -> str:
+        """The chosen CRF backend: "auto", "pydensecrf" or "torch"."""
+        return str(self._backend.currentData())
+
+    def volume_mode(self) -> str:
+        """How a volume is refined: "plane" (the shown one) or "volume" (3-D)."""
+        return str(self._volume_mode.currentData())
+
+    def set_volume(self, is_volume: bool) -> None:
+        """Enable "On a volume" while a volume is shown."""
+        self._volume_mode.setEnabled(is_volume)
+
     def preview_enabled(self) -> bool:
         """Whether live preview is switched on."""
         return self._preview.isChecked()
 
-    def set_busy(self, busy: bool, text: str = "") -> None:
-        """Show that a CRF is being computed (with *text*, e.g. its progress); Accept waits for it."""
+    def set_busy(self, busy: bool, text: str = "", fraction: float | None = None) -> None:
+        """Show that a CRF is being computed (with *text*, e.g. its progress, and a
+        bar: *fraction* done, or a moving bar when None); Accept waits for it."""
         self._busy_label.setText((text or "computing…") if busy else "")
         self._busy_label.setToolTip("")
         self._busy_label.setStyleSheet("")
         self._accept_button.setEnabled(not busy)
+        self._progress.setVisible(busy)
+        if busy and fraction is None:
+            self._progress.setRange(0, 0)  # busy indicator
+        elif busy:
+            self._progress.setRange(0, 1000)
+            self._progress.setValue(int(round(1000 * min(1.0, max(0.0, fraction)))))
+
+    def is_busy(self) -> bool:
+        """Whether the busy indicator is shown."""
+        return not self._progress.isHidden()
 
     def show_message(self, text: str, *, problem: bool = False) -> None:
         """Show *text* under the settings (why the CRF did not run) until the next run."""
@@ -231,6 +303,11 @@ class CRFPanel(QWidget):
 
     def _on_timer_timeout(self) -> None:
         self.paramsSettled.emit(self.params())
+
+    def _on_choice_changed(self, combo: QComboBox, key: str) -> None:
+        QSettings().setValue(key, combo.currentData())
+        if self._preview.isChecked():
+            self._timer.start()
 
     def _on_preview_changed(self, checked: bool) -> None:
         self._timer.stop()
