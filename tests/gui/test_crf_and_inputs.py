@@ -123,7 +123,7 @@ def test_the_backend_choice_reruns_the_preview_and_is_kept(qtbot, window, image_
     assert QSettings().value("crf/backend") == "torch"
     assert (window.session.document.crf_labels == first).mean() >= 0.99  # the same CRF, another implementation
     volume_mode = window.crf_panel.findChild(QComboBox, "crf_volume_mode")
-    assert volume_mode is not None and not volume_mode.isEnabled()  # a 2-D image
+    assert volume_mode is not None and not volume_mode.isEnabled() and volume_mode.isHidden()  # a 2-D image
     backend.setCurrentIndex(backend.findData("auto"))
 
 

@@ -200,7 +200,7 @@ def test_the_whole_volume_choice_runs_one_3d_crf_on_the_window_in_millimetres(qt
     assert window.open_path(series)
     document, canvas = window.session.document, window.canvas
     mode = window.crf_panel.findChild(QComboBox, "crf_volume_mode")
-    assert mode is not None and mode.isEnabled()  # a volume is shown
+    assert mode is not None and mode.isEnabled() and mode.isVisibleTo(window)  # a volume is shown
     window.crf_panel._preview.setChecked(False)
     window.model_panel.set_settings({**window.model_panel.settings(), "checkpoint": str(grey_checkpoint),
                                      "architecture": "unet", "device": "cpu", "precision": "fp32"})

@@ -102,7 +102,7 @@ class CRFPanel(QWidget):
     scribblesClearRequested()
         Forget the scribbles of this image (they stay as labels).
 
-    The Backend and "On a volume" choices are kept between starts
+    The Backend and Volume (shown plane or whole volume) choices are kept between starts
     (QSettings) and count as settings: changing one re-runs the preview.
     """
 
@@ -122,6 +122,7 @@ class CRFPanel(QWidget):
 
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setVerticalSpacing(3)  # the Model / Training dock above needs the height
         for spec in _SPECS:
             slider = self._make_slider(spec)
             label = QLabel(spec.label)
@@ -131,10 +132,15 @@ class CRFPanel(QWidget):
         self._backend = self._make_choice("crf_backend", _BACKENDS, "crf/backend")
         if not pydensecrf_available():
             self._backend.model().item(1).setEnabled(False)  # pydensecrf2 is not installed
-        form.addRow("Backend", self._backend)
         self._volume_mode = self._make_choice("crf_volume_mode", _VOLUME_MODES, "crf/volume_mode")
-        self._volume_mode.setEnabled(False)
-        form.addRow("On a volume", self._volume_mode)
+        self._volume_label = QLabel("Volume")
+        choices = QHBoxLayout()  # one row: the dock above needs the height
+        choices.setContentsMargins(0, 0, 0, 0)
+        choices.addWidget(self._backend, 1)
+        choices.addWidget(self._volume_label)
+        choices.addWidget(self._volume_mode, 1)
+        form.addRow("Backend", choices)
+        self.set_volume(False)
 
         self._preview = QCheckBox("Live preview")
         self._preview.setObjectName("crf_preview")
@@ -254,8 +260,10 @@ class CRFPanel(QWidget):
         return str(self._volume_mode.currentData())
 
     def set_volume(self, is_volume: bool) -> None:
-        """Enable "On a volume" while a volume is shown."""
+        """Offer the choice for volumes (Shown plane / Whole volume) while a volume is shown."""
         self._volume_mode.setEnabled(is_volume)
+        self._volume_mode.setVisible(is_volume)
+        self._volume_label.setVisible(is_volume)
 
     def preview_enabled(self) -> bool:
         """Whether live preview is switched on."""
