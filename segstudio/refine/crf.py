@@ -10,11 +10,13 @@ CRF as DeepLab-v1 uses it):
     the PyTorch permutohedral lattice (:mod:`segstudio.refine.torch_crf`):
     runs on CUDA, and on the CPU with torch's threads.
 ``"auto"``
-    torch on a GPU; on the CPU pydensecrf2 when it is installed, because it
-    was the faster of the two there in 3 of the 4 cases
-    ``benchmarks/bench_crf.py`` measures on a 2-core Xeon (the torch lattice
-    is built in more passes over memory; its iterations win only with many
-    classes), else torch.
+    torch on a GPU. On the CPU whichever ``benchmarks/bench_crf.py``
+    measured faster on a 2-core Xeon: torch (2 threads) for an image of up
+    to :data:`AUTO_TORCH_CPU_PIXELS` that it refines in one piece (1.2-1.6x
+    pydensecrf2's speed at 512^2 and 1024^2, 3 and 21 classes), pydensecrf2
+    above that (torch's lattice takes longer to build than its faster
+    iterations win back: 0.96x and 0.89x at 2048^2) and on one thread; torch
+    when pydensecrf2 is not installed.
 
 An image whose CRF would need more than ``tile_bytes`` runs in overlapping
 tiles (:mod:`segstudio.refine.tiles`), so memory follows the tile, not the
@@ -46,6 +48,9 @@ from segstudio.tasks import CancelToken, Progress, Task, run_to_completion
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "pydensecrf", "torch")
+
+#: On the CPU, "auto" takes torch up to this many pixels (see the module text).
+AUTO_TORCH_CPU_PIXELS = 1_500_000
 
 #: Peak bytes a tile's CRF allocates per pixel: (fixed, per class). Measured
 #: as the growth of RSS over the inputs (bench_crf.py) on 1024^2 and 2048^2
@@ -79,11 +84,14 @@ def pydensecrf_available() -> bool:
     return importlib.util.find_spec("pydensecrf") is not None
 
 
-def choose_backend(backend: str = "auto", device=None) -> tuple[str, object]:
+def choose_backend(backend: str = "auto", device=None, *, pixels: int | None = None, n_classes: int = 2,
+                   tile_bytes: int = DEFAULT_TILE_BYTES) -> tuple[str, object]:
     """Resolve ``backend`` and ``device`` to ``(name, torch.device or None)``.
 
     ``device``: ``None``/``"auto"`` (CUDA when there is one), ``"cpu"``,
     ``"cuda"``, ``"cuda:1"``... pydensecrf2 runs on the CPU only.
+    ``pixels``, ``n_classes`` and ``tile_bytes`` describe the job, for
+    "auto" on the CPU (unknown pixels: pydensecrf2).
 
     Raises
     ------
@@ -106,9 +114,13 @@ def choose_backend(backend: str = "auto", device=None) -> tuple[str, object]:
                                        "the torch backend needs nothing more")
         return "pydensecrf", None
     torch_device = resolve_torch_device(device)
-    if torch_device.type == "cpu" and pydensecrf_available():
-        return "pydensecrf", None
-    return "torch", torch_device
+    if torch_device.type != "cpu" or not pydensecrf_available():
+        return "torch", torch_device
+    import torch
+
+    small = (pixels is not None and pixels <= AUTO_TORCH_CPU_PIXELS
+             and pixels * bytes_per_pixel("torch", n_classes) <= tile_bytes)
+    return ("torch", torch_device) if small and torch.get_num_threads() >= 2 else ("pydensecrf", None)
 
 
 def bytes_per_pixel(backend: str, n_classes: int) -> int:
@@ -188,10 +200,11 @@ def refine_steps(
         raise InvalidArgumentError(f"params must be CRFParams, got {type(params).__name__}")
     image, probabilities = np.asarray(image), np.asarray(probabilities)
     n_classes, height, width = _check_shapes(image, probabilities)
-    name, torch_device = choose_backend(backend, device)
     budget = DEFAULT_TILE_BYTES if tile_bytes is None else int(tile_bytes)
     if budget <= 0:
         raise InvalidArgumentError(f"tile_bytes must be positive, got {tile_bytes}")
+    name, torch_device = choose_backend(backend, device, pixels=height * width, n_classes=n_classes,
+                                        tile_bytes=budget)
     per_pixel = bytes_per_pixel(name, n_classes)
 
     if region is None and height * width * per_pixel <= budget:

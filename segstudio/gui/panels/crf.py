@@ -69,7 +69,8 @@ _SPECS = (
 
 #: (value, text, tooltip) of the Backend choices
 _BACKENDS = (
-    ("auto", "Auto", "PyTorch on a GPU; on the CPU pydensecrf2 when it is installed (the faster one there)"),
+    ("auto", "Auto", "PyTorch on a GPU; on the CPU whichever was measured faster: PyTorch for images up to\n"
+                     "1.5 megapixels, pydensecrf2 for larger ones"),
     ("pydensecrf", "pydensecrf2 (CPU)", "The reference implementation: compiled C++, one CPU thread"),
     ("torch", "PyTorch", "The PyTorch permutohedral lattice: on the GPU when there is one, else the CPU"),
 )
