@@ -90,10 +90,12 @@ def main() -> None:
     import torch
     from PySide6.QtCore import QPointF, QSettings
 
+    from segstudio.annotation.classes import ClassList
     from segstudio.gui import crf_preview
     from segstudio.gui.app import create_application
     from segstudio.gui.main_window import MainWindow
     from segstudio.inference.predictor import PredictionResult
+    from segstudio.io.project import Project
 
     print(machine())
     work = Path(tempfile.mkdtemp(prefix="segstudio-crf-preview-"))
@@ -103,6 +105,10 @@ def main() -> None:
     started = time.perf_counter()
     make_slide(args.size, work / "slide" / "slide.tif")
     print(f"slide {args.size} x {args.size} RGB written in {time.perf_counter() - started:.1f} s")
+    classes = ClassList()
+    for name, colour in (("glass", (0, 0, 0)), ("haematoxylin", (60, 80, 230)), ("DAB", (200, 120, 30))):
+        classes.add(name, colour)
+    Project.create(work / "slide", [work / "slide" / "slide.tif"], classes).save()
 
     app = create_application()
     window = MainWindow()
@@ -119,6 +125,8 @@ def main() -> None:
     rss_image = _rss_bytes()
     probabilities, labels = model_like(image)
     window._on_predicted(window.session.index, PredictionResult(probabilities, labels, 512))
+    if document.prediction is None:
+        raise SystemExit("the studio dropped the prediction (its classes differ from the project's)")
     window.runs.crf_task and window.runs.crf_task.cancel()
     app.processEvents()
     del probabilities, labels

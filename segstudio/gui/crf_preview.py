@@ -35,7 +35,16 @@ log = logging.getLogger(__name__)
 #: (at full resolution when that is no larger than this, else at a coarser scale).
 LIVE_PREVIEW_PIXELS = 4096 * 4096
 #: Pixels of a coarse-scale preview (about a screen's worth).
-SCALED_PREVIEW_PIXELS = 2048 * 2048
+SCALED_PREVIEW_PIXELS = 1024 * 1024
+
+
+def studio_backend(window: MainWindow) -> str:
+    """The CRF dock's choice, with Auto meaning PyTorch (on the GPU when there is one):
+    pydensecrf2 holds Python's lock (GIL) through each of its calls, so the window
+    stood still for up to 0.7 s at a time during a 1024^2 CRF (a GUI-thread timer's
+    longest gap; 5.8 ms with PyTorch, which lets go of it)."""
+    chosen = window.crf_panel.backend()
+    return "torch" if chosen == "auto" else chosen
 
 
 def tile_budget() -> int:
@@ -63,7 +72,7 @@ def run(window: MainWindow, params, *, live: bool = False) -> None:
     height, width = document.labels.shape
     view = window.canvas.visible_box()
     image, probabilities = document.image, document.prediction.probabilities
-    options = dict(backend=window.crf_panel.backend(), tile_bytes=tile_budget())
+    options = dict(backend=studio_backend(window), tile_bytes=tile_budget())
     window.crf_target = SimpleNamespace(kind="image", note="", tiled=False)
     if not live or height * width <= LIVE_PREVIEW_PIXELS or view is None:
         _start(window, f"computing the CRF on {width} x {height}…", lambda cancel: refine_steps(
@@ -108,7 +117,7 @@ def _start_plane(window: MainWindow, params) -> None:
     image = slicer.display(document.image)
     probabilities = np.ascontiguousarray(slicer.channel_plane(document.prediction.probabilities))
     window.crf_target = SimpleNamespace(kind="plane", plane=(slicer.axis, slicer.index), note="", tiled=False)
-    options = dict(backend=window.crf_panel.backend(), tile_bytes=tile_budget())
+    options = dict(backend=studio_backend(window), tile_bytes=tile_budget())
     rows, columns = labels.shape
     _start(window, f"computing the CRF on {columns} x {rows}…",
            lambda cancel: refine_steps(image, probabilities, params, cancel=cancel, **options))
@@ -128,7 +137,7 @@ def _start_volume(window: MainWindow, params) -> None:
 
     # the whole memory limit, not a preview's tile: 3-D tiles need margins of three
     # bilateral widths along every axis, so a volume refined whole agrees best
-    options = dict(spacing=spacing, backend=window.crf_panel.backend(), tile_bytes=max(tile_budget(), memory_limit()),
+    options = dict(spacing=spacing, backend=studio_backend(window), tile_bytes=max(tile_budget(), memory_limit()),
                    keep_probabilities=False)
 
     def task(cancel):
@@ -142,21 +151,49 @@ def _start_volume(window: MainWindow, params) -> None:
     _start(window, f"computing the 3-D CRF on {columns} x {rows} x {depth}…", task)
 
 
+def _layer(window: MainWindow, dtype) -> np.ndarray:
+    """The document's CRF labels, ready for a new run's pieces: emptied where
+    the last run wrote (the layer of a 12000^2 slide is not rebuilt for each
+    change), or made, empty, when there is none of this shape and type."""
+    document, canvas = window.session.document, window.canvas
+    labels, unlabelled = document.crf_labels, unlabelled_for(dtype)
+    # (the labels array, the box the previous runs wrote in it); another array: unknown
+    owner, written = getattr(window, "crf_written", (None, None))
+    if labels is None or labels.shape != document.labels.shape or labels.dtype != dtype:
+        document.crf_labels = np.full(document.labels.shape, unlabelled, dtype)
+        canvas.refresh_crf(blank=True)
+        window.sync_crf_layer()
+    elif owner is not labels:  # written by someone else, anywhere
+        labels.fill(unlabelled)
+        canvas.refresh_crf_region(slice(0, labels.shape[0]), slice(0, labels.shape[1]))
+    elif written:
+        (y0, y1), (x0, x1) = written
+        labels[y0:y1, x0:x1] = unlabelled
+        canvas.refresh_crf_region(slice(y0, y1), slice(x0, x1))
+    window.crf_written = (document.crf_labels, ())
+    return document.crf_labels
+
+
+def _write(window: MainWindow, box, labels: np.ndarray) -> None:
+    """Put *labels* of *box* into the CRF layer and recolour that part."""
+    (y0, y1), (x0, x1) = box
+    layer = window.session.document.crf_labels
+    layer[y0:y1, x0:x1] = labels
+    _, written = window.crf_written
+    window.crf_written = (layer, box if not written else (
+        (min(written[0][0], y0), max(written[0][1], y1)), (min(written[1][0], x0), max(written[1][1], x1))))
+    window.canvas.refresh_crf_region(slice(y0, y1), slice(x0, x1))
+
+
 def on_tile(window: MainWindow, index: int, progress) -> None:
     """Show a finished tile of the CRF in flight (2-D images; volumes wait for the end)."""
     document, target = window.session.document, getattr(window, "crf_target", None)
     if index != window.session.index or document is None or target is None or target.kind != "image":
         return
-    tile = progress.labels
-    if not target.tiled or document.crf_labels is None or document.crf_labels.dtype != tile.dtype:
-        # the first tile of a run: what is not refined yet shows nothing
-        document.crf_labels = np.full(document.labels.shape, unlabelled_for(tile.dtype), tile.dtype)
+    if not target.tiled:  # the first tile of a run: what is not refined yet shows nothing
+        _layer(window, progress.labels.dtype)
         target.tiled = True
-        window.canvas.refresh_prediction()
-        window.sync_crf_layer()
-    (y0, y1), (x0, x1) = progress.core
-    document.crf_labels[y0:y1, x0:x1] = tile
-    window.canvas.refresh_crf_region(slice(y0, y1), slice(x0, x1))
+    _write(window, progress.core, progress.labels)
 
 
 def on_done(window: MainWindow, index: int, refined) -> None:
@@ -169,22 +206,21 @@ def on_done(window: MainWindow, index: int, refined) -> None:
     document = window.session.document
     if index != window.session.index or document is None or target is None:
         return
-    if target.kind == "image" and target.tiled:
-        labels = document.crf_labels  # filled tile by tile; outside a refined region it stays empty
-    elif target.kind == "box":
-        labels = np.full(document.labels.shape, unlabelled_for(refined.labels.dtype), refined.labels.dtype)
-        (y0, y1), (x0, x1) = target.box
-        labels[y0:y1, x0:x1] = refined.labels
-    elif target.kind == "plane":
+    if target.kind in ("image", "box"):
+        if not target.tiled:  # tiles were shown as they came
+            _layer(window, refined.labels.dtype)
+            height, width = refined.labels.shape
+            _write(window, target.box if target.kind == "box" else ((0, height), (0, width)), refined.labels)
+        window.sync_crf_layer()
+        return
+    if target.kind == "plane":
         labels = _plane_into_volume(document, target.plane, refined.labels)
-    elif target.kind == "volume":
+    else:  # the whole volume
         predicted = document.prediction.labels
         labels = np.where(predicted == unlabelled_for(predicted.dtype), unlabelled_for(refined.labels.dtype),
                           refined.labels)
-    else:
-        labels = refined.labels
     document.set_crf_labels(labels)
-    window.canvas.refresh_prediction()
+    window.canvas.refresh_crf()
     window.sync_crf_layer()
 
 

@@ -254,3 +254,24 @@ def test_a_project_opening_on_a_large_volume_reads_it_in_the_background(qtbot, w
     assert window.session.document.shape == shape
     assert window.docks["Volume"].isVisibleTo(window)
     assert window.last_error is None
+
+
+def test_a_large_part_of_the_crf_layer_is_recoloured_in_bands_between_events(qtbot, monkeypatch):
+    """The window keeps answering while a slide-sized CRF layer is coloured: one band per turn."""
+    from segstudio.annotation.document import Document
+    from segstudio.gui.canvas import view as view_module
+
+    from .conftest import shown_canvas
+
+    document = Document(np.zeros((300, 200), np.uint8))
+    canvas = shown_canvas(qtbot, document, ("background", "organ"))
+    document.crf_labels = np.full((300, 200), 255, np.uint8)
+    canvas.refresh_crf(blank=True)
+    assert (canvas.layer_buffer("crf")[..., 3] == 0).all()
+    document.crf_labels[:, :] = 1
+    monkeypatch.setattr(view_module, "RECOLOR_BAND_PIXELS", 200 * 50)  # 50 rows a turn
+    canvas.refresh_crf_region(slice(0, 300), slice(0, 200))
+    alpha = canvas.layer_buffer("crf")[..., 3]
+    assert (alpha[:50] == 255).all() and (alpha[50:] == 0).all()  # one band now, the rest later
+    qtbot.waitUntil(lambda: (canvas.layer_buffer("crf")[..., 3] == 255).all(), timeout=5000)
+    np.testing.assert_array_equal(canvas.layer_buffer("crf")[5, 5], canvas._lut[1])

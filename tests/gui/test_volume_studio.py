@@ -166,7 +166,8 @@ def test_the_crf_preview_refines_a_coronal_plane_of_a_volume(qtbot, window, seri
     real_refine = crf_preview.refine_steps
 
     def spy(image, probabilities, *args, **kwargs):
-        seen["image"], seen["probabilities"] = image.copy(), probabilities.copy()
+        if image.shape == (5, 128):  # the coronal plane (the axial preview of the model run may start late)
+            seen["image"], seen["probabilities"] = image.copy(), probabilities.copy()
         return real_refine(image, probabilities, *args, **kwargs)
 
     monkeypatch.setattr(crf_preview, "refine_steps", spy)

@@ -65,13 +65,14 @@ def _outline(labels: np.ndarray) -> np.ndarray:
 class MaskLayer:
     """A label map shown through the class colour table, optionally as outlines."""
 
-    def __init__(self, labels: np.ndarray, lut: np.ndarray, outline: bool = False) -> None:
+    def __init__(self, labels: np.ndarray, lut: np.ndarray, outline: bool = False, *, blank: bool = False) -> None:
         self.labels = labels
         self.lut = lut
         self.outline = outline
         self.buffer = np.zeros((*labels.shape, 4), np.uint8)
         self.qimage = wrap_rgba(self.buffer)
-        self.recolor(None)
+        if not blank:  # blank: the caller knows every label is unlabelled (transparent, as the zeros are)
+            self.recolor(None)
 
     def recolor(self, region: Region | None) -> Region:
         """Recolour ``region`` (None: everything); returns the region touched."""

@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QWheelEvent
 from PySide6.QtWidgets import QWidget
 
@@ -40,6 +40,8 @@ from segstudio.gui.canvas.layers import (
 )
 
 MIN_ZOOM, MAX_ZOOM = 1 / 64, 64.0
+#: pixels of the CRF layer recoloured per turn of the event loop (~20 ms)
+RECOLOR_BAND_PIXELS = 1 << 21
 
 
 class Canvas(PaintingTools, QWidget):
@@ -66,6 +68,7 @@ class Canvas(PaintingTools, QWidget):
         self.document: Document | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self.states = {name: LayerState(s.visible, s.opacity, s.outline) for name, s in DEFAULT_LAYERS.items()}
+        self._pending_crf: list[tuple[slice, slice]] = []  # CRF layer bands still to recolour
         self._image_buffer: np.ndarray | None = None
         self._image_qimage: QImage | None = None
         self._masks: dict[str, MaskLayer] = {}
@@ -189,6 +192,7 @@ class Canvas(PaintingTools, QWidget):
         document = self.document
         self._masks.pop("prediction", None)
         self._masks.pop("crf", None)
+        self._pending_crf.clear()
         self._heatmap = None
         if document is None:
             return
@@ -201,16 +205,43 @@ class Canvas(PaintingTools, QWidget):
             self._masks["crf"] = MaskLayer(self._plane(document.crf_labels), self._lut, self.states["crf"].outline)
         self.update()
 
+    def refresh_crf(self, *, blank: bool = False) -> None:
+        """Rebuild the CRF layer only (the prediction and heatmap stay);
+        *blank*: the document's CRF labels are all unlabelled."""
+        document = self.document
+        self._masks.pop("crf", None)
+        self._pending_crf.clear()
+        if document is not None and document.crf_labels is not None:
+            self._masks["crf"] = MaskLayer(self._plane(document.crf_labels), self._lut, self.states["crf"].outline,
+                                           blank=blank)
+        self.update()
+
     def refresh_crf_region(self, ys: slice, xs: slice) -> None:
-        """Recolour a part of the CRF layer of a 2-D image (a finished CRF tile)."""
+        """Recolour a part of the CRF layer of a 2-D image (a finished CRF tile).
+
+        A large part is recoloured in bands of rows, one per turn of the event
+        loop, so that the window keeps answering (a whole 12000^2 slide takes
+        seconds)."""
         layer = self._masks.get("crf")
         document = self.document
         if document is None or document.crf_labels is None:
             return
         if layer is None or layer.labels is not document.crf_labels or self.slicer is not None:
-            self.refresh_prediction()
+            self.refresh_crf()
             return
-        self.update(self._widget_rect(*layer.recolor((ys, xs))))
+        band = max(1, RECOLOR_BAND_PIXELS // max(1, xs.stop - xs.start))
+        self._pending_crf.extend((slice(y, min(ys.stop, y + band)), xs) for y in range(ys.start, ys.stop, band))
+        self._recolor_pending_crf()
+
+    def _recolor_pending_crf(self) -> None:
+        layer = self._masks.get("crf")
+        if layer is None or not self._pending_crf:
+            self._pending_crf.clear()
+            return
+        region = self._pending_crf.pop(0)
+        self.update(self._widget_rect(*layer.recolor(region)))
+        if self._pending_crf:
+            QTimer.singleShot(0, self._recolor_pending_crf)
 
     def visible_box(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
         """The rows and columns of a 2-D image in view, ``((y0, y1), (x0, x1))``; None for a volume."""

@@ -69,9 +69,10 @@ _SPECS = (
 
 #: (value, text, tooltip) of the Backend choices
 _BACKENDS = (
-    ("auto", "Auto", "PyTorch on a GPU; on the CPU whichever was measured faster: PyTorch for images up to\n"
-                     "1.5 megapixels, pydensecrf2 for larger ones"),
-    ("pydensecrf", "pydensecrf2 (CPU)", "The reference implementation: compiled C++, one CPU thread"),
+    ("auto", "Auto", "PyTorch, on the GPU when there is one: unlike pydensecrf2 it lets the window answer\n"
+                     "while it works"),
+    ("pydensecrf", "pydensecrf2 (CPU)", "The reference implementation: compiled C++, one CPU thread; the window\n"
+                                        "stutters while it works (it holds Python's lock)"),
     ("torch", "PyTorch", "The PyTorch permutohedral lattice: on the GPU when there is one, else the CPU"),
 )
 #: (value, text, tooltip) of the choices for volumes
