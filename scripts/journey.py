@@ -7,7 +7,9 @@ dialogs. For each of three data sets -- the bundled demo (RGB images and
 the demo model), a CT series (DICOM, made from pydicom's CT_small.dcm) and
 a NIfTI volume (nibabel's anatomical.nii) -- it opens the studio, runs the
 model (Ctrl+R), paints a stroke with the brush, trains a new model version
-on the demo (Ctrl+T, the Training dock's defaults), exports the masks (Ctrl+E,
+on the demo (Ctrl+T, the Training dock's defaults), on the volumes (given a
+small grey U-Net beforehand) runs one 3-D CRF over the volume (Ctrl+K, the CRF
+dock set to Whole volume) and accepts it (Ctrl+Shift+K), exports the masks (Ctrl+E,
 folder typed, Enter) and quits (Ctrl+Q), then checks on disk that the
 label file and the exports exist, hold the stroke, and that the project's
 lock is gone. It saves a screenshot after each step for a person to look
@@ -81,6 +83,11 @@ class Journey:
     def run(self, name: str, path: Path, project: Path, label_glob: str) -> None:
         print(f"-- {name}: {path}", flush=True)
         env = dict(os.environ, QT_QPA_PLATFORM="xcb", HOME=str(self.work / "home"))
+        settings = self.work / "home" / ".config" / "segstudio" / "segstudio.conf"
+        settings.parent.mkdir(parents=True, exist_ok=True)
+        if not settings.exists():  # the CRF dock's volume choice: the whole volume (3-D)
+            settings.write_text("[crf]\nvolume_mode=volume\n", encoding="utf-8")
+        env.pop("XDG_CONFIG_HOME", None)
         log = open(self.work / f"{name}.log", "w")  # noqa: SIM115 - open for the process's life
         studio = subprocess.Popen([PYTHON, "-m", "segstudio", "open", str(path)], stdout=log, stderr=log, env=env)
         try:
@@ -167,6 +174,33 @@ class Journey:
         self.xdo("key", "ctrl+3")
         time.sleep(0.5)
 
+    def _crf_3d(self, name: str, project: Path, window: str) -> None:
+        """The CRF dock's "Whole volume (3-D)" (set in the studio's settings before it started):
+        Ctrl+K runs one CRF over the volume, Ctrl+Shift+K accepts it; every slice the model
+        predicted gets labels on disk."""
+        import numpy as np
+
+        self.focus(window)
+        self.xdo("key", "ctrl+k")
+        time.sleep(10)
+        self.xdo("key", "ctrl+3")
+        time.sleep(1.5)
+        self.shot(f"{name}-crf-3d-three-views")
+        self.xdo("key", "ctrl+3")
+        time.sleep(0.5)
+        self.xdo("key", "ctrl+shift+k")
+        time.sleep(3)  # autosave
+        files = sorted((project / "labels").glob("*.npz"))
+        share = []
+        if files:
+            with np.load(files[0]) as stored:
+                labels = stored["labels"]
+            share = [float(np.mean(labels[k] != 255)) for k in range(labels.shape[0])]
+        self.check(bool(share) and min(share) > 0.9,
+                   f"{name}: Ctrl+K (3-D CRF) then Ctrl+Shift+K labelled every slice "
+                   f"(least labelled slice {min(share) if share else 0:.2f})")
+        self.xdo("key", "Escape")  # an error dialog, if any, must not block the steps after
+
     def _steps(self, name: str, project: Path, label_glob: str, studio: subprocess.Popen, train: bool) -> None:
         window = self.wait_window("segstudio —")
         if not self.check(window is not None, f"{name}: the window opened"):
@@ -192,6 +226,7 @@ class Journey:
             self._train(name, project, window)
         else:
             self._volume_tools(name, project, window, (x, y, width, height), painted_at)
+            self._crf_3d(name, project, window)
         exports = self.work / f"{name}-export"
         self.focus(window)
         self.xdo("key", "ctrl+e")
@@ -237,9 +272,33 @@ def data_sets(work: Path) -> list[tuple[str, Path, Path, str]]:
     nifti = work / "mr"
     nifti.mkdir()
     shutil.copy(Path(nibabel.__file__).parent / "tests" / "data" / "anatomical.nii", nifti)
+    for volume in (series, nifti):
+        _with_grey_model(volume, work / "grey_unet.safetensors")
     return [("demo", demo.folder, demo.folder, "*.png"),
             ("dicom", series, series / "segstudio_project", "*.npz"),
             ("nifti", nifti, nifti / "segstudio_project", "*.npz")]
+
+
+def _with_grey_model(path: Path, checkpoint: Path) -> None:
+    """The volume's project, made before the studio opens it, with a small grey U-Net
+    (random weights: its prediction is noise for the CRF to clean) in the Model panel."""
+    import torch
+
+    from segstudio.io.project_opening import open_or_create
+    from segstudio.models import get_model
+    from segstudio.models.checkpoint import Preprocessing, make_meta, save_checkpoint
+
+    if not checkpoint.is_file():
+        torch.manual_seed(0)
+        model = get_model("unet", num_classes=2, in_channels=1, base_width=4, depth=2, padding="same")
+        meta = make_meta(model, class_names=["background", "foreground"], class_colors=[(0, 0, 0), (230, 25, 75)],
+                         preprocessing=Preprocessing("grey", (0.5,), (0.25,)))
+        save_checkpoint(checkpoint, model, meta)
+    project = open_or_create(path)
+    project.model_settings = {"architecture": "unet", "checkpoint": str(checkpoint), "device": "cpu",
+                              "precision": "fp32", "tile": 512}
+    project.save()
+    project.release()
 
 
 def main() -> int:

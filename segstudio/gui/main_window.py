@@ -332,6 +332,9 @@ class MainWindow(QMainWindow):
         if self.runs.busy:
             self.statusBar().showMessage("A model run is already in progress (Cancel stops it)", 4000)
             return
+        if not all_images and document.is_volume:
+            self.run_volume(True)  # "this image" is the whole volume, slice by slice
+            return
         jobs = studio_actions.model_jobs(self, all_images)
         self.runs.run(self.model_panel.settings(), jobs)
 

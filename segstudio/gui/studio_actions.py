@@ -79,7 +79,8 @@ def build_menus(window: MainWindow) -> None:
                            lambda: window.accept("prediction"), "Ctrl+Shift+A"))
     edit.addAction(_action(window, "accept_class", "Accept prediction (active class)",
                            lambda: window.accept("prediction", active_class_only=True), "Ctrl+Alt+A"))
-    edit.addAction(_action(window, "accept_crf", "Accept CRF mask (whole image)", lambda: window.accept("crf")))
+    edit.addAction(_action(window, "accept_crf", "Accept CRF mask (whole image)", lambda: window.accept("crf"),
+                           "Ctrl+Shift+K"))
     edit.addAction(_action(window, "fill_between_slices", "Fill between slices (active class)",
                            partial(fill_between_slices, window), "Ctrl+Shift+F"))
     edit.addSeparator()
@@ -128,6 +129,8 @@ def build_menus(window: MainWindow) -> None:
     model.addAction(_action(window, "run", "Run on this image", lambda: window.run_model(False), "Ctrl+R"))
     model.addAction(_action(window, "run_all", "Run on all images", lambda: window.run_model(True), "Ctrl+Shift+R"))
     model.addAction(_action(window, "cancel", "Cancel run", window.runs.cancel, "Ctrl+."))
+    model.addAction(_action(window, "run_crf", "Run the CRF (CRF dock settings)",
+                            lambda: window.run_crf(window.crf_panel.params()), "Ctrl+K"))
     model.addAction(_action(window, "rescore", "Re-score unreviewed images", partial(next_image.rescore, window)))
     model.addSeparator()
     model.addAction(_action(window, "train", "Train a new version", partial(start_training, window), "Ctrl+T"))

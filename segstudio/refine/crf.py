@@ -223,11 +223,25 @@ def refine_steps(
     label_dtype = np.uint8 if n_classes <= MAX_CLASSES_8BIT else np.uint16  # as label maps
     labels = _argmax(probabilities, label_dtype)
     marginals = _normalised_float(probabilities) if keep_probabilities else None
-    iterations, total = params.iterations, len(plan) * params.iterations
+    return (yield from run_tiles(
+        plan,
+        lambda tile: _piece_steps(name, torch_device, to_uint8(image[tile.outer_slices]),
+                                  probabilities[(slice(None), *tile.outer_slices)], params, cancel),
+        labels, marginals, params.iterations,
+    ))
+
+
+def run_tiles(plan, make_piece, labels: np.ndarray, marginals: np.ndarray | None,
+              iterations: int) -> Task[RefineResult]:
+    """Refine the tiles of ``plan`` one by one (``make_piece(tile)``: the CRF
+    task of its outer box) and keep each core in ``labels`` (and
+    ``marginals``, unless None), shared by the 2-D and 3-D CRFs.
+
+    Yields a Progress per iteration of each tile and a :class:`TileProgress`
+    per finished tile."""
+    total = len(plan) * iterations
     for number, tile in enumerate(plan):
-        outer = tile.outer_slices
-        piece = _piece_steps(name, torch_device, to_uint8(image[outer]), probabilities[(slice(None), *outer)],
-                             params, cancel)
+        piece = make_piece(tile)
         while True:
             try:
                 step = next(piece)

@@ -29,11 +29,11 @@ from segstudio.refine import tiles as tiling
 from segstudio.refine.crf import (
     DEFAULT_TILE_BYTES,
     MARGIN_SIGMAS,
-    TileProgress,
     _argmax,
     _normalised_float,
     bytes_per_pixel,
     choose_backend,
+    run_tiles,
 )
 from segstudio.refine.dense_crf import _MAX_CLASSES, CRFParams, RefineResult, _shape_text, _unary_energy
 from segstudio.tasks import CancelToken, Progress, Task, run_to_completion
@@ -135,25 +135,13 @@ def refine_volume_steps(
     label_dtype = np.uint8 if n_classes <= MAX_CLASSES_8BIT else np.uint16  # as label maps
     labels = _argmax(probabilities, label_dtype)
     marginals = _normalised_float(probabilities) if keep_probabilities else None
-    iterations, total = params.iterations, len(plan) * params.iterations
-    for number, tile in enumerate(plan):
-        outer = tile.outer_slices
-        piece = _piece_steps(name, torch_device, to_uint8(volume[outer]), probabilities[(slice(None), *outer)],
-                             params, spacing, cancel, label=f"tile {number + 1}/{len(plan)}, ")
-        while True:
-            try:
-                step = next(piece)
-            except StopIteration as stop:
-                refined = stop.value
-                break
-            yield Progress(number * iterations + step.done, total, message=step.message, stage="crf")
-        inner = tile.core_in_outer
-        labels[tile.core_slices] = refined.labels[inner]
-        if marginals is not None:
-            marginals[(slice(None), *tile.core_slices)] = refined.probabilities[(slice(None), *inner)]
-        yield TileProgress((number + 1) * iterations, total, message=f"tile {number + 1}/{len(plan)} done",
-                           stage="crf", core=tile.core, labels=labels[tile.core_slices].copy())
-    return RefineResult(probabilities=marginals, labels=labels)
+    return (yield from run_tiles(
+        plan,
+        lambda tile: _piece_steps(name, torch_device, to_uint8(volume[tile.outer_slices]),
+                                  probabilities[(slice(None), *tile.outer_slices)], params, spacing, cancel,
+                                  label=""),
+        labels, marginals, params.iterations,
+    ))
 
 
 def refine_volume(volume: np.ndarray, probabilities: np.ndarray, params: CRFParams | None = None,

@@ -90,6 +90,20 @@ def test_run_crf_button_computes_the_crf_with_live_preview_off(qtbot, window, im
     _accept_crf(qtbot, window)
 
 
+def test_ctrl_k_runs_the_crf_and_ctrl_shift_k_accepts_it(qtbot, window, image_folder, checkpoint):
+    assert window.open_path(image_folder)
+    window.crf_panel._preview.setChecked(False)
+    assert run_model(qtbot, window, checkpoint) == "done"
+    run, accept = window.actions_by_name["run_crf"], window.actions_by_name["accept_crf"]
+    assert run.shortcut().toString() == "Ctrl+K" and accept.shortcut().toString() == "Ctrl+Shift+K"
+    with qtbot.waitSignal(window.runs.crfDone, timeout=30000):
+        run.trigger()
+    document = window.session.document
+    assert document.crf_labels is not None and (document.crf_labels != 255).all()
+    accept.trigger()
+    np.testing.assert_array_equal(document.labels, document.crf_labels)
+
+
 def test_run_crf_without_a_prediction_says_what_to_do(qtbot, window, image_folder):
     assert window.open_path(image_folder)
     qtbot.mouseClick(_crf_button(window, "crf_run"), Qt.MouseButton.LeftButton)

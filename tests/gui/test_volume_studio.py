@@ -218,3 +218,21 @@ def test_the_whole_volume_choice_runs_one_3d_crf_on_the_window_in_millimetres(qt
     assert (crf != 255).all()  # every slice was predicted, so every voxel is refined
     assert window.crf_panel.volume_mode() == "volume"
     mode.setCurrentIndex(mode.findData("plane"))
+
+
+def test_ctrl_r_on_a_volume_runs_the_model_on_every_slice(qtbot, window, series, grey_checkpoint):
+    """Model > Run on this image (Ctrl+R) on a volume: every slice, not the 3-D array as one image
+    (the journey found it failing with "an image must be H x W ...")."""
+    assert window.open_path(series)
+    window.crf_panel._preview.setChecked(False)
+    window.model_panel.set_settings({**window.model_panel.settings(), "checkpoint": str(grey_checkpoint),
+                                     "architecture": "unet", "device": "cpu", "precision": "fp32"})
+    window.last_error = None
+    action = window.actions_by_name["run"]
+    assert action.shortcut().toString() == "Ctrl+R"
+    with qtbot.waitSignal(window.runs.runFinished, timeout=60000) as blocker:
+        action.trigger()
+    assert blocker.args[0] == "done" and window.last_error is None
+    prediction = window.session.document.prediction
+    assert prediction is not None and prediction.labels.shape == (5, 128, 128)
+    assert (prediction.labels != 255).all()  # every slice predicted
