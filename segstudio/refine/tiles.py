@@ -12,6 +12,7 @@ image, or slices, rows and columns of a volume).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -41,10 +42,6 @@ class Tile:
         """Where the core lies inside the outer box's own array."""
         return tuple(slice(c0 - o0, c1 - o0) for (c0, c1), (o0, _) in zip(self.core, self.outer))
 
-    @property
-    def outer_size(self) -> int:
-        return math.prod(b - a for a, b in self.outer)
-
 
 def box_size(box: Box) -> int:
     return math.prod(b - a for a, b in box)
@@ -63,8 +60,8 @@ def plan_tiles(
 
     The grid is anchored on ``focus`` (a box, e.g. the part of the image on
     screen) when given, so the focus is covered by as few tiles as possible,
-    and the tiles are ordered nearest to the focus's centre first (whole
-    image: from the centre outwards is not needed, so row-major order).
+    and the tiles are ordered nearest to the focus's centre first (without
+    a focus: row by row).
     """
     ndim = len(shape)
     if not (len(core) == len(margin) == ndim):
@@ -83,7 +80,7 @@ def plan_tiles(
         first = a0 - step * math.ceil((a0 - r0) / step)  # the grid through the anchor, reaching r0
         starts_per_axis.append([s for s in range(first, r1, step) if s + step > r0])
     tiles = []
-    for starts in _product(starts_per_axis):
+    for starts in itertools.product(*starts_per_axis):
         core_box = tuple((max(s, r0), min(s + int(c), r1)) for s, (r0, r1), c in zip(starts, region, core))
         outer_box = tuple(
             (max(0, a - int(m)), min(int(n), b + int(m))) for (a, b), m, n in zip(core_box, margin, shape)
@@ -113,12 +110,3 @@ def _clip(box: Box, shape: tuple[int, ...]) -> Box:
     if len(box) != len(shape):
         raise ValueError(f"box {box} must have one (start, stop) per axis of {shape}")
     return tuple((max(0, min(int(a), n)), max(0, min(int(b), n))) for (a, b), n in zip(box, shape))
-
-
-def _product(lists):
-    if not lists:
-        yield ()
-        return
-    for head in lists[0]:
-        for tail in _product(lists[1:]):
-            yield (head, *tail)
