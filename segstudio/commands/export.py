@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from segstudio.commands.common import progress_bar
+from segstudio.io.export import EXPORT_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +16,8 @@ log = logging.getLogger(__name__)
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "export",
-        help="write a project's labels as masks, overlays, binary masks, NIfTI or DICOM SEG",
+        help="write a project's labels as masks, overlays, binary masks, pyramidal OME-TIFF, GeoJSON, NIfTI "
+             "or DICOM SEG",
         description="Export every labelled image of a project folder. Formats: png (<stem>.png of class "
         "indices: an indexed PNG with the class palette, 255 = unlabelled, for projects of up to 254 classes; "
         "a 16-bit greyscale PNG, 65535 = unlabelled, for larger ones; for a volume a folder <id>/ of "
@@ -30,7 +32,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("project", type=Path, metavar="PROJECT", help="project folder (or its project.json)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the exported files")
     parser.add_argument("--format", dest="fmt", default="png",
-                        choices=["png", "overlay", "binary", "nifti", "dicom-seg"],
+                        choices=list(EXPORT_FORMATS),
                         help="what to write (default png)")
     parser.add_argument("--allow-uneven-spacing", action="store_true",
                         help="write NIfTI label maps even for DICOM series whose slices are not evenly spaced "

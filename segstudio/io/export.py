@@ -18,6 +18,14 @@ For 2-D images, three formats, all PNG at the source image's size:
 ``binary``
     ``<stem>_<class>.png``: one black/white (0/255) mask per class present in
     the image, for tools that take one mask per structure.
+``ome-tiff``
+    ``<stem>.labels.ome.tif``: the label map (pixel = class index, 255 or
+    65535 = unlabelled) as a tiled, pyramidal OME-TIFF, for whole-slide
+    viewers (QuPath, napari); see :mod:`segstudio.io.slide_export`.
+``geojson``
+    ``<stem>.geojson``: the regions of each class as polygons with holes,
+    one MultiPolygon feature per class named and coloured as the class, as
+    QuPath imports them.
 
 For medical volumes (project entries of kind ``"volume"``), named by entry id:
 
@@ -59,9 +67,9 @@ from segstudio.tasks import CancelToken, Progress, Task
 
 log = logging.getLogger(__name__)
 
-IMAGE_FORMATS = ("png", "overlay", "binary")
+IMAGE_FORMATS = ("png", "overlay", "binary", "ome-tiff", "geojson")
 VOLUME_FORMATS = ("png", "nifti", "dicom-seg")
-EXPORT_FORMATS = ("png", "overlay", "binary", "nifti", "dicom-seg")
+EXPORT_FORMATS = ("png", "overlay", "binary", "ome-tiff", "geojson", "nifti", "dicom-seg")
 OVERLAY_ALPHA = 0.5
 
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
@@ -177,6 +185,14 @@ def _export_one(project: Project, index: int, labels: np.ndarray, place: _Place,
     colors = project.classes.colors
     if fmt == "png":
         return [write_label_png(place(f"{stem}.png"), labels, colors)]
+    if fmt == "ome-tiff":
+        from segstudio.io.slide_export import write_label_pyramid
+
+        return [write_label_pyramid(place(f"{stem}.labels.ome.tif"), labels)]
+    if fmt == "geojson":
+        from segstudio.io.slide_export import write_geojson
+
+        return [write_geojson(place(f"{stem}.geojson"), labels, project.classes.names, colors)]
     if fmt == "overlay":
         image = read_image(entry.source)
         if image.shape[:2] != labels.shape:
@@ -212,7 +228,7 @@ def _skip_reason(entry: ImageEntry, fmt: str) -> str | None:
     if entry.is_volume and fmt not in VOLUME_FORMATS:
         return f"{fmt} export is for 2-D images; use png, nifti or dicom-seg for volumes"
     if not entry.is_volume and fmt not in IMAGE_FORMATS:
-        return f"{fmt} export is for volumes (DICOM, NIfTI); use png, overlay or binary for images"
+        return f"{fmt} export is for volumes (DICOM, NIfTI); use {', '.join(IMAGE_FORMATS)} for images"
     if fmt == "dicom-seg" and not _is_dicom_source(entry):
         return "DICOM SEG needs a DICOM source (it references the source images); use nifti"
     return None

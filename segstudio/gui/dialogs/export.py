@@ -34,6 +34,16 @@ EXPORT_FORMATS: dict[str, tuple[str, str]] = {
     ),
     "overlay": ("Colour overlay PNG", "The image with the class colours blended on top, for reports"),
     "binary": ("One binary mask per class", "A black-and-white PNG per image and class"),
+    "ome-tiff": (
+        "Pyramidal OME-TIFF label image",
+        "Pixel = class index (255 = unlabelled), tiled with halved levels: whole-slide viewers (QuPath, napari) "
+        "open it at any zoom",
+    ),
+    "geojson": (
+        "GeoJSON class polygons (QuPath)",
+        "The regions of each class as polygons with holes, named and coloured as the class: "
+        "QuPath's File > Import objects reads them",
+    ),
     "nifti": (
         "NIfTI label volume (.nii.gz)",
         "One label volume per volume, on the source's voxel grid and orientation; unlabelled voxels are 0",

@@ -1,0 +1,132 @@
+"""Label exports for whole-slide tools: a pyramidal OME-TIFF label image and
+GeoJSON class polygons.
+
+``write_label_pyramid`` writes the label map (pixel = class index, 255 or
+65535 = unlabelled, as the project keeps it) as a tiled OME-TIFF whose
+sub-resolution levels halve until the image is small; QuPath and napari open
+it as a multi-resolution image. Levels are taken by striding (every other
+pixel), so every value in a level is a class that is really there.
+
+``labels_to_geojson`` traces each class's regions (outer boundaries and
+holes) into a GeoJSON FeatureCollection in the form QuPath imports (File >
+Import objects): one MultiPolygon feature per class with its name and colour
+as the classification. Coordinates are pixel coordinates of the full
+resolution image; a boundary runs through the centres of the region's edge
+pixels, so a region loses half a pixel along its outline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from segstudio.errors import ExportError, InvalidArgumentError
+from segstudio.io.masks import unlabelled_for
+
+#: Tile side of the written pyramid and the size at which it stops halving.
+PYRAMID_TILE = 512
+
+
+def label_pyramid_levels(labels: np.ndarray, min_side: int = PYRAMID_TILE) -> list[np.ndarray]:
+    """The label map and its halvings (every other pixel) until the longer side is at most ``min_side``."""
+    if labels.ndim != 2 or labels.size == 0:
+        raise InvalidArgumentError(f"a label pyramid needs a non-empty 2-D label map, got shape {labels.shape}")
+    levels = [labels]
+    while max(levels[-1].shape) > min_side:
+        levels.append(levels[-1][::2, ::2])
+    return levels
+
+
+def write_label_pyramid(path: str | os.PathLike[str], labels: np.ndarray, *,
+                        microns_per_pixel: tuple[float, float] | None = None) -> Path:
+    """Write ``labels`` as a tiled, pyramidal OME-TIFF at ``path`` (replaced
+    whole: written beside it, then renamed, so a reader never sees half a file)."""
+    import tifffile
+
+    path = Path(path)
+    levels = label_pyramid_levels(np.ascontiguousarray(labels))
+    metadata: dict = {"axes": "YX", "Name": "labels"}
+    if microns_per_pixel is not None:
+        metadata.update(PhysicalSizeY=float(microns_per_pixel[0]), PhysicalSizeX=float(microns_per_pixel[1]))
+    partial = path.with_name(f".{path.name}.partial")
+    options = dict(tile=(PYRAMID_TILE, PYRAMID_TILE), compression="zlib", photometric="minisblack")
+    try:
+        with tifffile.TiffWriter(partial, bigtiff=labels.nbytes > 2**31, ome=True) as tif:
+            tif.write(levels[0], subifds=len(levels) - 1, metadata=metadata, **options)
+            for level in levels[1:]:
+                tif.write(np.ascontiguousarray(level), subfiletype=1, metadata=None, **options)
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise ExportError(f"cannot write the label pyramid: {error}", path=path) from error
+    return path
+
+
+def labels_to_geojson(labels: np.ndarray, class_names: list[str],
+                      class_colors: list[tuple[int, int, int]]) -> dict:
+    """A GeoJSON FeatureCollection with one MultiPolygon per class present (see the module text)."""
+    import cv2
+
+    if labels.ndim != 2:
+        raise InvalidArgumentError(f"GeoJSON export needs a 2-D label map, got shape {labels.shape}")
+    unlabelled = unlabelled_for(labels)
+    counts = np.bincount(labels.ravel(), minlength=unlabelled + 1)
+    features = []
+    for class_index in np.flatnonzero(counts[:unlabelled]):
+        if class_index >= len(class_names):
+            continue  # a value without a class: nothing to name it by
+        mask = (labels == class_index).astype(np.uint8)
+        contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+        polygons = []
+        if hierarchy is not None:
+            links = hierarchy[0]
+            for number, contour in enumerate(contours):
+                if links[number][3] != -1:
+                    continue  # a hole: added to its outer ring below
+                outer = _ring(contour)
+                if outer is None:
+                    continue  # a line or a point: no area to import
+                rings = [outer]
+                child = links[number][2]
+                while child != -1:
+                    hole = _ring(contours[child])
+                    if hole is not None:
+                        rings.append(hole)
+                    child = links[child][0]
+                polygons.append(rings)
+        if not polygons:
+            continue
+        features.append({
+            "type": "Feature",
+            "geometry": {"type": "MultiPolygon", "coordinates": polygons},
+            "properties": {
+                "objectType": "annotation",
+                "classification": {"name": class_names[class_index],
+                                   "color": [int(c) for c in class_colors[class_index]]},
+                "classIndex": int(class_index),
+                "pixels": int(counts[class_index]),
+            },
+        })
+    return {"type": "FeatureCollection", "features": features}
+
+
+def write_geojson(path: str | os.PathLike[str], labels: np.ndarray, class_names: list[str],
+                  class_colors: list[tuple[int, int, int]]) -> Path:
+    """Write :func:`labels_to_geojson` to ``path`` (atomically)."""
+    from segstudio.io.masks import atomic_write_bytes
+
+    collection = labels_to_geojson(labels, class_names, class_colors)
+    return atomic_write_bytes(Path(path), json.dumps(collection, separators=(",", ":")).encode("utf-8"))
+
+
+def _ring(contour: np.ndarray) -> list[list[float]] | None:
+    """A closed ring of ``[x, y]`` points, or None for a degenerate one (a line or a point)."""
+    points = contour.reshape(-1, 2)
+    if len(points) < 3:
+        return None
+    ring = [[float(x), float(y)] for x, y in points]
+    ring.append(ring[0])
+    return ring
