@@ -23,14 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from segstudio.errors import ExportError, InvalidArgumentError
+from segstudio.errors import InvalidArgumentError
 from segstudio.io.masks import unlabelled_for
-
-#: Tile side of the written pyramid and the size at which it stops halving.
-PYRAMID_TILE = 512
+from segstudio.io.pyramid import MIN_SIDE, write_levels_steps
 
 
-def label_pyramid_levels(labels: np.ndarray, min_side: int = PYRAMID_TILE) -> list[np.ndarray]:
+def label_pyramid_levels(labels: np.ndarray, min_side: int = MIN_SIDE) -> list[np.ndarray]:
     """The label map and its halvings (every other pixel) until the longer side is at most ``min_side``."""
     if labels.ndim != 2 or labels.size == 0:
         raise InvalidArgumentError(f"a label pyramid needs a non-empty 2-D label map, got shape {labels.shape}")
@@ -44,25 +42,10 @@ def write_label_pyramid(path: str | os.PathLike[str], labels: np.ndarray, *,
                         microns_per_pixel: tuple[float, float] | None = None) -> Path:
     """Write ``labels`` as a tiled, pyramidal OME-TIFF at ``path`` (replaced
     whole: written beside it, then renamed, so a reader never sees half a file)."""
-    import tifffile
+    from segstudio.tasks import run_to_completion
 
-    path = Path(path)
     levels = label_pyramid_levels(np.ascontiguousarray(labels))
-    metadata: dict = {"axes": "YX", "Name": "labels"}
-    if microns_per_pixel is not None:
-        metadata.update(PhysicalSizeY=float(microns_per_pixel[0]), PhysicalSizeX=float(microns_per_pixel[1]))
-    partial = path.with_name(f".{path.name}.partial")
-    options = dict(tile=(PYRAMID_TILE, PYRAMID_TILE), compression="zlib", photometric="minisblack")
-    try:
-        with tifffile.TiffWriter(partial, bigtiff=labels.nbytes > 2**31, ome=True) as tif:
-            tif.write(levels[0], subifds=len(levels) - 1, metadata=metadata, **options)
-            for level in levels[1:]:
-                tif.write(np.ascontiguousarray(level), subfiletype=1, metadata=None, **options)
-        os.replace(partial, path)
-    except OSError as error:
-        partial.unlink(missing_ok=True)
-        raise ExportError(f"cannot write the label pyramid: {error}", path=path) from error
-    return path
+    return run_to_completion(write_levels_steps(levels, len(levels), path, microns_per_pixel=microns_per_pixel))
 
 
 def labels_to_geojson(labels: np.ndarray, class_names: list[str],
