@@ -1,0 +1,175 @@
+"""The label map of a very large image, on disk in chunks: only what changed is written.
+
+The store is a folder in the Zarr v2 layout, so napari and any Zarr reader
+open it as it is: ``.zarray`` (shape, chunk size, ``|u1`` or ``<u2``, zlib,
+fill value = the unlabelled value) and one file per chunk named ``"cy.cx"``
+holding the chunk's zlib-compressed C-order bytes. A chunk that is entirely
+unlabelled has no file (the fill value stands for it).
+
+Nothing a user did is lost, and the store stays readable after a kill at any
+moment: every chunk file (and ``.zarray``) is written beside its name and
+renamed over it, so a reader sees a chunk's old bytes or its new ones, never
+a mix. A flush writes only the chunks marked dirty since the last one; a kill
+during a flush leaves each chunk whole, some from before the flush and some
+after it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from segstudio.errors import DataError, InvalidArgumentError
+from segstudio.io.masks import unlabelled_for
+
+CHUNK = 512
+_DTYPES = {np.dtype(np.uint8): "|u1", np.dtype(np.uint16): "<u2"}
+
+
+class TiledLabels:
+    """A chunked label map on disk (see the module text).
+
+    Use :meth:`create` or :meth:`open`; :meth:`read` a box, :meth:`write` a
+    box (kept in memory and marked dirty), :meth:`flush` to disk.
+    """
+
+    def __init__(self, folder: Path, shape: tuple[int, int], dtype: np.dtype, chunk: int) -> None:
+        self.folder, self.shape, self.dtype, self.chunk = folder, shape, np.dtype(dtype), chunk
+        self.unlabelled = unlabelled_for(self.dtype)
+        self._cache: dict[tuple[int, int], np.ndarray] = {}
+        self._dirty: set[tuple[int, int]] = set()
+
+    @classmethod
+    def create(cls, folder: str | os.PathLike[str], shape: tuple[int, int], dtype=np.uint8,
+               chunk: int = CHUNK) -> TiledLabels:
+        """A new, all-unlabelled store (``folder`` must not hold one yet)."""
+        folder = Path(folder)
+        dtype = np.dtype(dtype)
+        if dtype not in _DTYPES:
+            raise InvalidArgumentError(f"label maps are uint8 or uint16, not {dtype}")
+        if len(shape) != 2 or min(shape) < 1 or chunk < 1:
+            raise InvalidArgumentError(f"a tiled label map needs a 2-D shape and a chunk >= 1, got {shape}, {chunk}")
+        if (folder / ".zarray").exists():
+            raise InvalidArgumentError(f"{folder} already holds a label store")
+        folder.mkdir(parents=True, exist_ok=True)
+        header = {"zarr_format": 2, "shape": [int(s) for s in shape], "chunks": [chunk, chunk],
+                  "dtype": _DTYPES[dtype], "compressor": {"id": "zlib", "level": 1},
+                  "fill_value": int(unlabelled_for(dtype)), "order": "C", "filters": None,
+                  "dimension_separator": "."}
+        _replace(folder / ".zarray", json.dumps(header).encode("utf-8"))
+        return cls(folder, (int(shape[0]), int(shape[1])), dtype, chunk)
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike[str]) -> TiledLabels:
+        """An existing store; a damaged ``.zarray`` is named."""
+        folder = Path(folder)
+        try:
+            header = json.loads((folder / ".zarray").read_text(encoding="utf-8"))
+            dtype = next(d for d, code in _DTYPES.items() if code == header["dtype"])
+            shape = tuple(int(s) for s in header["shape"])
+            chunk = int(header["chunks"][0])
+            if len(shape) != 2 or header["chunks"] != [chunk, chunk] or header["compressor"]["id"] != "zlib":
+                raise ValueError("not a 2-D zlib store with square chunks")
+        except (OSError, ValueError, KeyError, TypeError, StopIteration) as error:
+            raise DataError(f"not a readable label store: {error}", path=folder / ".zarray") from error
+        return cls(folder, shape, dtype, chunk)
+
+    # -- reading and writing -------------------------------------------------
+    @property
+    def grid(self) -> tuple[int, int]:
+        return math.ceil(self.shape[0] / self.chunk), math.ceil(self.shape[1] / self.chunk)
+
+    def read(self, box: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
+        """The labels of ``((y0, y1), (x0, x1))`` (clipped to the map); reads only its chunks."""
+        (y0, y1), (x0, x1) = self._clip(box)
+        out = np.empty((y1 - y0, x1 - x0), self.dtype)
+        for cy, cx, inner, outer in self._chunks(y0, y1, x0, x1):
+            out[outer] = self._chunk(cy, cx)[inner]
+        return out
+
+    def write(self, box: tuple[tuple[int, int], tuple[int, int]], values: np.ndarray) -> None:
+        """Put ``values`` (the box's shape) into the map; the chunks it touches become dirty."""
+        (y0, y1), (x0, x1) = self._clip(box)
+        values = np.asarray(values)
+        if values.shape != (y1 - y0, x1 - x0):
+            raise InvalidArgumentError(f"values are {values.shape}, the box {box} is {(y1 - y0, x1 - x0)}")
+        for cy, cx, inner, outer in self._chunks(y0, y1, x0, x1):
+            chunk = self._chunk(cy, cx)
+            chunk[inner] = values[outer]
+            self._dirty.add((cy, cx))
+
+    @property
+    def dirty(self) -> set[tuple[int, int]]:
+        """The chunks changed since the last :meth:`flush`."""
+        return set(self._dirty)
+
+    def flush(self) -> int:
+        """Write the dirty chunks (an all-unlabelled one removes its file); returns the bytes written."""
+        written = 0
+        for cy, cx in sorted(self._dirty):
+            chunk = self._cache[(cy, cx)]
+            path = self.folder / f"{cy}.{cx}"
+            if (chunk == self.unlabelled).all():
+                path.unlink(missing_ok=True)
+            else:
+                data = zlib.compress(np.ascontiguousarray(chunk).tobytes(), 1)
+                _replace(path, data)
+                written += len(data)
+            self._dirty.discard((cy, cx))
+        return written
+
+    def forget_clean(self) -> None:
+        """Drop the cached chunks that are saved (memory follows what is being edited)."""
+        for key in [key for key in self._cache if key not in self._dirty]:
+            del self._cache[key]
+
+    # -- helpers -------------------------------------------------------------
+    def _clip(self, box):
+        (y0, y1), (x0, x1) = box
+        y0, y1 = max(0, int(y0)), min(self.shape[0], int(y1))
+        x0, x1 = max(0, int(x0)), min(self.shape[1], int(x1))
+        if y1 <= y0 or x1 <= x0:
+            raise InvalidArgumentError(f"the box {box} lies outside the {self.shape[1]} x {self.shape[0]} label map")
+        return (y0, y1), (x0, x1)
+
+    def _chunks(self, y0, y1, x0, x1):
+        size = self.chunk
+        for cy in range(y0 // size, (y1 - 1) // size + 1):
+            for cx in range(x0 // size, (x1 - 1) // size + 1):
+                top, left = cy * size, cx * size
+                ys = slice(max(y0, top), min(y1, top + size))
+                xs = slice(max(x0, left), min(x1, left + size))
+                inner = (slice(ys.start - top, ys.stop - top), slice(xs.start - left, xs.stop - left))
+                outer = (slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0))
+                yield cy, cx, inner, outer
+
+    def _chunk(self, cy: int, cx: int) -> np.ndarray:
+        key = (cy, cx)
+        if key not in self._cache:
+            path = self.folder / f"{cy}.{cx}"
+            if path.is_file():
+                try:
+                    raw = zlib.decompress(path.read_bytes())
+                    chunk = np.frombuffer(raw, self.dtype).reshape(self.chunk, self.chunk).copy()
+                except (OSError, zlib.error, ValueError) as error:
+                    raise DataError(f"chunk {cy}.{cx} of the label store cannot be read: {error}",
+                                    path=path) from error
+            else:
+                chunk = np.full((self.chunk, self.chunk), self.unlabelled, self.dtype)
+            self._cache[key] = chunk
+        return self._cache[key]
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write ``data`` beside ``path`` and rename it over ``path`` (synced first)."""
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
