@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 
-from segstudio.commands import evaluate, export, predict, train
+from segstudio.commands import evaluate, export, predict, slide, train
 
 
 def add_engine_commands(commands: argparse._SubParsersAction) -> None:
-    """Register the engine verbs (predict, train, evaluate) on the parser."""
-    for module in (predict, train, evaluate, export):
+    """Register the engine verbs (predict, train, evaluate, export, predict-slide, pyramid) on the parser."""
+    for module in (predict, train, evaluate, export, slide):
         module.add_parser(commands)

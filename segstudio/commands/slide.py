@@ -1,0 +1,101 @@
+"""``segstudio predict-slide``: a model over a whole-slide image, tile by tile,
+into a chunked label store that resumes; ``segstudio pyramid``: a plain large
+image made into a pyramidal OME-TIFF."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from segstudio.commands.common import progress_bar
+from segstudio.errors import InvalidArgumentError
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "predict-slide",
+        help="run a model over a whole-slide image (pyramidal TIFF) into a chunked label store",
+        description="Predict a whole-slide image (pyramidal OME-TIFF, SVS or tiled TIFF) tile by tile without "
+        "reading it whole. The labels go to OUT/<stem>.labels.zarr, a Zarr v2 folder (napari and zarr open it; "
+        "255 = not predicted). Tiles over empty glass are skipped (tissue found on a coarse level). Run it "
+        "again on the same OUT to resume an interrupted run.",
+    )
+    parser.add_argument("slide", type=Path, metavar="SLIDE")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="trained weights (.safetensors)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the label store")
+    parser.add_argument("--region", metavar="Y0,Y1,X0,X1", help="only this level-0 box")
+    parser.add_argument("--all-tiles", action="store_true", help="predict glass tiles too")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.set_defaults(run=run)
+
+    pyramid = commands.add_parser(
+        "pyramid", help="make a plain large image (PNG, JPEG, TIFF) into a pyramidal OME-TIFF",
+        description="Read IMAGE once and write OUT, a tiled OME-TIFF with levels halved down to 512 px "
+        "(lossless), which segstudio, QuPath and napari read region by region.",
+    )
+    pyramid.add_argument("image", type=Path, metavar="IMAGE")
+    pyramid.add_argument("--out", type=Path, required=True, help="the .ome.tif to write")
+    pyramid.set_defaults(run=run_pyramid)
+
+
+def run(args: argparse.Namespace) -> int:
+    from segstudio.inference.predictor import Predictor
+    from segstudio.inference.slide import predict_slide_steps
+    from segstudio.io.slide import Slide
+    from segstudio.io.tiled_labels import TiledLabels
+
+    region = _region(args.region)
+    predictor, meta = Predictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
+    with Slide(args.slide) as slide:
+        folder = args.out / f"{args.slide.name.split('.')[0]}.labels.zarr"
+        if (folder / ".zarray").is_file():
+            store = TiledLabels.open(folder)
+            log.info("resuming into %s", folder)
+        else:
+            dtype = "uint8" if len(meta.class_names) <= 254 else "uint16"
+            store = TiledLabels.create(folder, slide.shape, dtype)
+        task = predict_slide_steps(predictor, slide, store, region=region, skip_glass=not args.all_tiles)
+        with progress_bar(None, slide.path.name, unit="tile") as bar:
+            while True:
+                try:
+                    progress = next(task)
+                except StopIteration as stop:
+                    outcome = stop.value
+                    break
+                bar.total, bar.n = progress.total, progress.done
+                bar.refresh()
+    log.info("%s: %d tile(s) predicted, %d over glass skipped, %d done before; labels in %s",
+             args.slide.name, outcome.predicted, outcome.glass, outcome.resumed, folder)
+    return 0
+
+
+def run_pyramid(args: argparse.Namespace) -> int:
+    from segstudio.io.images import read_image
+    from segstudio.io.pyramid import build_pyramid_steps
+
+    image = read_image(args.image)
+    with progress_bar(None, args.image.name, unit="level") as bar:
+        task = build_pyramid_steps(image, args.out)
+        while True:
+            try:
+                progress = next(task)
+            except StopIteration:
+                break
+            bar.total, bar.n = progress.total, progress.done
+            bar.refresh()
+    log.info("wrote %s", args.out)
+    return 0
+
+
+def _region(text: str | None):
+    if text is None:
+        return None
+    try:
+        y0, y1, x0, x1 = (int(v) for v in text.split(","))
+    except ValueError as error:
+        raise InvalidArgumentError(f"--region takes Y0,Y1,X0,X1 (whole numbers), got {text!r}") from error
+    return (y0, y1), (x0, x1)

@@ -1,0 +1,51 @@
+"""``segstudio pyramid`` and ``segstudio predict-slide`` end to end, on the demo's real cell images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import zarr
+
+from segstudio import cli
+from segstudio.io.slide import Slide
+
+REPO = Path(__file__).resolve().parents[2]
+CELLS = REPO / "resources" / "sample" / "images" / "cells_01.png"
+MODEL = REPO / "resources" / "models" / "demo_unet.safetensors"
+
+
+def test_pyramid_then_predict_slide_then_resume(tmp_path, capsys) -> None:
+    canvas = np.full((1024, 1536, 3), 236, np.uint8)  # glass with one field of real cells
+    cells = cv2.imread(str(CELLS), cv2.IMREAD_COLOR)
+    canvas[100 : 100 + cells.shape[0], 80 : 80 + cells.shape[1]] = cells[:, :, ::-1]
+    plain = tmp_path / "scan.png"
+    cv2.imwrite(str(plain), canvas[:, :, ::-1])
+    slide_path = tmp_path / "scan.ome.tif"
+    assert cli.main(["pyramid", str(plain), "--out", str(slide_path)]) == 0
+    with Slide(slide_path) as slide:
+        assert [level.shape for level in slide.levels] == [(1024, 1536), (512, 768), (256, 384)]
+        np.testing.assert_array_equal(slide.read_region(0, ((0, 1024), (0, 1536))), canvas)
+
+    out = tmp_path / "out"
+    command = ["predict-slide", str(slide_path), "--checkpoint", str(MODEL), "--out", str(out),
+               "--device", "cpu", "--precision", "fp32"]
+    assert cli.main(command) == 0
+    store = zarr.open(str(out / "scan.labels.zarr"), mode="r", zarr_format=2)
+    labels = store[...]
+    assert labels.shape == (1024, 1536)
+    field = labels[100 : 100 + cells.shape[0], 80 : 80 + cells.shape[1]]
+    assert (field != 255).all() and len(np.unique(field)) >= 2  # the cells are predicted
+    assert (labels[:, 1024:] == 255).all()  # glass on the right: skipped
+    assert cli.main(command) == 0  # again: every tile is done already
+    np.testing.assert_array_equal(zarr.open(str(out / "scan.labels.zarr"), mode="r", zarr_format=2)[...], labels)
+
+
+def test_a_bad_region_is_named(tmp_path, capsys) -> None:
+    plain = tmp_path / "x.png"
+    cv2.imwrite(str(plain), np.full((600, 600, 3), 200, np.uint8))
+    assert cli.main(["pyramid", str(plain), "--out", str(tmp_path / "x.ome.tif")]) == 0
+    code = cli.main(["predict-slide", str(tmp_path / "x.ome.tif"), "--checkpoint", str(MODEL), "--out",
+                     str(tmp_path / "o"), "--region", "1,2,3", "--device", "cpu"])
+    assert code != 0 and "--region takes Y0,Y1,X0,X1" in capsys.readouterr().err
