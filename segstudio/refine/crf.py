@@ -14,9 +14,10 @@ CRF as DeepLab-v1 uses it):
     measured faster on a 2-core Xeon: torch (2 threads) for an image of up
     to :data:`AUTO_TORCH_CPU_PIXELS` that it refines in one piece (1.2-1.6x
     pydensecrf2's speed at 512^2 and 1024^2, 3 and 21 classes), pydensecrf2
-    above that (torch's lattice takes longer to build than its faster
-    iterations win back: 0.96x and 0.89x at 2048^2) and on one thread; torch
-    when pydensecrf2 is not installed.
+    above that (at 2048^2 the two were level, 0.99x and 1.03x: torch's
+    lattice takes longer to build than its faster iterations win back, and
+    it needs 1.2-1.8x the memory) and on one thread; torch when pydensecrf2
+    is not installed.
 
 An image whose CRF would need more than ``tile_bytes`` runs in overlapping
 tiles (:mod:`segstudio.refine.tiles`), so memory follows the tile, not the
