@@ -28,6 +28,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for the label store")
     parser.add_argument("--region", metavar="Y0,Y1,X0,X1", help="only this level-0 box")
     parser.add_argument("--all-tiles", action="store_true", help="predict glass tiles too")
+    parser.add_argument("--ome-tiff", action="store_true",
+                        help="also write OUT/<stem>.labels.ome.tif, the labels as a pyramidal OME-TIFF "
+                             "(QuPath, napari), built chunk by chunk")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.set_defaults(run=run)
@@ -70,6 +73,13 @@ def run(args: argparse.Namespace) -> int:
                 bar.refresh()
     log.info("%s: %d tile(s) predicted, %d over glass skipped, %d done before; labels in %s",
              args.slide.name, outcome.predicted, outcome.glass, outcome.resumed, folder)
+    if args.ome_tiff:
+        from segstudio.io.slide_export import write_store_pyramid_steps
+        from segstudio.tasks import run_to_completion
+
+        target = args.out / f"{args.slide.name.split('.')[0]}.labels.ome.tif"
+        run_to_completion(write_store_pyramid_steps(TiledLabels.open(folder), target))
+        log.info("wrote %s", target)
     return 0
 
 

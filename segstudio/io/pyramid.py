@@ -94,7 +94,8 @@ def write_levels_steps(
     cancel: CancelToken | None = None,
 ) -> Task[Path]:
     """Write ``levels`` (full resolution first, each one the next level down;
-    ``total`` of them) as a tiled OME-TIFF with sub-resolution IFDs at
+    ``total`` of them; an array, or an object with ``shape``, ``dtype`` and
+    ``tiles``, an iterator of its TILE x TILE tiles in row order) as a tiled OME-TIFF with sub-resolution IFDs at
     ``target``, through a hidden file renamed when complete. Shared by image
     pyramids and label pyramids (:mod:`segstudio.io.slide_export`)."""
     import tifffile
@@ -107,18 +108,25 @@ def write_levels_steps(
             for number, level in enumerate(levels):
                 if cancel is not None:
                     cancel.raise_if_cancelled()
-                level = np.ascontiguousarray(level)
-                colour = level.ndim == 3
+                tiled = hasattr(level, "tiles")  # a level given tile by tile (shape, dtype, tiles)
+                if not tiled:
+                    level = np.ascontiguousarray(level)
+                colour = len(level.shape) == 3
                 options = dict(tile=(TILE, TILE), compression="zlib", compressionargs={"level": 1},
                                photometric="rgb" if colour else "minisblack")
+                if tiled:
+                    options.update(shape=level.shape, dtype=level.dtype)
+                    level_data = level.tiles
+                else:
+                    level_data = level
                 if number == 0:
                     metadata: dict = {"axes": "YXS" if colour else "YX"}
                     if microns_per_pixel is not None:
                         metadata.update(PhysicalSizeY=float(microns_per_pixel[0]),
                                         PhysicalSizeX=float(microns_per_pixel[1]))
-                    tif.write(level, subifds=total - 1, metadata=metadata, **options)
+                    tif.write(level_data, subifds=total - 1, metadata=metadata, **options)
                 else:
-                    tif.write(level, subfiletype=1, metadata=None, **options)
+                    tif.write(level_data, subfiletype=1, metadata=None, **options)
                 yield Progress(number + 1, total, message=f"level {number + 1}/{total}: "
                                f"{level.shape[1]} x {level.shape[0]}", stage="pyramid")
         os.replace(partial, target)

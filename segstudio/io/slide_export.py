@@ -25,7 +25,7 @@ import numpy as np
 
 from segstudio.errors import InvalidArgumentError
 from segstudio.io.masks import unlabelled_for
-from segstudio.io.pyramid import MIN_SIDE, write_levels_steps
+from segstudio.io.pyramid import MIN_SIDE, TILE, write_levels_steps
 
 
 def label_pyramid_levels(labels: np.ndarray, min_side: int = MIN_SIDE) -> list[np.ndarray]:
@@ -46,6 +46,45 @@ def write_label_pyramid(path: str | os.PathLike[str], labels: np.ndarray, *,
 
     levels = label_pyramid_levels(np.ascontiguousarray(labels))
     return run_to_completion(write_levels_steps(levels, len(levels), path, microns_per_pixel=microns_per_pixel))
+
+
+def store_pyramid_levels(store, min_side: int = MIN_SIDE):
+    """``(levels, count)`` of a :class:`~segstudio.io.tiled_labels.TiledLabels` store's
+    pyramid, each level an iterator of its 512 x 512 tiles in row order (as
+    tifffile writes them), built chunk by chunk: the map is never whole in
+    memory. Level k takes every 2^k-th pixel, as :func:`label_pyramid_levels`."""
+    height, width = store.shape
+    shapes = [(height, width)]
+    while max(shapes[-1]) > min_side:
+        shapes.append(((shapes[-1][0] + 1) // 2, (shapes[-1][1] + 1) // 2))
+
+    def tiles(level: int):
+        step = 2 ** level
+        level_h, level_w = shapes[level]
+        for ty in range(0, level_h, TILE):
+            for tx in range(0, level_w, TILE):
+                y0, x0 = ty * step, tx * step  # the tile's corner in level 0
+                y1, x1 = min(height, (ty + TILE) * step), min(width, (tx + TILE) * step)
+                tile = np.full((TILE, TILE), store.unlabelled, store.dtype)
+                block = store.read_strided(((y0, y1), (x0, x1)), step)
+                tile[: block.shape[0], : block.shape[1]] = block
+                store.forget_clean()  # memory follows one tile, not the map
+                yield tile
+
+    return [_Level(tiles(k), shapes[k], store.dtype) for k in range(len(shapes))], len(shapes)
+
+
+class _Level:
+    """A level given as tiles: what :func:`segstudio.io.pyramid.write_levels_steps` writes."""
+
+    def __init__(self, tiles, shape, dtype) -> None:
+        self.tiles, self.shape, self.dtype = tiles, shape, np.dtype(dtype)
+
+
+def write_store_pyramid_steps(store, path: str | os.PathLike[str]):
+    """A label store (the result of a slide run) as a pyramidal OME-TIFF, chunk by chunk."""
+    levels, count = store_pyramid_levels(store)
+    return write_levels_steps(levels, count, path)
 
 
 def labels_to_geojson(labels: np.ndarray, class_names: list[str],

@@ -92,6 +92,30 @@ class TiledLabels:
             out[outer] = self._chunk(cy, cx)[inner]
         return out
 
+    def read_strided(self, box: tuple[tuple[int, int], tuple[int, int]], step: int) -> np.ndarray:
+        """Every ``step``-th row and column of ``box`` (from its corner), chunk by
+        chunk: what a coarse pyramid level takes, without the box in memory."""
+        (y0, y1), (x0, x1) = self._clip(box)
+        rows, columns = range(y0, y1, step), range(x0, x1, step)
+        out = np.empty((len(rows), len(columns)), self.dtype)
+        size = self.chunk
+        for cy in range(y0 // size, (y1 - 1) // size + 1):
+            first_row = max(0, -(-(cy * size - y0) // step))  # the first sampled row in this chunk
+            top = y0 + first_row * step
+            if top >= min(y1, (cy + 1) * size):
+                continue
+            rows_here = range(top, min(y1, (cy + 1) * size), step)
+            for cx in range(x0 // size, (x1 - 1) // size + 1):
+                first_column = max(0, -(-(cx * size - x0) // step))
+                left = x0 + first_column * step
+                if left >= min(x1, (cx + 1) * size):
+                    continue
+                columns_here = range(left, min(x1, (cx + 1) * size), step)
+                chunk = self._chunk(cy, cx)
+                out[first_row : first_row + len(rows_here), first_column : first_column + len(columns_here)] = \
+                    chunk[top - cy * size :: step, left - cx * size :: step][: len(rows_here), : len(columns_here)]
+        return out
+
     def write(self, box: tuple[tuple[int, int], tuple[int, int]], values: np.ndarray) -> None:
         """Put ``values`` (the box's shape) into the map; the chunks it touches become dirty."""
         (y0, y1), (x0, x1) = self._clip(box)

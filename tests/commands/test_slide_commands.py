@@ -38,8 +38,11 @@ def test_pyramid_then_predict_slide_then_resume(tmp_path, capsys) -> None:
     field = labels[100 : 100 + cells.shape[0], 80 : 80 + cells.shape[1]]
     assert (field != 255).all() and len(np.unique(field)) >= 2  # the cells are predicted
     assert (labels[:, 1024:] == 255).all()  # glass on the right: skipped
-    assert cli.main(command) == 0  # again: every tile is done already
+    assert cli.main([*command, "--ome-tiff"]) == 0  # again: every tile is done already
     np.testing.assert_array_equal(zarr.open(str(out / "scan.labels.zarr"), mode="r", zarr_format=2)[...], labels)
+    with Slide(out / "scan.labels.ome.tif") as pyramid:  # the labels as a pyramid, for QuPath and napari
+        assert len(pyramid.levels) == 3
+        np.testing.assert_array_equal(pyramid.read_region(0, ((0, 1024), (0, 1536))), labels)
 
 
 def test_a_bad_region_is_named(tmp_path, capsys) -> None:

@@ -108,3 +108,23 @@ def test_bad_label_maps_are_refused(tmp_path) -> None:
         write_label_pyramid(tmp_path / "x.ome.tif", np.zeros((0, 5), np.uint8))
     assert write_geojson(tmp_path / "empty.geojson", np.full((4, 4), 255, np.uint8), NAMES, COLORS).read_text() \
         == '{"type":"FeatureCollection","features":[]}'
+
+
+def test_a_label_store_becomes_a_pyramid_chunk_by_chunk(tmp_path) -> None:
+    """A slide run's store as a pyramidal OME-TIFF, written tile by tile (the map never whole in memory)."""
+    from segstudio.io.slide_export import write_store_pyramid_steps
+    from segstudio.io.tiled_labels import TiledLabels
+    from segstudio.tasks import run_to_completion
+
+    labels = np.tile(_real_labels(), (3, 4))[:1300, :1700]
+    labels[900:, :200] = 255
+    store = TiledLabels.create(tmp_path / "run.zarr", labels.shape, chunk=512)
+    store.write(((0, 1300), (0, 1700)), labels)
+    store.flush()
+    path = run_to_completion(write_store_pyramid_steps(TiledLabels.open(tmp_path / "run.zarr"),
+                                                       tmp_path / "run.labels.ome.tif"))
+    with tifffile.TiffFile(path) as tif:
+        levels = tif.series[0].levels
+        assert [level.shape for level in levels] == [(1300, 1700), (650, 850), (325, 425)]
+        for number, level in enumerate(levels):
+            np.testing.assert_array_equal(level.asarray(), labels[:: 2**number, :: 2**number])

@@ -102,3 +102,15 @@ def test_damage_and_bad_requests_are_named(tmp_path) -> None:
         fresh.write(((0, 5), (0, 5)), np.zeros((4, 5), np.uint8))
     with pytest.raises(InvalidArgumentError, match="uint8 or uint16"):
         TiledLabels.create(tmp_path / "f.zarr", (5, 5), np.float32)
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 8, 64])
+def test_strided_reads_match_numpy_striding(tmp_path, step) -> None:
+    labels = np.random.default_rng(step).integers(0, 5, (700, 900), dtype=np.uint8)
+    store = TiledLabels.create(tmp_path / "s.zarr", labels.shape, chunk=128)
+    store.write(((0, 700), (0, 900)), labels)
+    store.flush()
+    fresh = TiledLabels.open(tmp_path / "s.zarr")
+    for box in (((0, 700), (0, 900)), ((37, 611), (129, 877))):
+        (y0, y1), (x0, x1) = box
+        np.testing.assert_array_equal(fresh.read_strided(box, step), labels[y0:y1:step, x0:x1:step])
