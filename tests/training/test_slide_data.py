@@ -1,0 +1,61 @@
+"""Training samples from a slide's labelled regions only: the demo's real cells on glass,
+labelled in two places of a chunked store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from segstudio.io.masks import read_mask
+from segstudio.io.pyramid import build_pyramid_steps
+from segstudio.io.slide import Slide
+from segstudio.io.tiled_labels import TiledLabels
+from segstudio.models.checkpoint import read_meta
+from segstudio.tasks import run_to_completion
+from segstudio.training.data import SegmentationDataset
+from segstudio.training.slide_data import labelled_regions, slide_samples
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "resources" / "sample"
+MODEL = REPO / "resources" / "models" / "demo_unet.safetensors"
+
+
+def test_only_the_labelled_regions_become_samples(tmp_path, monkeypatch) -> None:
+    canvas = np.full((3000, 3000, 3), 236, np.uint8)
+    cells = cv2.cvtColor(cv2.imread(str(SAMPLE / "images" / "cells_01.png"), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    mask = read_mask(SAMPLE / "masks" / "cells_01.png")
+    places = ((100, 150), (2300, 2400))
+    for y, x in places:
+        canvas[y : y + 448, x : x + 448] = cells
+    slide_path = run_to_completion(build_pyramid_steps(canvas, tmp_path / "s.ome.tif"))
+    store = TiledLabels.create(tmp_path / "labels.zarr", (3000, 3000), chunk=256)
+    for y, x in places:
+        store.write(((y, y + 448), (x, x + 448)), mask)
+    store.flush()
+    regions = labelled_regions(store)
+    assert regions == [((0, 768), (0, 768)), ((2048, 2816), (2304, 3000))]  # whole chunks around each
+
+    reads = []
+    with Slide(slide_path) as slide:
+        real_read = slide.read_region
+        monkeypatch.setattr(slide, "read_region", lambda level, box: reads.append((level, box)) or
+                            real_read(level, box))
+        preprocessing = read_meta(MODEL).preprocessing
+        samples = slide_samples(slide, TiledLabels.open(tmp_path / "labels.zarr"), preprocessing)
+    assert len(samples) == 2
+    level0 = sum((b[0][1] - b[0][0]) * (b[1][1] - b[1][0]) for level, b in reads if level == 0)
+    assert level0 < 0.2 * 3000 * 3000  # the labelled regions and their context, not the slide
+    (image, labels), _ = samples
+    assert image.shape[:2] == labels.shape == (768 + 64, 768 + 64)
+    np.testing.assert_array_equal(np.asarray(image), canvas[: 768 + 64, : 768 + 64])
+    np.testing.assert_array_equal(labels[100:548, 150:598], mask)
+    assert (labels[:100] == 255).all()  # around the labels: unlabelled, ignored by the loss
+    assert image.intensity is not None  # the slide's own intensity map
+
+    dataset = SegmentationDataset(samples, preprocessing, crop_size=128, crops_per_epoch=8, seed=0)
+    item = dataset[0]
+    assert item["image"].shape == (3, 128, 128)
+    labelled = item["target"] >= 0
+    assert labelled.any()  # crops are drawn where the labels are
