@@ -41,7 +41,6 @@ from segstudio.refine.dense_crf import (
     CRFParams,
     RefineResult,
     _check_shapes,
-    _robust_to_uint8,
     _to_uint8_rgb,
 )
 from segstudio.tasks import CancelToken, Progress, Task, run_to_completion
@@ -196,14 +195,9 @@ def refine_steps(
     TaskCancelled
         When ``cancel`` was cancelled.
     """
-    params = CRFParams() if params is None else params
-    if not isinstance(params, CRFParams):
-        raise InvalidArgumentError(f"params must be CRFParams, got {type(params).__name__}")
+    params, budget = checked_settings(params, tile_bytes)
     image, probabilities = np.asarray(image), np.asarray(probabilities)
     n_classes, height, width = _check_shapes(image, probabilities)
-    budget = DEFAULT_TILE_BYTES if tile_bytes is None else int(tile_bytes)
-    if budget <= 0:
-        raise InvalidArgumentError(f"tile_bytes must be positive, got {tile_bytes}")
     name, torch_device = choose_backend(backend, device, pixels=height * width, n_classes=n_classes,
                                         tile_bytes=budget)
     per_pixel = bytes_per_pixel(name, n_classes)
@@ -294,7 +288,7 @@ def refine_scaled_steps(
     """
     import cv2
 
-    params = CRFParams() if params is None else params
+    params = CRFParams.resolve(params)
     image, probabilities = np.asarray(image), np.asarray(probabilities)
     _check_shapes(image, probabilities)
     (y0, y1), (x0, x1) = ((max(0, int(a)), min(int(n), int(b))) for (a, b), n in zip(box, image.shape[:2]))
@@ -337,23 +331,45 @@ def _uint8_mapper(image: np.ndarray):
     image's intensity range (tiles must not each stretch their own)."""
     if image.dtype == np.uint8:
         return _to_uint8_rgb
-    if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
-        _robust_to_uint8(image)  # raises the named error
-    # the percentiles of a sample of at most ~4 M values: a 12000^2 image is not copied in float64
-    step = max(1, int(math.sqrt(image.shape[0] * image.shape[1] / 4e6)))
-    sample = np.asarray(image[::step, ::step], dtype=np.float64)
-    if not np.isfinite(sample).all() or (np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all()):
-        raise InvalidArgumentError("image contains NaN or infinite values")
+    grey = whole_range_mapper(image, image.shape[:2], "image")
+    return lambda part: _to_uint8_rgb(grey(part))
+
+
+#: At most this many values are sampled (evenly) for the percentiles of a non-8-bit image or volume.
+PERCENTILE_SAMPLE = 4_000_000
+
+
+def whole_range_mapper(data: np.ndarray, spatial: tuple[int, ...], what: str):
+    """A function mapping a part of ``data`` (an image or a volume, ``spatial``
+    its spatial shape) onto uint8 by the whole array's 0.5/99.5 percentiles,
+    sampled evenly from at most :data:`PERCENTILE_SAMPLE` values (a 12000^2
+    image is not copied in float64); min..max when that range is empty.
+
+    Raises InvalidArgumentError naming ``what`` for a non-numeric type or NaN/inf.
+    """
+    if data.dtype == np.bool_ or not (np.issubdtype(data.dtype, np.integer)
+                                      or np.issubdtype(data.dtype, np.floating)):
+        raise InvalidArgumentError(f"{what} must be uint8, another integer type or float; got dtype {data.dtype}")
+    if np.issubdtype(data.dtype, np.floating):
+        low, high = float(data.min()), float(data.max())  # NaN and inf propagate, with no temporary
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise InvalidArgumentError(f"{what} contains NaN or infinite values")
+    step = max(1, int(math.ceil((math.prod(spatial) / PERCENTILE_SAMPLE) ** (1.0 / len(spatial)))))
+    sample = np.asarray(data[(slice(None, None, step),) * len(spatial)], dtype=np.float64)
     lo, hi = np.percentile(sample, [0.5, 99.5])
     if hi <= lo:
         lo, hi = float(sample.min()), float(sample.max())
     scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    return lambda part: np.clip(np.rint((part.astype(np.float64) - lo) * scale), 0, 255).astype(np.uint8)
 
-    def to_uint8(part: np.ndarray) -> np.ndarray:
-        mapped = np.clip(np.rint((part.astype(np.float64) - lo) * scale), 0, 255).astype(np.uint8)
-        return _to_uint8_rgb(mapped)
 
-    return to_uint8
+def checked_settings(params: CRFParams | None, tile_bytes: int | None) -> tuple[CRFParams, int]:
+    """The settings (DeepLab's when None) and the tile budget (the default when None), checked."""
+    params = CRFParams.resolve(params)
+    budget = DEFAULT_TILE_BYTES if tile_bytes is None else int(tile_bytes)
+    if budget <= 0:
+        raise InvalidArgumentError(f"tile_bytes must be positive, got {tile_bytes}")
+    return params, budget
 
 
 def _argmax(probabilities: np.ndarray, dtype) -> np.ndarray:

@@ -101,6 +101,14 @@ class CRFParams:
             )
         object.__setattr__(self, "iterations", int(it))
 
+    @classmethod
+    def resolve(cls, params: CRFParams | None) -> CRFParams:
+        """``params``, or the DeepLab defaults when None; anything else is refused by name."""
+        params = cls() if params is None else params
+        if not isinstance(params, cls):
+            raise InvalidArgumentError(f"params must be CRFParams, got {type(params).__name__}")
+        return params
+
     def to_dict(self) -> dict[str, float | int]:
         """Return the settings as a JSON-friendly dict (for project files)."""
         return asdict(self)
@@ -190,9 +198,7 @@ def refine_steps(
     # ``import segstudio`` cheap and working where it is not installed.
     import pydensecrf.densecrf as dcrf
 
-    params = CRFParams() if params is None else params
-    if not isinstance(params, CRFParams):
-        raise InvalidArgumentError(f"params must be CRFParams, got {type(params).__name__}")
+    params = CRFParams.resolve(params)
     probabilities = np.asarray(probabilities)
     image = np.asarray(image)
     n_classes, height, width = _check_shapes(image, probabilities)

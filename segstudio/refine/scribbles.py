@@ -156,9 +156,7 @@ def refine_with_scribbles_steps(
     """
     import pydensecrf.densecrf as dcrf
 
-    params = CRFParams() if params is None else params
-    if not isinstance(params, CRFParams):
-        raise InvalidArgumentError(f"params must be CRFParams, got {type(params).__name__}")
+    params = CRFParams.resolve(params)
     image, probabilities, scribbles = np.asarray(image), np.asarray(probabilities), np.asarray(scribbles)
     n_classes, height, width = _check_shapes(image, probabilities)
     _check_scribbles(scribbles, (height, width))

@@ -137,9 +137,7 @@ def refine_torch_steps(
     RefineResult
         float32 ``C x H x W`` marginals and their argmax, as numpy arrays.
     """
-    params = CRFParams() if params is None else params
-    if not isinstance(params, CRFParams):
-        raise InvalidArgumentError(f"params must be CRFParams, got {type(params).__name__}")
+    params = CRFParams.resolve(params)
     probabilities = np.asarray(probabilities)
     image = np.asarray(image)
     n_classes, height, width = _check_shapes(image, probabilities)

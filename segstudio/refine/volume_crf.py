@@ -27,13 +27,14 @@ from segstudio.errors import InvalidArgumentError
 from segstudio.io.masks import MAX_CLASSES_8BIT
 from segstudio.refine import tiles as tiling
 from segstudio.refine.crf import (
-    DEFAULT_TILE_BYTES,
     MARGIN_SIGMAS,
     _argmax,
     _normalised_float,
     bytes_per_pixel,
+    checked_settings,
     choose_backend,
     run_tiles,
+    whole_range_mapper,
 )
 from segstudio.refine.dense_crf import _MAX_CLASSES, CRFParams, RefineResult, _shape_text, _unary_energy
 from segstudio.tasks import CancelToken, Progress, Task, run_to_completion
@@ -43,8 +44,6 @@ logger = logging.getLogger(__name__)
 #: The 2-D CRF's grey image is three equal channels: its colour distance is √3 times the grey one.
 _GREY_AS_RGB = math.sqrt(3.0)
 
-#: At most this many voxels are sampled (evenly) for the percentiles of a non-8-bit volume.
-_PERCENTILE_SAMPLE = 4_000_000
 
 
 def refine_volume_steps(
@@ -103,17 +102,12 @@ def refine_volume_steps(
     TaskCancelled
         When ``cancel`` was cancelled.
     """
-    params = CRFParams() if params is None else params
-    if not isinstance(params, CRFParams):
-        raise InvalidArgumentError(f"params must be CRFParams, got {type(params).__name__}")
+    params, budget = checked_settings(params, tile_bytes)
     volume, probabilities = np.asarray(volume), np.asarray(probabilities)
     n_classes, shape = _check_volume_shapes(volume, probabilities)
     spacing = _check_spacing(spacing)
     name, torch_device = choose_backend(backend, device)
-    budget = DEFAULT_TILE_BYTES if tile_bytes is None else int(tile_bytes)
-    if budget <= 0:
-        raise InvalidArgumentError(f"tile_bytes must be positive, got {tile_bytes}")
-    to_uint8 = _grey_mapper(volume)
+    to_uint8 = np.ascontiguousarray if volume.dtype == np.uint8 else whole_range_mapper(volume, shape, "volume")
     per_voxel = bytes_per_pixel(name, n_classes)
     if cancel is not None:
         cancel.raise_if_cancelled()
@@ -274,28 +268,3 @@ def _check_spacing(spacing) -> tuple[float, float, float]:
         if not math.isfinite(value) or value <= 0:
             raise InvalidArgumentError(f"spacing {axis} must be a positive finite number of mm, got {value!r}")
     return values
-
-
-def _grey_mapper(volume: np.ndarray):
-    """A function taking a part of ``volume`` to uint8 with the whole volume's
-    intensity range (tiles must not each stretch their own)."""
-    if volume.dtype == np.uint8:
-        return np.ascontiguousarray
-    if volume.dtype == np.bool_ or not (np.issubdtype(volume.dtype, np.integer)
-                                        or np.issubdtype(volume.dtype, np.floating)):
-        raise InvalidArgumentError(f"volume must be uint8, another integer type or float; got dtype {volume.dtype}")
-    if np.issubdtype(volume.dtype, np.floating):
-        low, high = float(volume.min()), float(volume.max())  # NaN and inf propagate, with no temporary
-        if not (math.isfinite(low) and math.isfinite(high)):
-            raise InvalidArgumentError("volume contains NaN or infinite values")
-    step = max(1, int(math.ceil((volume.size / _PERCENTILE_SAMPLE) ** (1.0 / 3.0))))
-    sample = np.asarray(volume[::step, ::step, ::step], dtype=np.float64)
-    lo, hi = np.percentile(sample, [0.5, 99.5])
-    if hi <= lo:
-        lo, hi = float(sample.min()), float(sample.max())
-    scale = 255.0 / (hi - lo) if hi > lo else 0.0
-
-    def to_uint8(part: np.ndarray) -> np.ndarray:
-        return np.clip(np.rint((part.astype(np.float64) - lo) * scale), 0, 255).astype(np.uint8)
-
-    return to_uint8
