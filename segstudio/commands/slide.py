@@ -10,6 +10,8 @@ from pathlib import Path
 
 from segstudio.commands.common import progress_bar
 from segstudio.errors import InvalidArgumentError
+from segstudio.io.masks import MAX_CLASSES_8BIT
+from segstudio.tasks import run_to_completion
 
 log = logging.getLogger(__name__)
 
@@ -54,30 +56,22 @@ def run(args: argparse.Namespace) -> int:
     region = _region(args.region)
     predictor, meta = Predictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
     with Slide(args.slide) as slide:
-        folder = args.out / f"{args.slide.name.split('.')[0]}.labels.zarr"
+        folder = args.out / f"{slide_stem(args.slide)}.labels.zarr"
         if (folder / ".zarray").is_file():
             store = TiledLabels.open(folder)
             log.info("resuming into %s", folder)
         else:
-            dtype = "uint8" if len(meta.class_names) <= 254 else "uint16"
+            dtype = "uint8" if len(meta.class_names) <= MAX_CLASSES_8BIT else "uint16"
             store = TiledLabels.create(folder, slide.shape, dtype)
         task = predict_slide_steps(predictor, slide, store, region=region, skip_glass=not args.all_tiles)
         with progress_bar(None, slide.path.name, unit="tile") as bar:
-            while True:
-                try:
-                    progress = next(task)
-                except StopIteration as stop:
-                    outcome = stop.value
-                    break
-                bar.total, bar.n = progress.total, progress.done
-                bar.refresh()
+            outcome = run_to_completion(task, lambda progress: _show(bar, progress))
     log.info("%s: %d tile(s) predicted, %d over glass skipped, %d done before; labels in %s",
              args.slide.name, outcome.predicted, outcome.glass, outcome.resumed, folder)
     if args.ome_tiff:
         from segstudio.io.slide_export import write_store_pyramid_steps
-        from segstudio.tasks import run_to_completion
 
-        target = args.out / f"{args.slide.name.split('.')[0]}.labels.ome.tif"
+        target = args.out / f"{slide_stem(args.slide)}.labels.ome.tif"
         run_to_completion(write_store_pyramid_steps(TiledLabels.open(folder), target))
         log.info("wrote %s", target)
     return 0
@@ -89,16 +83,23 @@ def run_pyramid(args: argparse.Namespace) -> int:
 
     image = read_image(args.image)
     with progress_bar(None, args.image.name, unit="level") as bar:
-        task = build_pyramid_steps(image, args.out)
-        while True:
-            try:
-                progress = next(task)
-            except StopIteration:
-                break
-            bar.total, bar.n = progress.total, progress.done
-            bar.refresh()
+        run_to_completion(build_pyramid_steps(image, args.out), lambda progress: _show(bar, progress))
     log.info("wrote %s", args.out)
     return 0
+
+
+def slide_stem(path: Path) -> str:
+    """The file name without its image suffix: ``case.1.ome.tif`` -> ``case.1`` (not ``case``)."""
+    name = path.name
+    for suffix in (".ome.tiff", ".ome.tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _show(bar, progress) -> None:
+    bar.total, bar.n = progress.total, progress.done
+    bar.refresh()
 
 
 def _region(text: str | None):

@@ -97,8 +97,13 @@ def run(window: MainWindow, params, *, live: bool = False) -> None:
 def _start(window: MainWindow, text: str, factory) -> None:
     window.crf_panel.set_busy(True, text)
     task = window.runs.preview_crf(window.session.index, factory)
-    task.progressed.connect(lambda progress: window.crf_panel.set_busy(
-        True, f"CRF: {progress.message}" if progress.message else "computing…", progress.fraction))
+
+    def show(progress) -> None:
+        if window.runs.crf_task is task:  # a preview superseded while it winds down says nothing
+            window.crf_panel.set_busy(True, f"CRF: {progress.message}" if progress.message else "computing…",
+                                      progress.fraction)
+
+    task.progressed.connect(show)
 
 
 def _start_plane(window: MainWindow, params) -> None:
@@ -140,11 +145,17 @@ def _start_volume(window: MainWindow, params) -> None:
     options = dict(spacing=spacing, backend=studio_backend(window), tile_bytes=max(tile_budget(), memory_limit()),
                    keep_probabilities=False)
 
+    predicted = document.prediction.labels
+
     def task(cancel):
         grey = volume if volume.ndim == 3 else volume.mean(axis=3)  # a colour volume: its brightness
         if window_setting is not None:
             grey = apply_window(grey, window_setting[0], window_setting[1], invert=invert)
-        return (yield from refine_volume_steps(grey, probabilities, params, cancel=cancel, **options))
+        refined = yield from refine_volume_steps(grey, probabilities, params, cancel=cancel, **options)
+        # slices the model has not run on stay unlabelled (done here, not on the GUI thread)
+        labels = refined.labels
+        labels[predicted == unlabelled_for(predicted.dtype)] = unlabelled_for(labels.dtype)
+        return refined
 
     window.crf_target = SimpleNamespace(kind="volume", note="", tiled=False)
     depth, rows, columns = document.shape[:3]
@@ -215,10 +226,8 @@ def on_done(window: MainWindow, index: int, refined) -> None:
         return
     if target.kind == "plane":
         labels = _plane_into_volume(document, target.plane, refined.labels)
-    else:  # the whole volume
-        predicted = document.prediction.labels
-        labels = np.where(predicted == unlabelled_for(predicted.dtype), unlabelled_for(refined.labels.dtype),
-                          refined.labels)
+    else:  # the whole volume, already masked in the worker
+        labels = refined.labels
     document.set_crf_labels(labels)
     window.canvas.refresh_crf()
     window.sync_crf_layer()

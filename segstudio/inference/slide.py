@@ -6,8 +6,9 @@ of context around it, predicted, and its core written into a
 after every tile (only the chunks the tile touched). Tiles over empty glass
 are skipped: a tissue mask is thresholded (Otsu) on a coarse level first.
 The run yields progress per tile and can be cancelled; the tiles finished
-are listed in the store (``done.json``), so a run started again on the same
-store resumes where the last one stopped.
+are listed in the store (``done.json``, as level-0 boxes), so a run started
+again on the same store resumes where the last one stopped, and a tile a
+smaller region left half done is predicted again.
 
 The image's intensity map is fitted once, on the coarse level, so every tile
 is scaled alike (as one whole image would be).
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segstudio.errors import InvalidArgumentError
+from segstudio.io.masks import atomic_write_bytes
 from segstudio.io.slide import Slide
 from segstudio.io.tiled_labels import TiledLabels
 from segstudio.tasks import CancelToken, Progress, Task
@@ -40,16 +42,19 @@ class SlideRun:
     resumed: int
 
 
-def tissue_mask(slide: Slide, *, max_side: int = 1024) -> tuple[np.ndarray, tuple[float, float]]:
+def tissue_mask(slide: Slide, *, max_side: int = 1024, overview: tuple[np.ndarray, int] | None = None
+                ) -> tuple[np.ndarray, tuple[float, float]]:
     """A boolean tissue mask of a coarse level and its downsample ``(y, x)``.
 
     Brightfield (colour) slides: pixels darker or more saturated than the
     glass, by Otsu's threshold on each, opened to drop dust. Grey slides have
-    no glass rule (fluorescence is dark where brightfield is bright): all tissue.
+    no glass rule (fluorescence is dark where brightfield is bright), nor has a
+    slide of one flat colour: all tissue. ``overview``: ``slide.thumbnail()``
+    when the caller has read it already.
     """
     import cv2
 
-    pixels, level = slide.thumbnail(max_side)
+    pixels, level = overview if overview is not None else slide.thumbnail(max_side)
     downsample = slide.levels[level].downsample
     if pixels.ndim == 2 or pixels.shape[2] < 3:
         return np.ones(pixels.shape[:2], bool), downsample
@@ -58,8 +63,8 @@ def tissue_mask(slide: Slide, *, max_side: int = 1024) -> tuple[np.ndarray, tupl
         rgb = cv2.normalize(rgb, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
     saturation = (rgb.max(axis=2) - rgb.min(axis=2)).astype(np.uint8)
-    if int(grey.max()) - int(grey.min()) < 8:  # one flat colour: all glass or all tissue, no contrast to split
-        return np.zeros(grey.shape, bool), downsample
+    if int(grey.max()) - int(grey.min()) < 8:  # one flat colour: no contrast to tell glass by, skip nothing
+        return np.ones(grey.shape, bool), downsample
     dark, _ = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     tinted, _ = cv2.threshold(saturation, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     mask = (grey < dark) | (saturation > max(tinted, 20))
@@ -96,11 +101,13 @@ def predict_slide_steps(
     if y1 <= y0 or x1 <= x0:
         raise InvalidArgumentError(f"the region {region} lies outside the slide", path=slide.path)
 
-    mask, (dy, dx) = tissue_mask(slide) if skip_glass else (None, (1.0, 1.0))
-    overview, _ = slide.thumbnail(1024)
-    intensity = fit_intensity(overview, predictor.preprocessing)  # one scaling for every tile
+    overview = slide.thumbnail(1024)
+    mask, (dy, dx) = tissue_mask(slide, overview=overview) if skip_glass else (None, (1.0, 1.0))
+    intensity = fit_intensity(overview[0], predictor.preprocessing)  # one scaling for every tile
     done_path = store.folder / DONE_FILE
-    done = set(map(tuple, json.loads(done_path.read_text(encoding="utf-8")))) if done_path.is_file() else set()
+    # the level-0 boxes predicted by earlier runs (a run on a region may have done part of a tile)
+    done = [tuple(map(tuple, box)) for box in json.loads(done_path.read_text(encoding="utf-8"))] \
+        if done_path.is_file() else []
 
     first_row, first_column = (y0 // tile) * tile, (x0 // tile) * tile
     tiles = [(ty, tx) for ty in range(first_row, y1, tile) for tx in range(first_column, x1, tile)]
@@ -109,7 +116,7 @@ def predict_slide_steps(
         if cancel is not None:
             cancel.raise_if_cancelled()
         core = ((max(ty, y0), min(ty + tile, y1)), (max(tx, x0), min(tx + tile, x1)))
-        if (ty, tx) in done:
+        if any(_covers(box, core) for box in done):
             counts["resumed"] += 1
         elif mask is not None and not _has_tissue(mask, core, dy, dx):
             counts["glass"] += 1
@@ -123,12 +130,18 @@ def predict_slide_steps(
             store.write(core, inner.astype(store.dtype, copy=False))
             store.flush()
             store.forget_clean()
-            done.add((ty, tx))
-            _save_done(done_path, done)
+            done.append(core)
+            atomic_write_bytes(done_path, json.dumps(done).encode("utf-8"))
             counts["predicted"] += 1
         yield Progress(number, len(tiles), message=f"tile {number}/{len(tiles)}", stage="predict",
                        metrics={k: float(v) for k, v in counts.items()})
     return SlideRun(**counts)
+
+
+def _covers(outer, inner) -> bool:
+    (a0, a1), (b0, b1) = outer
+    (c0, c1), (d0, d1) = inner
+    return a0 <= c0 and c1 <= a1 and b0 <= d0 and d1 <= b1
 
 
 def _has_tissue(mask: np.ndarray, core, dy: float, dx: float) -> bool:
@@ -136,9 +149,3 @@ def _has_tissue(mask: np.ndarray, core, dy: float, dx: float) -> bool:
     rows = slice(int(y0 / dy), max(int(y0 / dy) + 1, math.ceil(y1 / dy)))
     columns = slice(int(x0 / dx), max(int(x0 / dx) + 1, math.ceil(x1 / dx)))
     return bool(mask[rows, columns].any())
-
-
-def _save_done(path, done: set) -> None:
-    from segstudio.io.tiled_labels import _replace
-
-    _replace(path, json.dumps(sorted(done)).encode("utf-8"))

@@ -8,7 +8,7 @@ unlabelled has no file (the fill value stands for it).
 
 Nothing a user did is lost, and the store stays readable after a kill at any
 moment: every chunk file (and ``.zarray``) is written beside its name and
-renamed over it, so a reader sees a chunk's old bytes or its new ones, never
+renamed over it (:func:`segstudio.io.masks.atomic_write_bytes`), so a reader sees a chunk's old bytes or its new ones, never
 a mix. A flush writes only the chunks marked dirty since the last one; a kill
 during a flush leaves each chunk whole, some from before the flush and some
 after it.
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from segstudio.errors import DataError, InvalidArgumentError
-from segstudio.io.masks import unlabelled_for
+from segstudio.io.masks import atomic_write_bytes, unlabelled_for
 
 CHUNK = 512
 _DTYPES = {np.dtype(np.uint8): "|u1", np.dtype(np.uint16): "<u2"}
@@ -61,7 +61,7 @@ class TiledLabels:
                   "dtype": _DTYPES[dtype], "compressor": {"id": "zlib", "level": 1},
                   "fill_value": int(unlabelled_for(dtype)), "order": "C", "filters": None,
                   "dimension_separator": "."}
-        _replace(folder / ".zarray", json.dumps(header).encode("utf-8"))
+        atomic_write_bytes(folder / ".zarray", json.dumps(header).encode("utf-8"))
         return cls(folder, (int(shape[0]), int(shape[1])), dtype, chunk)
 
     @classmethod
@@ -142,7 +142,7 @@ class TiledLabels:
                 path.unlink(missing_ok=True)
             else:
                 data = zlib.compress(np.ascontiguousarray(chunk).tobytes(), 1)
-                _replace(path, data)
+                atomic_write_bytes(path, data)
                 written += len(data)
             self._dirty.discard((cy, cx))
         return written
@@ -187,13 +187,3 @@ class TiledLabels:
                 chunk = np.full((self.chunk, self.chunk), self.unlabelled, self.dtype)
             self._cache[key] = chunk
         return self._cache[key]
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Write ``data`` beside ``path`` and rename it over ``path`` (synced first)."""
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)

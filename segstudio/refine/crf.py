@@ -331,19 +331,15 @@ def _uint8_mapper(image: np.ndarray):
     image's intensity range (tiles must not each stretch their own)."""
     if image.dtype == np.uint8:
         return _to_uint8_rgb
-    grey = whole_range_mapper(image, image.shape[:2], "image")
+    grey = whole_range_mapper(image, "image")
     return lambda part: _to_uint8_rgb(grey(part))
 
 
-#: At most this many values are sampled (evenly) for the percentiles of a non-8-bit image or volume.
-PERCENTILE_SAMPLE = 4_000_000
-
-
-def whole_range_mapper(data: np.ndarray, spatial: tuple[int, ...], what: str):
-    """A function mapping a part of ``data`` (an image or a volume, ``spatial``
-    its spatial shape) onto uint8 by the whole array's 0.5/99.5 percentiles,
-    sampled evenly from at most :data:`PERCENTILE_SAMPLE` values (a 12000^2
-    image is not copied in float64); min..max when that range is empty.
+def whole_range_mapper(data: np.ndarray, what: str):
+    """A function mapping a part of ``data`` (an image or a volume) onto uint8
+    by the whole array's 0.5/99.5 percentiles
+    (:func:`segstudio.preprocess.robust_range`: a sample of at most 4 M values,
+    so a 12000^2 image is not copied in float64; min..max when that range is empty).
 
     Raises InvalidArgumentError naming ``what`` for a non-numeric type or NaN/inf.
     """
@@ -354,12 +350,10 @@ def whole_range_mapper(data: np.ndarray, spatial: tuple[int, ...], what: str):
         low, high = float(data.min()), float(data.max())  # NaN and inf propagate, with no temporary
         if not (math.isfinite(low) and math.isfinite(high)):
             raise InvalidArgumentError(f"{what} contains NaN or infinite values")
-    step = max(1, int(math.ceil((math.prod(spatial) / PERCENTILE_SAMPLE) ** (1.0 / len(spatial)))))
-    sample = np.asarray(data[(slice(None, None, step),) * len(spatial)], dtype=np.float64)
-    lo, hi = np.percentile(sample, [0.5, 99.5])
-    if hi <= lo:
-        lo, hi = float(sample.min()), float(sample.max())
-    scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    from segstudio.preprocess import robust_range
+
+    lo, hi = robust_range(data, 0.5, 99.5)  # subsampled evenly above 4 M values; a flat array maps to 0
+    scale = 255.0 / (hi - lo)
     return lambda part: np.clip(np.rint((part.astype(np.float64) - lo) * scale), 0, 255).astype(np.uint8)
 
 

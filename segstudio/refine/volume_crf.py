@@ -107,14 +107,14 @@ def refine_volume_steps(
     n_classes, shape = _check_volume_shapes(volume, probabilities)
     spacing = _check_spacing(spacing)
     name, torch_device = choose_backend(backend, device)
-    to_uint8 = np.ascontiguousarray if volume.dtype == np.uint8 else whole_range_mapper(volume, shape, "volume")
+    to_uint8 = np.ascontiguousarray if volume.dtype == np.uint8 else whole_range_mapper(volume, "volume")
     per_voxel = bytes_per_pixel(name, n_classes)
     if cancel is not None:
         cancel.raise_if_cancelled()
 
     if math.prod(shape) * per_voxel <= budget:
         result = yield from _piece_steps(name, torch_device, to_uint8(volume), probabilities, params, spacing,
-                                         cancel, label="")
+                                         cancel)
         return result if keep_probabilities else RefineResult(probabilities=None, labels=result.labels)
 
     voxels = max(1, budget // per_voxel)
@@ -132,8 +132,7 @@ def refine_volume_steps(
     return (yield from run_tiles(
         plan,
         lambda tile: _piece_steps(name, torch_device, to_uint8(volume[tile.outer_slices]),
-                                  probabilities[(slice(None), *tile.outer_slices)], params, spacing, cancel,
-                                  label=""),
+                                  probabilities[(slice(None), *tile.outer_slices)], params, spacing, cancel),
         labels, marginals, params.iterations,
     ))
 
@@ -166,7 +165,7 @@ def _features(shape, grey, spacing, sigma_mm, srgb) -> np.ndarray:
     return features
 
 
-def _piece_steps(name, torch_device, grey, probabilities, params, spacing, cancel, label) -> Task[RefineResult]:
+def _piece_steps(name, torch_device, grey, probabilities, params, spacing, cancel) -> Task[RefineResult]:
     """The CRF of one piece (uint8 ``Z x Y x X`` grey, ``C x Z x Y x X`` probabilities)."""
     shape, n_classes = grey.shape, probabilities.shape[0]
     pixel_mm = min(spacing[1], spacing[2])
@@ -187,7 +186,7 @@ def _piece_steps(name, torch_device, grey, probabilities, params, spacing, cance
         if cancel is not None:
             cancel.raise_if_cancelled()
         step()
-        yield Progress(i + 1, params.iterations, message=f"{label}iteration {i + 1}/{params.iterations}",
+        yield Progress(i + 1, params.iterations, message=f"iteration {i + 1}/{params.iterations}",
                        stage="crf")
     if cancel is not None:
         cancel.raise_if_cancelled()

@@ -22,10 +22,13 @@ from segstudio.io.tiled_labels import TiledLabels
 
 #: Level-0 pixels of image context read around each labelled region.
 CONTEXT = 64
+#: The largest region read at once, in chunks a side (4096 px with 512 px chunks).
+MAX_REGION_CHUNKS = 8
 
 
 def labelled_regions(store: TiledLabels) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    """Level-0 boxes covering the store's labelled chunks, one per connected group of chunks."""
+    """Level-0 boxes covering the store's labelled chunks: one per group of chunks joined by
+    an edge, cut into windows of at most :data:`MAX_REGION_CHUNKS` chunks a side."""
     from scipy import ndimage
 
     rows, columns = store.grid
@@ -38,12 +41,22 @@ def labelled_regions(store: TiledLabels) -> list[tuple[tuple[int, int], tuple[in
                 present[cy, cx] = True
     for cy, cx in store.dirty:
         present[cy, cx] = True
-    groups, _ = ndimage.label(present, structure=np.ones((3, 3), bool))
+    groups, _ = ndimage.label(present)  # edge neighbours only: diagonal labels do not join boxes
     boxes = []
-    for found in ndimage.find_objects(groups):
-        ys, xs = found
-        boxes.append(((ys.start * store.chunk, min(store.shape[0], ys.stop * store.chunk)),
-                      (xs.start * store.chunk, min(store.shape[1], xs.stop * store.chunk))))
+    size = MAX_REGION_CHUNKS
+    for number, (ys, xs) in enumerate(ndimage.find_objects(groups), start=1):
+        # a long or L-shaped group is cut into windows of at most size x size chunks, so that
+        # no region read approaches the slide's size; windows without its chunks are dropped
+        for cy in range(ys.start, ys.stop, size):
+            for cx in range(xs.start, xs.stop, size):
+                window = groups[cy : min(ys.stop, cy + size), cx : min(xs.stop, cx + size)] == number
+                if not window.any():
+                    continue
+                rows, columns = np.nonzero(window.any(axis=1))[0], np.nonzero(window.any(axis=0))[0]
+                top, bottom = cy + rows[0], cy + rows[-1] + 1
+                left, right = cx + columns[0], cx + columns[-1] + 1
+                boxes.append(((top * store.chunk, min(store.shape[0], bottom * store.chunk)),
+                              (left * store.chunk, min(store.shape[1], right * store.chunk))))
     return boxes
 
 

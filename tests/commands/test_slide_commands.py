@@ -52,3 +52,10 @@ def test_a_bad_region_is_named(tmp_path, capsys) -> None:
     code = cli.main(["predict-slide", str(tmp_path / "x.ome.tif"), "--checkpoint", str(MODEL), "--out",
                      str(tmp_path / "o"), "--region", "1,2,3", "--device", "cpu"])
     assert code != 0 and "--region takes Y0,Y1,X0,X1" in capsys.readouterr().err
+
+
+def test_slide_stems_keep_everything_before_the_image_suffix() -> None:
+    from segstudio.commands.slide import slide_stem
+
+    assert [slide_stem(Path(n)) for n in ("case.1.svs", "case.2.svs", "a.b.ome.tif", "x.OME.TIFF", "p.tif")] == \
+        ["case.1", "case.2", "a.b", "x", "p"]

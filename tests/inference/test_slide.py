@@ -87,3 +87,18 @@ def test_a_cancelled_run_resumes_where_it_stopped(tmp_path, slide_path, predicto
     assert reference.predicted == 4 and again.resumed == 2 and again.predicted == 2
     np.testing.assert_array_equal(TiledLabels.open(folder).read(((0, 2048), (0, 2048))),
                                   TiledLabels.open(tmp_path / "whole.zarr").read(((0, 2048), (0, 2048))))
+
+
+def test_a_tile_a_smaller_region_left_half_done_is_predicted_again(tmp_path, slide_path, predictor) -> None:
+    path, _ = slide_path
+    folder = tmp_path / "p.zarr"
+    TiledLabels.create(folder, (2048, 2048), chunk=256)
+    with Slide(path) as slide:
+        first = run_to_completion(predict_slide_steps(predictor, slide, TiledLabels.open(folder),
+                                                      region=((300, 400), (200, 300))))  # inside tile (0, 0)
+        wider = run_to_completion(predict_slide_steps(predictor, slide, TiledLabels.open(folder),
+                                                      region=((0, 512), (0, 1024))))
+    assert first.predicted == 1
+    assert wider.resumed == 0 and wider.predicted == 2  # tile (0, 0) is done whole this time
+    labels = TiledLabels.open(folder).read(((0, 512), (0, 1024)))
+    assert (labels[300:512, 200:512] != 255).all()

@@ -59,3 +59,16 @@ def test_only_the_labelled_regions_become_samples(tmp_path, monkeypatch) -> None
     assert item["image"].shape == (3, 128, 128)
     labelled = item["target"] >= 0
     assert labelled.any()  # crops are drawn where the labels are
+
+
+def test_diagonal_or_long_labels_do_not_make_one_huge_region(tmp_path) -> None:
+    store = TiledLabels.create(tmp_path / "l.zarr", (40 * 64, 40 * 64), chunk=64)
+    for k in range(20):  # a diagonal line of labelled chunks
+        store.write(((k * 64 + 5, k * 64 + 10), (k * 64 + 5, k * 64 + 10)), np.ones((5, 5), np.uint8))
+    store.write(((30 * 64, 30 * 64 + 3), (0, 40 * 64)), np.ones((3, 40 * 64), np.uint8))  # a long band
+    store.flush()
+    regions = labelled_regions(TiledLabels.open(tmp_path / "l.zarr"))
+    assert sum(1 for (y0, y1), _ in regions if y1 <= 20 * 64) == 20  # one per diagonal chunk
+    assert all(y1 - y0 <= 8 * 64 and x1 - x0 <= 8 * 64 for (y0, y1), (x0, x1) in regions)
+    band = [r for r in regions if r[0] == (30 * 64, 31 * 64)]
+    assert len(band) == 5 and sum(x1 - x0 for _, (x0, x1) in band) == 40 * 64

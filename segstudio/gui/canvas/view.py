@@ -69,6 +69,7 @@ class Canvas(PaintingTools, QWidget):
         self._unsubscribe: Callable[[], None] | None = None
         self.states = {name: LayerState(s.visible, s.opacity, s.outline) for name, s in DEFAULT_LAYERS.items()}
         self._pending_crf: list[tuple[slice, slice]] = []  # CRF layer bands still to recolour
+        self._crf_turn_scheduled = False  # one chain of event-loop turns drains them
         self._image_buffer: np.ndarray | None = None
         self._image_qimage: QImage | None = None
         self._masks: dict[str, MaskLayer] = {}
@@ -231,9 +232,11 @@ class Canvas(PaintingTools, QWidget):
             return
         band = max(1, RECOLOR_BAND_PIXELS // max(1, xs.stop - xs.start))
         self._pending_crf.extend((slice(y, min(ys.stop, y + band)), xs) for y in range(ys.start, ys.stop, band))
-        self._recolor_pending_crf()
+        if not self._crf_turn_scheduled:
+            self._recolor_pending_crf()
 
     def _recolor_pending_crf(self) -> None:
+        self._crf_turn_scheduled = False
         layer = self._masks.get("crf")
         if layer is None or not self._pending_crf:
             self._pending_crf.clear()
@@ -241,6 +244,7 @@ class Canvas(PaintingTools, QWidget):
         region = self._pending_crf.pop(0)
         self.update(self._widget_rect(*layer.recolor(region)))
         if self._pending_crf:
+            self._crf_turn_scheduled = True
             QTimer.singleShot(0, self._recolor_pending_crf)
 
     def visible_box(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
