@@ -63,6 +63,7 @@ class MainWindow(QMainWindow):
         self.runs = ModelRuns(self)
         self.canvas = Canvas(self)
         self.setCentralWidget(self.canvas)
+        self.slide_windows: list = []  # whole-slide windows opened from this one (gui/slide)
         self.images_panel = ImagesPanel()
         self.classes_panel = ClassesPanel()
         self.model_panel = ModelPanel()
@@ -190,7 +191,11 @@ class MainWindow(QMainWindow):
 
     # -- projects -------------------------------------------------------------
     def open_path(self, path: str | Path) -> bool:
-        """Open a project folder, a folder of images or image files."""
+        """Open a project folder, a folder of images or image files (a whole-slide image in a slide window)."""
+        from segstudio.gui.slide.opening import is_slide, open_slide
+
+        if Path(path).is_file() and is_slide(Path(path)):
+            return open_slide(self, Path(path)) is not None
         if not self._open_with(lambda **access: project_opening.open_or_create(Path(path), **access)):
             return False
         self._remember_recent(Path(path))
@@ -502,6 +507,10 @@ class MainWindow(QMainWindow):
 
     # -- closing ----------------------------------------------------------------
     def closeEvent(self, event) -> None:  # noqa: N802
+        for slide_window in list(self.slide_windows):  # each saves its labels as it closes
+            if not slide_window.close():
+                event.ignore()
+                return
         # save first: if that fails the user may keep the window (and the labels)
         if not self.session.save(wait=True):
             answer = QMessageBox.question(
@@ -537,7 +546,7 @@ class MainWindow(QMainWindow):
     def open_dialog(self, kind: str) -> None:
         if kind == "files":
             paths, _ = QFileDialog.getOpenFileNames(
-                self, "Open images", "", "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff)"
+                self, "Open images", "", "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.svs)"
             )
             if paths:
                 self.open_path_list([Path(p) for p in paths])
@@ -547,6 +556,10 @@ class MainWindow(QMainWindow):
             self.open_path(folder)
 
     def open_path_list(self, paths: list[Path]) -> bool:
+        from segstudio.gui.slide.opening import is_slide, open_slide
+
+        if len(paths) == 1 and Path(paths[0]).is_file() and is_slide(Path(paths[0])):
+            return open_slide(self, Path(paths[0])) is not None
         return self._open_with(lambda **access: project_opening.create_for_files(paths, **access))
 
     def current_image(self) -> np.ndarray | None:

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QMessageBox
 from segstudio.errors import SegstudioError
 from segstudio.gui import next_image
 from segstudio.gui.canvas import Tool
+from segstudio.gui.slide.opening import open_slide_dialog
 from segstudio.gui.volume_tools import fill_between_slices
 from segstudio.io.masks import unlabelled_for
 
@@ -61,6 +62,8 @@ def build_menus(window: MainWindow) -> None:
                                 QKeySequence.StandardKey.Open))
     file_menu.addAction(_action(window, "open_folder", "Open folder or project…",
                                 lambda: window.open_dialog("folder"), "Ctrl+Shift+O"))
+    file_menu.addAction(_action(window, "open_slide", "Open whole-slide image…",
+                                lambda: open_slide_dialog(window), "Ctrl+Alt+O"))
     window.recent_menu = file_menu.addMenu("Open recent")
     refresh_recent_menu(window)
     file_menu.addSeparator()

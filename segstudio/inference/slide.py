@@ -5,7 +5,8 @@ of context around it, predicted, and its core written into a
 :class:`~segstudio.io.tiled_labels.TiledLabels` store, which is flushed
 after every tile (only the chunks the tile touched). Tiles over empty glass
 are skipped: a tissue mask is thresholded (Otsu) on a coarse level first.
-The run yields progress per tile and can be cancelled; the tiles finished
+The run yields progress per tile (with the level-0 box of a tile just
+written in its metrics ``y0``, ``y1``, ``x0``, ``x1``) and can be cancelled; the tiles finished
 are listed in the store (``done.json``, as level-0 boxes), so a run started
 again on the same store resumes where the last one stopped, and a tile a
 smaller region left half done is predicted again.
@@ -116,6 +117,7 @@ def predict_slide_steps(
         if cancel is not None:
             cancel.raise_if_cancelled()
         core = ((max(ty, y0), min(ty + tile, y1)), (max(tx, x0), min(tx + tile, x1)))
+        predicted_before = counts["predicted"]
         if any(_covers(box, core) for box in done):
             counts["resumed"] += 1
         elif mask is not None and not _has_tissue(mask, core, dy, dx):
@@ -133,8 +135,10 @@ def predict_slide_steps(
             done.append(core)
             atomic_write_bytes(done_path, json.dumps(done).encode("utf-8"))
             counts["predicted"] += 1
-        yield Progress(number, len(tiles), message=f"tile {number}/{len(tiles)}", stage="predict",
-                       metrics={k: float(v) for k, v in counts.items()})
+        metrics = {k: float(v) for k, v in counts.items()}
+        if counts["predicted"] > predicted_before:  # the box just written, for a viewer to redraw
+            metrics.update(zip(("y0", "y1", "x0", "x1"), map(float, (*core[0], *core[1]))))
+        yield Progress(number, len(tiles), message=f"tile {number}/{len(tiles)}", stage="predict", metrics=metrics)
     return SlideRun(**counts)
 
 

@@ -43,6 +43,8 @@ class TiledLabels:
         self.unlabelled = unlabelled_for(self.dtype)
         self._cache: dict[tuple[int, int], np.ndarray] = {}
         self._dirty: set[tuple[int, int]] = set()
+        self._blank: np.ndarray | None = None  # the shared read-only chunk of a chunk with no file
+        self._listing: set[tuple[int, int]] | None = None  # the chunk files on disk, listed once
 
     @classmethod
     def create(cls, folder: str | os.PathLike[str], shape: tuple[int, int], dtype=np.uint8,
@@ -89,7 +91,7 @@ class TiledLabels:
         (y0, y1), (x0, x1) = self._clip(box)
         out = np.empty((y1 - y0, x1 - x0), self.dtype)
         for cy, cx, inner, outer in self._chunks(y0, y1, x0, x1):
-            out[outer] = self._chunk(cy, cx)[inner]
+            out[outer] = self._peek(cy, cx)[inner]
         return out
 
     def read_strided(self, box: tuple[tuple[int, int], tuple[int, int]], step: int) -> np.ndarray:
@@ -111,7 +113,7 @@ class TiledLabels:
                 if left >= min(x1, (cx + 1) * size):
                     continue
                 columns_here = range(left, min(x1, (cx + 1) * size), step)
-                chunk = self._chunk(cy, cx)
+                chunk = self._peek(cy, cx)
                 out[first_row : first_row + len(rows_here), first_column : first_column + len(columns_here)] = \
                     chunk[top - cy * size :: step, left - cx * size :: step][: len(rows_here), : len(columns_here)]
         return out
@@ -134,18 +136,40 @@ class TiledLabels:
 
     def flush(self) -> int:
         """Write the dirty chunks (an all-unlabelled one removes its file); returns the bytes written."""
+        return self.write_snapshot(self.snapshot_dirty())
+
+    def snapshot_dirty(self) -> dict[tuple[int, int], np.ndarray]:
+        """Copies of the dirty chunks, which are marked clean: what :meth:`write_snapshot`
+        writes, possibly in another thread while editing goes on (the studio's autosave).
+        A snapshot that fails to be written is handed back with :meth:`mark_dirty`."""
+        snapshot = {key: self._cache[key].copy() for key in sorted(self._dirty)}
+        self._dirty.clear()
+        return snapshot
+
+    def write_snapshot(self, snapshot: dict[tuple[int, int], np.ndarray]) -> int:
+        """Write the chunks of a :meth:`snapshot_dirty`; returns the bytes written."""
         written = 0
-        for cy, cx in sorted(self._dirty):
-            chunk = self._cache[(cy, cx)]
+        for (cy, cx), chunk in snapshot.items():
             path = self.folder / f"{cy}.{cx}"
             if (chunk == self.unlabelled).all():
                 path.unlink(missing_ok=True)
+                if self._listing is not None:
+                    self._listing.discard((cy, cx))
             else:
                 data = zlib.compress(np.ascontiguousarray(chunk).tobytes(), 1)
                 atomic_write_bytes(path, data)
                 written += len(data)
-            self._dirty.discard((cy, cx))
+                if self._listing is not None:
+                    self._listing.add((cy, cx))
         return written
+
+    def forget_listing(self) -> None:
+        """Another writer (a model run with its own instance) added chunk files: list them again."""
+        self._listing = None
+
+    def mark_dirty(self, keys) -> None:
+        """Mark chunks dirty again (a snapshot whose write failed)."""
+        self._dirty.update(key for key in keys if key in self._cache)
 
     def forget_clean(self) -> None:
         """Drop the cached chunks that are saved (memory follows what is being edited)."""
@@ -173,17 +197,43 @@ class TiledLabels:
                 yield cy, cx, inner, outer
 
     def _chunk(self, cy: int, cx: int) -> np.ndarray:
+        """The chunk to edit: read once, then kept (and written by :meth:`flush` when dirty)."""
         key = (cy, cx)
         if key not in self._cache:
-            path = self.folder / f"{cy}.{cx}"
-            if path.is_file():
-                try:
-                    raw = zlib.decompress(path.read_bytes())
-                    chunk = np.frombuffer(raw, self.dtype).reshape(self.chunk, self.chunk).copy()
-                except (OSError, zlib.error, ValueError) as error:
-                    raise DataError(f"chunk {cy}.{cx} of the label store cannot be read: {error}",
-                                    path=path) from error
-            else:
-                chunk = np.full((self.chunk, self.chunk), self.unlabelled, self.dtype)
-            self._cache[key] = chunk
+            self._cache[key] = self._load(cy, cx).copy()
         return self._cache[key]
+
+    def _files(self) -> set[tuple[int, int]]:
+        if self._listing is None:
+            listing = set()
+            with os.scandir(self.folder) as entries:
+                for entry in entries:
+                    parts = entry.name.split(".")
+                    if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+                        listing.add((int(parts[0]), int(parts[1])))
+            self._listing = listing
+        return self._listing
+
+    def _peek(self, cy: int, cx: int) -> np.ndarray:
+        """The chunk to read, not kept: reading a coarse view of a slide-sized map
+        must not fill memory with chunks nobody edits (read only)."""
+        cached = self._cache.get((cy, cx))
+        return cached if cached is not None else self._load(cy, cx)
+
+    def _load(self, cy: int, cx: int) -> np.ndarray:
+        path = self.folder / f"{cy}.{cx}"
+        try:
+            if (cy, cx) not in self._files():  # a coarse view of a slide asks for thousands: no file calls
+                raise FileNotFoundError(path)
+            raw = zlib.decompress(path.read_bytes())
+        except FileNotFoundError:
+            if self._blank is None:
+                self._blank = np.full((self.chunk, self.chunk), self.unlabelled, self.dtype)
+                self._blank.flags.writeable = False
+            return self._blank
+        except (OSError, zlib.error) as error:
+            raise DataError(f"chunk {cy}.{cx} of the label store cannot be read: {error}", path=path) from error
+        try:
+            return np.frombuffer(raw, self.dtype).reshape(self.chunk, self.chunk)
+        except ValueError as error:
+            raise DataError(f"chunk {cy}.{cx} of the label store cannot be read: {error}", path=path) from error

@@ -57,6 +57,9 @@ def test_tissue_tiles_are_predicted_and_glass_skipped(tmp_path, slide_path, pred
         run = run_to_completion(predict_slide_steps(predictor, slide, store), seen.append)
     assert run.predicted + run.glass == 16 and run.resumed == 0  # 512-px tiles
     assert 2 <= run.predicted <= 8 and seen[-1].done == seen[-1].total == 16
+    boxes = [tuple(int(p.metrics[k]) for k in ("y0", "y1", "x0", "x1")) for p in seen if "y0" in p.metrics]
+    assert len(boxes) == run.predicted and all(b[1] - b[0] == b[3] - b[2] == 512 for b in boxes)
+    assert (256, 768, 0, 512) in boxes or any(b[0] <= 300 < b[1] and b[2] <= 200 < b[3] for b in boxes)
     labels = TiledLabels.open(tmp_path / "prediction.zarr").read(((0, 2048), (0, 2048)))
     assert (labels[:256, 1536:] == 255).all()  # a glass corner: never predicted, no chunk on disk
     assert not (tmp_path / "prediction.zarr" / "0.7").exists()

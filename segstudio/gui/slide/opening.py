@@ -1,0 +1,141 @@
+"""Opening a whole-slide image from the studio.
+
+A pyramidal or tiled TIFF (OME-TIFF, SVS...) opens at once in a slide
+window. A plain image too large for the studio's canvas (PNG, JPEG, an
+untiled TIFF) gets a pyramid built once, in a worker with a progress dialog
+that can cancel, kept beside the labels (``pyramids/`` under the slides
+folder) and reused the next time while the source is unchanged.
+
+The labels live in the open project (``<project>/slides/<name>-<hash>/``),
+or, without one or in a read-only one, in the per-user data folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog, QProgressDialog
+
+from segstudio.annotation.slide_document import SlideDocument, slide_folder
+from segstudio.errors import SegstudioError, UnreadableInputError
+
+if TYPE_CHECKING:
+    from segstudio.gui.main_window import MainWindow
+    from segstudio.gui.slide.window import SlideWindow
+
+SLIDE_FILTER = "Slides and large images (*.svs *.tif *.tiff *.ome.tif *.ndpi *.scn *.png *.jpg *.jpeg);;All files (*)"
+#: Plain images with more pixels than this open as slides (a pyramid is built) when the studio opens them.
+SLIDE_PIXELS = 12000 * 12000
+
+
+def slides_root(window: MainWindow) -> Path:
+    """Where slide labels go: the open, writable project, else the per-user folder."""
+    from segstudio.io.project_opening import user_projects_dir
+
+    session = window.session
+    if session.project is not None and not session.read_only:
+        return session.project.folder / "slides"
+    return user_projects_dir().parent / "slides"
+
+
+def is_slide(path: Path) -> bool:
+    """Whether ``path`` is a TIFF the slide reader opens lazily (pyramidal or tiled)."""
+    from segstudio.io.slide import Slide, is_pyramid
+
+    if path.suffix.lower() not in (".svs", ".tif", ".tiff", ".ndpi", ".scn"):
+        return False
+    if is_pyramid(path):
+        return True
+    try:
+        with Slide(path) as slide:
+            return slide.shape[0] * slide.shape[1] > SLIDE_PIXELS
+    except SegstudioError:
+        return False
+
+
+def open_slide_dialog(window: MainWindow) -> None:
+    """File > Open whole-slide image…"""
+    path, _ = QFileDialog.getOpenFileName(window, "Open a whole-slide image", "", SLIDE_FILTER)
+    if path:
+        open_slide(window, Path(path))
+
+
+def open_slide(window: MainWindow, path: Path) -> SlideWindow | None:
+    """Open ``path`` in a slide window; a plain image gets its pyramid first (in the background)."""
+    path = Path(path)
+    if not is_slide(path):
+        return _build_then_open(window, path)
+    return _show(window, path, path)
+
+
+def _show(window: MainWindow, slide_path: Path, source: Path) -> SlideWindow | None:
+    from segstudio.gui.slide.window import SlideWindow
+
+    try:
+        folder = slide_folder(source, slides_root(window))
+        document = SlideDocument.open(slide_path, folder, window.session.classes if window.session.project else None)
+    except (SegstudioError, OSError) as error:
+        window.report_error("Cannot open the slide", error)
+        return None
+    slide_window = SlideWindow(document, model_settings=window.model_panel.settings)
+    window.slide_windows.append(slide_window)
+    slide_window.closed.connect(lambda: window.slide_windows.remove(slide_window)
+                                if slide_window in window.slide_windows else None)
+    slide_window.show()
+    return slide_window
+
+
+def pyramid_path(window: MainWindow, source: Path) -> Path:
+    """Where the pyramid of a plain image is kept: named by its path, size and time, so an edited
+    source gets a new one."""
+    stat = source.stat()
+    key = f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return slides_root(window) / "pyramids" / f"{source.name}-{hashlib.sha1(key.encode()).hexdigest()[:10]}.ome.tif"
+
+
+def _build_then_open(window: MainWindow, source: Path) -> None:
+    from segstudio.gui.workers import start_task
+    from segstudio.io.images import read_image
+    from segstudio.io.pyramid import build_pyramid_steps
+    from segstudio.tasks import Progress
+
+    try:
+        target = pyramid_path(window, source)
+    except OSError as error:
+        window.report_error("Cannot open the slide", UnreadableInputError(str(error), path=source))
+        return None
+    if target.is_file():
+        _show(window, target, source)
+        return None
+
+    def build(cancel):
+        yield Progress(0, None, message=f"reading {source.name}", stage="read")
+        image = read_image(source)
+        cancel.raise_if_cancelled()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return (yield from build_pyramid_steps(image, target, cancel=cancel))
+
+    dialog = QProgressDialog(f"Building a pyramid of {source.name} (once)…", "Cancel", 0, 0, window)
+    dialog.setWindowTitle("Opening a large image")
+    dialog.setWindowModality(Qt.WindowModality.NonModal)
+    dialog.setMinimumDuration(0)
+    task = start_task("Building the pyramid", build, window)
+    window.pyramid_task = task
+
+    def on_progress(progress) -> None:
+        if progress.total:
+            dialog.setRange(0, progress.total)
+            dialog.setValue(progress.done)
+            dialog.setLabelText(f"Building a pyramid of {source.name}: level {progress.done} of {progress.total}")
+
+    dialog.canceled.connect(task.cancel)
+    task.progressed.connect(on_progress)
+    task.succeeded.connect(lambda built: _show(window, Path(built), source))
+    task.failed.connect(lambda error: window.report_error("Cannot open the slide", error))
+    task.cancelled.connect(lambda: window.statusBar().showMessage("building the pyramid cancelled", 5000))
+    task.done.connect(dialog.close)
+    dialog.show()
+    return None

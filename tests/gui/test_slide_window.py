@@ -1,0 +1,191 @@
+"""The whole-slide window as a user drives it: opened from the studio, tiles drawn from the pyramid,
+brush strokes into the tiled labels with undo and autosave, the model on the view, accept, close."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtTest import QTest
+
+from segstudio.io.pyramid import build_pyramid_steps
+from segstudio.io.tiled_labels import TiledLabels
+from segstudio.tasks import run_to_completion
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "resources" / "sample" / "images"
+
+
+@pytest.fixture
+def slide_path(tmp_path):
+    """A 3000 x 4000 slide of glass with two of the demo's real cell images on it."""
+    canvas = np.full((3000, 4000, 3), 236, np.uint8)
+    for (y, x), name in (((400, 300), "cells_01.png"), ((1800, 2600), "cells_05.png")):
+        cells = cv2.cvtColor(cv2.imread(str(SAMPLE / name), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        canvas[y : y + cells.shape[0], x : x + cells.shape[1]] = cells
+    canvas[0:50, 0:50] = (255, 0, 0)  # a red corner to find on screen
+    return run_to_completion(build_pyramid_steps(canvas, tmp_path / "cells.ome.tif")), canvas
+
+
+def _open(qtbot, window, path):
+    assert window.open_path(path)
+    slide_window = window.slide_windows[-1]
+    qtbot.waitUntil(lambda: slide_window.windowHandle() is not None and slide_window.windowHandle().isExposed())
+    _wait_tiles(qtbot, slide_window.view)
+    return slide_window
+
+
+def _wait_tiles(qtbot, view):
+    def settled():
+        view.repaint()
+        assert view.fetcher.idle
+        view.repaint()
+        assert view.fetcher.idle
+    qtbot.waitUntil(settled, timeout=20000)
+
+
+def _screen_colour(view, row, column):
+    """The colour on screen of level-0 pixel (row, column): where the view draws it."""
+    point = view.to_widget(row, column)
+    return view.grab().toImage().pixelColor(QPoint(round(point.x()), round(point.y())))
+
+
+def test_a_slide_opens_in_its_window_drawn_from_the_level_that_fits(qtbot, window, slide_path) -> None:
+    path, canvas = slide_path
+    slide_window = _open(qtbot, window, path)
+    view = slide_window.view
+    assert slide_window.isVisible() and view.level() >= 1  # the whole slide: a coarse level
+    colour = _screen_colour(view, 10, 10)
+    assert (colour.red(), colour.green(), colour.blue()) == (255, 0, 0)
+    image_tiles = [key for key in view.cache.keys() if key[0] == "image"]
+    assert image_tiles and {key[1].level for key in image_tiles} == {view.level()}
+    view.center_on(500, 400)
+    slide_window.actions_by_name["actual"].trigger()
+    assert view.level() == 0 and view.zoom == pytest.approx(1.0)
+    _wait_tiles(qtbot, view)
+    row, column = 400 + 100, 300 + 120  # inside the first cell image, at full resolution
+    colour = _screen_colour(view, row, column)
+    assert (colour.red(), colour.green(), colour.blue()) == tuple(int(v) for v in canvas[row, column])
+    assert "level 0" in slide_window.view_label.text()
+    slide_window.close()
+
+
+def test_a_brush_stroke_undo_and_autosave_write_only_its_chunks(qtbot, window, slide_path) -> None:
+    path, _ = slide_path
+    slide_window = _open(qtbot, window, path)
+    view, document = slide_window.view, slide_window.document
+    view.center_on(1000, 1000)
+    slide_window.actions_by_name["actual"].trigger()
+    _wait_tiles(qtbot, view)
+    QTest.keyClick(view, Qt.Key.Key_2)  # class 2 of the list (index 1)
+    assert view.active_class == 1 and slide_window.class_box.currentIndex() == 1
+    start, end = view.to_widget(1000, 900).toPoint(), view.to_widget(1000, 1100).toPoint()
+    QTest.mousePress(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start)
+    for step in range(1, 11):
+        QTest.mouseMove(view, start + (end - start) * step / 10)
+    QTest.mouseRelease(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, end)
+    labels = document.labels.read(((980, 1020), (880, 1120)))
+    assert labels[20, 20] == 1 and labels[20, 220] == 1 and labels[0, 120] == 255  # radius 12 px at 100 %
+    colour = _screen_colour(view, 1000, 1000)  # the label colour over the glass
+    assert (colour.red(), colour.green(), colour.blue()) != (236, 236, 236)
+    assert slide_window.actions_by_name["undo"].text() == "Undo brush"
+    with qtbot.waitSignal(slide_window.saved, timeout=5000) as saved:
+        pass  # autosave, 1.5 s after the stroke
+    chunks, written = saved.args
+    store = document.folder / "labels"
+    files = sorted(p.name for p in store.iterdir() if not p.name.startswith("."))
+    assert chunks == 2 and files == ["1.1", "1.2"] and 0 < written < 4000  # x 880-1120 straddles 1024
+    assert slide_window.save_label.text().startswith("saved (2 chunks")
+    QTest.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert (document.labels.read(((980, 1020), (880, 1120))) == 255).all()
+    assert _screen_colour(view, 1000, 1000).red() == 236
+    slide_window.actions_by_name["redo"].trigger()
+    assert document.labels.read(((1000, 1001), (1000, 1001)))[0, 0] == 1
+    slide_window.close()  # saves what autosave had not yet written
+    reopened = TiledLabels.open(store)
+    assert reopened.read(((1000, 1001), (1000, 1001)))[0, 0] == 1
+
+
+def test_the_eraser_and_the_overview(qtbot, window, slide_path) -> None:
+    path, _ = slide_path
+    slide_window = _open(qtbot, window, path)
+    view, document = slide_window.view, slide_window.document
+    minimap = view.minimap
+    assert minimap.isVisible() and max(minimap.width(), minimap.height()) == 200
+    QTest.mouseClick(minimap, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     QPoint(150, 75))  # 200 px for 4000: (150, 75) is level-0 (x 3000, y 1500)
+    (y0, y1), (x0, x1) = view.visible_box()
+    assert (y0 + y1) / 2 == pytest.approx(1500, abs=30) and (x0 + x1) / 2 == pytest.approx(3000, abs=30)
+    QTest.keyClick(view, Qt.Key.Key_M)
+    assert not minimap.isVisible()
+    centre = view.rect().center()
+    QTest.mouseClick(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, centre)
+    row, column = (int(v) for v in view.to_slide(QPointF(centre)))
+    assert document.labels.read(((row, row + 1), (column, column + 1)))[0, 0] == 1
+    QTest.keyClick(view, Qt.Key.Key_E)
+    assert slide_window.actions_by_name["tool_eraser"].isChecked()
+    QTest.mouseClick(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, centre)
+    assert document.labels.read(((row, row + 1), (column, column + 1)))[0, 0] == 255
+    assert len(document.history) == 2
+    slide_window.close()
+
+
+def test_the_model_runs_on_the_view_and_its_prediction_is_accepted(qtbot, window, slide_path, checkpoint) -> None:
+    path, canvas = slide_path
+    settings = window.model_panel.settings()
+    settings.update(checkpoint=str(checkpoint), architecture="unet", device="cpu", precision="fp32")
+    window.model_panel.set_settings(settings)
+    slide_window = _open(qtbot, window, path)
+    view, document = slide_window.view, slide_window.document
+    view.center_on(600, 500)
+    slide_window.actions_by_name["actual"].trigger()
+    with qtbot.waitSignal(slide_window.statusBar().messageChanged, timeout=60000,
+                          check_params_cb=lambda text: text.startswith("model done")):
+        slide_window.actions_by_name["run_view"].trigger()
+    assert len(document.classes) == 3  # the checkpoint's third class was added
+    (y0, y1), (x0, x1) = ((max(0, int(a)), int(b)) for a, b in view.visible_box())
+    predicted = document.prediction.read(((y0, y1), (x0, x1)))
+    assert (predicted != 255).all()  # the whole view predicted
+    assert (document.prediction.read(((2900, 3000), (3900, 4000))) == 255).all()  # not outside it
+    _wait_tiles(qtbot, view)
+    assert any(key[0] == "prediction" for key in view.cache.keys())
+    QTest.keyClick(view, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    np.testing.assert_array_equal(document.labels.read(((y0, y1), (x0, x1))), predicted)
+    slide_window.actions_by_name["undo"].trigger()
+    assert (document.labels.read(((y0, y1), (x0, x1))) == 255).all()
+    slide_window.close()
+
+
+def test_a_plain_large_image_gets_a_pyramid_in_the_background(qtbot, window, tmp_path) -> None:
+    from segstudio.gui.slide.opening import open_slide
+
+    image = cv2.imread(str(SAMPLE / "cells_01.png"), cv2.IMREAD_COLOR)
+    big = np.tile(image, (5, 5, 1))  # 2240 x 2240
+    source = tmp_path / "mosaic.png"
+    cv2.imwrite(str(source), big)
+    open_slide(window, source)
+    qtbot.waitUntil(lambda: len(window.slide_windows) == 1, timeout=30000)
+    slide_window = window.slide_windows[0]
+    slide = slide_window.document.slide
+    assert slide.shape == (2240, 2240) and len(slide.levels) >= 3 and slide.path.name.endswith(".ome.tif")
+    np.testing.assert_array_equal(slide.read_region(0, ((0, 8), (0, 8))), cv2.cvtColor(big, cv2.COLOR_BGR2RGB)[:8, :8])
+    slide_window.close()
+    open_slide(window, source)  # the second time: the pyramid is reused, at once
+    assert len(window.slide_windows) == 1
+
+
+def test_an_unreadable_slide_is_named_and_nothing_opens(qtbot, window, tmp_path, monkeypatch) -> None:
+    from segstudio.gui.slide import opening
+
+    broken = tmp_path / "broken.svs"
+    broken.write_bytes(b"II*\x00" + b"\x00" * 100)
+    monkeypatch.setattr(opening, "is_slide", lambda path: True)
+    monkeypatch.setattr("segstudio.gui.main_window.show_error", lambda *a: None, raising=False)
+    shown = []
+    monkeypatch.setattr(window, "report_error", lambda title, error: shown.append((title, str(error))))
+    assert opening.open_slide(window, broken) is None
+    assert shown and shown[0][0] == "Cannot open the slide" and "broken.svs" in shown[0][1]
+    assert window.slide_windows == []
