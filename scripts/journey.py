@@ -12,7 +12,12 @@ small grey U-Net beforehand) runs one 3-D CRF over the volume (Ctrl+K, the CRF
 dock set to Whole volume) and accepts it (Ctrl+Shift+K), exports the masks (Ctrl+E,
 folder typed, Enter) and quits (Ctrl+Q), then checks on disk that the
 label file and the exports exist, hold the stroke, and that the project's
-lock is gone. It saves a screenshot after each step for a person to look
+lock is gone. Last, on the demo project, a whole-slide image (a pyramidal
+OME-TIFF of the demo's cells) is opened from File (Ctrl+Alt+O, path typed),
+the model run on the view at 100 % (Ctrl+R), its prediction accepted
+(Ctrl+Shift+A), a stroke painted, and the slide window closed (Ctrl+W):
+the prediction and label chunks are checked on disk (``--only slide`` runs
+just this part). It saves a screenshot after each step for a person to look
 at, and prints one line per check.
 
     apt-get install -y xvfb openbox xdotool imagemagick
@@ -201,6 +206,93 @@ class Journey:
                    f"(least labelled slice {min(share) if share else 0:.2f})")
         self.xdo("key", "Escape")  # an error dialog, if any, must not block the steps after
 
+    def slide(self, project: Path, slide: Path) -> None:
+        """The studio on the demo project, a whole-slide image opened from File (Ctrl+Alt+O), the model
+        run on the view, its prediction accepted, a stroke painted, the window closed: labels on disk."""
+        print(f"-- slide: {slide}", flush=True)
+        env = dict(os.environ, QT_QPA_PLATFORM="xcb", HOME=str(self.work / "home"))
+        env.pop("XDG_CONFIG_HOME", None)
+        log = open(self.work / "slide.log", "w")  # noqa: SIM115 - open for the process's life
+        studio = subprocess.Popen([PYTHON, "-m", "segstudio", "open", str(project)], stdout=log, stderr=log, env=env)
+        try:
+            self._slide_steps(project, slide, studio)
+        finally:
+            if studio.poll() is None:
+                studio.terminate()
+                studio.wait(20)
+            log.close()
+
+    def _slide_steps(self, project: Path, slide: Path, studio: subprocess.Popen) -> None:
+        window = self.wait_window("segstudio —")
+        if not self.check(window is not None, "slide: the studio opened"):
+            return
+        time.sleep(3)
+        self.focus(window)
+        self.xdo("key", "ctrl+alt+o")
+        dialog = self.wait_window("Open a whole-slide image", 15)
+        if not self.check(dialog is not None, "slide: File > Open whole-slide image (Ctrl+Alt+O) asked for a file"):
+            return
+        self.focus(dialog)
+        self.xdo("type", "--delay", "20", str(slide))
+        self.xdo("key", "Return")
+        viewer = self.wait_window(f"{slide.name} \\(", 30)
+        if not self.check(viewer is not None, "slide: the slide window opened"):
+            return
+        time.sleep(2)
+        x, y, width, height = self.focus(viewer)
+        self.shot("slide-opened")
+        self.xdo("key", "ctrl+1")  # 100 %: the model runs on the view
+        time.sleep(2)
+        self.shot("slide-full-resolution")
+        started = time.time()
+        self.xdo("key", "ctrl+r")
+        folder = next((project / "slides").glob(f"{slide.name}-*"), None) if (project / "slides").is_dir() else None
+        self.check(folder is not None, f"slide: its labels folder is in the project ({folder})")
+        if folder is None:
+            return
+        done = folder / "prediction" / "done.json"
+        while time.time() - started < 120 and not (done.is_file() and done.stat().st_mtime > started
+                                                    and studio.poll() is None and self._run_finished(done)):
+            time.sleep(1)
+        time.sleep(2)
+        predicted = sorted(p.name for p in (folder / "prediction").glob("*.*") if p.name[0].isdigit())
+        self.check(bool(predicted), f"slide: Ctrl+R predicted the view into {len(predicted)} chunk files")
+        self.shot("slide-predicted")
+        self.xdo("key", "ctrl+shift+a")  # accept the prediction in view
+        time.sleep(3)  # autosave
+        accepted = sorted(p.name for p in (folder / "labels").glob("*.*") if p.name[0].isdigit())
+        self.check(len(accepted) >= len(predicted) // 2,
+                   f"slide: Ctrl+Shift+A accepted it, autosave wrote {len(accepted)} label chunks")
+        self.xdo("key", "b", "2")
+        cx, cy = x + width // 2, y + height // 2
+        painted_at = time.time()
+        self.drag(cx - 80, cy + 40, cx + 80)
+        time.sleep(3)
+        changed = [p.name for p in (folder / "labels").glob("*.*") if p.name[0].isdigit()
+                   and p.stat().st_mtime >= painted_at - 0.5]
+        self.check(0 < len(changed) <= 4, f"slide: the stroke's autosave rewrote only its chunks {changed}")
+        self.shot("slide-painted")
+        self.xdo("key", "m")
+        time.sleep(1)
+        self.shot("slide-no-overview")
+        self.xdo("key", "ctrl+w")
+        time.sleep(2)
+        self.check(self.wait_window(f"{slide.name} \\(", 2) is None, "slide: Ctrl+W closed the slide window")
+        self.focus(window)
+        self.xdo("key", "ctrl+q")
+        try:
+            studio.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+        self.check(studio.poll() is not None, "slide: Ctrl+Q closed the studio")
+
+    @staticmethod
+    def _run_finished(done: Path) -> bool:
+        """The run on the view wrote its last tile (done.json stops changing)."""
+        before = done.stat().st_mtime
+        time.sleep(3)
+        return done.stat().st_mtime == before
+
     def _steps(self, name: str, project: Path, label_glob: str, studio: subprocess.Popen, train: bool) -> None:
         window = self.wait_window("segstudio —")
         if not self.check(window is not None, f"{name}: the window opened"):
@@ -279,6 +371,24 @@ def data_sets(work: Path) -> list[tuple[str, Path, Path, str]]:
             ("nifti", nifti, nifti / "segstudio_project", "*.npz")]
 
 
+def slide_of_cells(work: Path) -> Path:
+    """A 6000 x 8000 pyramidal OME-TIFF of the demo's real fluorescence cell images on a dark
+    background (as the demo model knows it)."""
+    import cv2
+    import numpy as np
+
+    from segstudio.io.pyramid import build_pyramid_steps
+    from segstudio.tasks import run_to_completion
+
+    canvas = np.full((6000, 8000, 3), 6, np.uint8)
+    images = sorted((ROOT / "resources" / "sample" / "images").glob("*.png"))
+    for number, (row, column) in enumerate((r, c) for r in range(400, 5500, 1100) for c in range(300, 7500, 1300)):
+        cells = cv2.cvtColor(cv2.imread(str(images[number % len(images)]), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        canvas[row: row + cells.shape[0], column: column + cells.shape[1]] = cells
+    (work / "slide").mkdir()
+    return run_to_completion(build_pyramid_steps(canvas, work / "slide" / "cells.ome.tif"))
+
+
 def _with_grey_model(path: Path, checkpoint: Path) -> None:
     """The volume's project, made before the studio opens it, with a small grey U-Net
     (random weights: its prediction is noise for the CRF to clean) in the Model panel."""
@@ -305,6 +415,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "segstudio-journey")
     parser.add_argument("--start-x", action="store_true", help="start Xvfb :97 and openbox first")
+    parser.add_argument("--only", choices=["slide"], help="run only the whole-slide part")
     args = parser.parse_args()
     started = start_x(":97") if args.start_x else []
     if not os.environ.get("DISPLAY"):
@@ -315,8 +426,11 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="segstudio-journey-"))
     journey = Journey(args.out, work)
     try:
-        for name, path, project, label_glob in data_sets(work):
-            journey.run(name, path, project, label_glob)
+        sets = data_sets(work)
+        if args.only != "slide":
+            for name, path, project, label_glob in sets:
+                journey.run(name, path, project, label_glob)
+        journey.slide(sets[0][2], slide_of_cells(work))
     finally:
         for process in started:
             process.terminate()

@@ -192,10 +192,11 @@ class MainWindow(QMainWindow):
     # -- projects -------------------------------------------------------------
     def open_path(self, path: str | Path) -> bool:
         """Open a project folder, a folder of images or image files (a whole-slide image in a slide window)."""
-        from segstudio.gui.slide.opening import is_slide, open_slide
+        from segstudio.gui.slide.opening import open_slide, opens_as_slide
 
-        if Path(path).is_file() and is_slide(Path(path)):
-            return open_slide(self, Path(path)) is not None
+        if Path(path).is_file() and opens_as_slide(Path(path)):
+            open_slide(self, Path(path))  # a plain image's pyramid is built first, in the background
+            return True
         if not self._open_with(lambda **access: project_opening.open_or_create(Path(path), **access)):
             return False
         self._remember_recent(Path(path))
@@ -556,10 +557,8 @@ class MainWindow(QMainWindow):
             self.open_path(folder)
 
     def open_path_list(self, paths: list[Path]) -> bool:
-        from segstudio.gui.slide.opening import is_slide, open_slide
-
-        if len(paths) == 1 and Path(paths[0]).is_file() and is_slide(Path(paths[0])):
-            return open_slide(self, Path(paths[0])) is not None
+        if len(paths) == 1 and Path(paths[0]).is_file():
+            return self.open_path(paths[0])
         return self._open_with(lambda **access: project_opening.create_for_files(paths, **access))
 
     def current_image(self) -> np.ndarray | None:

@@ -170,7 +170,7 @@ def refresh_recent_menu(window: MainWindow) -> None:
     menu.setEnabled(bool(recent))
 
 
-def shortcut_rows(window: MainWindow) -> list[tuple[str, str]]:
+def shortcut_rows(window: MainWindow, gestures=GESTURES) -> list[tuple[str, str]]:
     """(keys, what) for every action with a shortcut, in menu order, then the
     canvas gestures. The active-class keys 1 … 9 share one row."""
     rows: list[tuple[str, str]] = []
@@ -188,14 +188,15 @@ def shortcut_rows(window: MainWindow) -> list[tuple[str, str]]:
         rows.append((keys, action.text().replace("&", "").rstrip("…")))
     if class_keys:
         rows[class_index] = (" / ".join(class_keys), "Active class")
-    return rows + list(GESTURES)
+    return rows + list(gestures)
 
 
-def show_shortcuts(window: MainWindow) -> QMessageBox:
+def show_shortcuts(window: MainWindow, gestures=GESTURES) -> QMessageBox:
+    """Help > Keyboard shortcuts of a window with ``actions_by_name`` (the studio's, a slide window's)."""
     from html import escape
 
     rows = "".join(f"<tr><td><b>{escape(keys)}</b></td><td>&nbsp;&nbsp;{escape(what)}</td></tr>"
-                   for keys, what in shortcut_rows(window))
+                   for keys, what in shortcut_rows(window, gestures))
     box = QMessageBox(window)
     box.setWindowTitle("Keyboard shortcuts")
     box.setText(f"<table>{rows}</table>")

@@ -3,6 +3,7 @@ brush strokes into the tiled labels with undo and autosave, the model on the vie
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QMessageBox
 
 from segstudio.io.pyramid import build_pyramid_steps
 from segstudio.io.tiled_labels import TiledLabels
@@ -130,6 +132,11 @@ def test_the_eraser_and_the_overview(qtbot, window, slide_path) -> None:
     QTest.mouseClick(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, centre)
     assert document.labels.read(((row, row + 1), (column, column + 1)))[0, 0] == 255
     assert len(document.history) == 2
+    QTest.keyClick(view, Qt.Key.Key_F1)
+    boxes = [w for w in slide_window.findChildren(QMessageBox) if w.windowTitle() == "Keyboard shortcuts"]
+    assert boxes and "Run on the view" in boxes[0].text() and "Ctrl+Shift+A" in boxes[0].text()
+    assert "overview" in boxes[0].text() and "slice" not in boxes[0].text()  # the slide's gestures
+    boxes[0].close()
     slide_window.close()
 
 
@@ -189,3 +196,73 @@ def test_an_unreadable_slide_is_named_and_nothing_opens(qtbot, window, tmp_path,
     assert opening.open_slide(window, broken) is None
     assert shown and shown[0][0] == "Cannot open the slide" and "broken.svs" in shown[0][1]
     assert window.slide_windows == []
+
+
+def _use_model(window, checkpoint):
+    settings = window.model_panel.settings()
+    settings.update(checkpoint=str(checkpoint), architecture="unet", device="cpu", precision="fp32")
+    window.model_panel.set_settings(settings)
+
+
+def _wait_run(qtbot, slide_window, trigger):
+    with qtbot.waitSignal(slide_window.statusBar().messageChanged, timeout=60000,
+                          check_params_cb=lambda text: text.startswith("model done")) as blocker:
+        trigger()
+    return blocker.args[0]
+
+
+def test_a_drawn_rectangle_is_predicted_and_nothing_outside_it(qtbot, window, slide_path, checkpoint) -> None:
+    path, _ = slide_path
+    _use_model(window, checkpoint)
+    slide_window = _open(qtbot, window, path)
+    view, document = slide_window.view, slide_window.document
+    view.center_on(600, 500)
+    slide_window.actions_by_name["actual"].trigger()
+    QTest.keyClick(view, Qt.Key.Key_R)
+    assert view.tool.value == "region"
+    a, b = view.to_widget(450, 350).toPoint(), view.to_widget(700, 650).toPoint()
+
+    def drag() -> None:
+        QTest.mousePress(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a)
+        QTest.mouseMove(view, (a + b) / 2)
+        QTest.mouseMove(view, b)
+        QTest.mouseRelease(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
+
+    _wait_run(qtbot, slide_window, drag)
+    predicted = document.prediction.read(((400, 750), (300, 700)))
+    inside = predicted[52:298, 52:348]
+    assert (inside != 255).all()
+    assert (predicted[:48] == 255).all() and (predicted[:, :48] == 255).all() and (predicted[302:] == 255).all()
+    assert (document.labels.read(((400, 750), (300, 700))) == 255).all()  # the labels are the user's
+    slide_window.close()
+
+
+def test_the_whole_slide_run_skips_the_glass(qtbot, window, slide_path, checkpoint) -> None:
+    path, _ = slide_path
+    _use_model(window, checkpoint)
+    slide_window = _open(qtbot, window, path)
+    message = _wait_run(qtbot, slide_window, slide_window.actions_by_name["run_slide"].trigger)
+    predicted, glass = (int(word) for word in re.findall(r"(\d+) tiles predicted, (\d+) glass", message)[0])
+    assert predicted + glass == 12 and 2 <= predicted <= 6  # 1024 px tiles; two cell images on the glass
+    prediction = slide_window.document.prediction
+    assert prediction.read(((500, 501), (400, 401)))[0, 0] != 255  # on the first cell image
+    assert prediction.read(((2900, 2901), (100, 101)))[0, 0] == 255  # glass: not predicted
+    assert not slide_window.progress.isVisible()
+    slide_window.close()
+
+
+def test_a_plain_image_too_large_for_the_canvas_opens_as_a_slide(qtbot, window, tmp_path, monkeypatch) -> None:
+    from segstudio.gui.slide import opening
+
+    monkeypatch.setattr(opening, "SLIDE_PIXELS", 1000 * 1000)
+    image = cv2.imread(str(SAMPLE / "cells_01.png"), cv2.IMREAD_COLOR)
+    source = tmp_path / "wide.png"
+    cv2.imwrite(str(source), np.tile(image, (3, 3, 1)))  # 1344^2 > 1000^2
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), image)
+    assert opening.opens_as_slide(source) and not opening.opens_as_slide(small)
+    assert window.open_path_list([source])  # File > Open images, one file
+    qtbot.waitUntil(lambda: len(window.slide_windows) == 1, timeout=30000)
+    assert window.slide_windows[0].document.slide.shape == (1344, 1344)
+    assert window.session.project is None  # the studio's canvas did not read it whole
+    window.slide_windows[0].close()

@@ -2,7 +2,8 @@
 
 A pyramidal or tiled TIFF (OME-TIFF, SVS...) opens at once in a slide
 window. A plain image too large for the studio's canvas (PNG, JPEG, an
-untiled TIFF) gets a pyramid built once, in a worker with a progress dialog
+untiled TIFF; above :data:`SLIDE_PIXELS` when opened alone, or any image
+opened with File > Open whole-slide image) gets a pyramid built once, in a worker with a progress dialog
 that can cancel, kept beside the labels (``pyramids/`` under the slides
 folder) and reused the next time while the source is unchanged.
 
@@ -27,8 +28,10 @@ if TYPE_CHECKING:
     from segstudio.gui.slide.window import SlideWindow
 
 SLIDE_FILTER = "Slides and large images (*.svs *.tif *.tiff *.ome.tif *.ndpi *.scn *.png *.jpg *.jpeg);;All files (*)"
-#: Plain images with more pixels than this open as slides (a pyramid is built) when the studio opens them.
-SLIDE_PIXELS = 12000 * 12000
+#: A plain image (or one-level tiled TIFF) opened alone with more pixels than this opens as a slide
+#: (a pyramid is built); the studio's canvas holds every layer of an image whole in memory.
+SLIDE_PIXELS = 10000 * 10000
+PLAIN = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 def slides_root(window: MainWindow) -> Path:
@@ -54,6 +57,16 @@ def is_slide(path: Path) -> bool:
             return slide.shape[0] * slide.shape[1] > SLIDE_PIXELS
     except SegstudioError:
         return False
+
+
+def opens_as_slide(path: Path) -> bool:
+    """Whether the studio opens the file ``path`` in a slide window: a pyramid, or an image
+    larger than :data:`SLIDE_PIXELS` (its header says so)."""
+    from segstudio.gui.session import _header_pixels
+
+    if is_slide(path):
+        return True
+    return path.suffix.lower() in PLAIN and (_header_pixels(path) or 0) > SLIDE_PIXELS
 
 
 def open_slide_dialog(window: MainWindow) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Hashable
 from enum import Enum
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRect, Qt, Signal
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QWheelEvent
 from PySide6.QtWidgets import QWidget
 
@@ -42,6 +42,7 @@ class SlideTool(str, Enum):
     BRUSH = "brush"
     ERASER = "eraser"
     PAN = "pan"
+    REGION = "region"  # drag a rectangle: the model runs inside it
 
 
 def wrap(buffer: np.ndarray) -> QImage:
@@ -56,6 +57,7 @@ class SlideView(QWidget):
     viewChanged = Signal()  # zoom, pan or level changed
     cursorMoved = Signal(int, int)  # level-0 column, row (-1, -1 outside the slide)
     edited = Signal()  # a stroke ended (one undo step more)
+    regionDrawn = Signal(object)  # the REGION tool's rectangle, a level-0 box ((y0, y1), (x0, x1))
     tileFailed = Signal(object)  # an error reading a tile
 
     def __init__(self, document: SlideDocument, parent: QWidget | None = None, *,
@@ -87,6 +89,7 @@ class SlideView(QWidget):
         self.unlabelled_only = False
         self._stroke_last: tuple[float, float] | None = None
         self._drag: QPointF | None = None
+        self._rubber: tuple[QPointF, QPointF] | None = None  # the REGION tool's rectangle being drawn
         self._space = False
         self._cursor: QPointF | None = None
         self.frames_painted = 0
@@ -236,13 +239,17 @@ class SlideView(QWidget):
                     painter.drawImage(target, wrap(buffer))
         painter.setOpacity(1.0)
         self._paint_brush(painter)
+        if self._rubber is not None:
+            painter.setPen(QPen(QColor(255, 220, 0), 2, Qt.PenStyle.DashLine))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRect(QRectF(*self._rubber).normalized())
         painter.end()
         self.frames_painted += 1
         if missing:  # image tiles before the overlays, each nearest the centre first
             self.fetcher.want(missing)
 
     def _paint_brush(self, painter: QPainter) -> None:
-        if self._cursor is None or self.tool == SlideTool.PAN:
+        if self._cursor is None or self.tool in (SlideTool.PAN, SlideTool.REGION):
             return
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setPen(QPen(QColor(255, 255, 255, 200), 1))
@@ -283,6 +290,8 @@ class SlideView(QWidget):
         if pans:
             self._drag = event.position()
             self.setCursor(Qt.CursorShape.ClosedHandCursor)
+        elif event.button() == Qt.MouseButton.LeftButton and self.tool == SlideTool.REGION:
+            self._rubber = (event.position(), event.position())
         elif event.button() == Qt.MouseButton.LeftButton:
             self.document.begin_stroke("brush" if self.tool == SlideTool.BRUSH else "eraser")
             self._stroke_last = None
@@ -297,7 +306,10 @@ class SlideView(QWidget):
             self.pan_by(delta.x(), delta.y())
         elif self.document.painting:
             self._paint_to(self.to_slide(position))
-        if previous is not None and self.tool != SlideTool.PAN:
+        elif self._rubber is not None:
+            self._rubber = (self._rubber[0], position)
+            self.update()
+        if previous is not None and self.tool not in (SlideTool.PAN, SlideTool.REGION):
             r = int(self.brush_pixels) + 3
             for point in (previous, position):
                 self.update(QRect(int(point.x()) - r, int(point.y()) - r, 2 * r, 2 * r))
@@ -310,6 +322,15 @@ class SlideView(QWidget):
         if self._drag is not None:
             self._drag = None
             self.set_tool(self.tool)
+        elif self._rubber is not None and event.button() == Qt.MouseButton.LeftButton:
+            (row0, column0), (row1, column1) = self.to_slide(self._rubber[0]), self.to_slide(event.position())
+            self._rubber = None
+            self.update()
+            height, width = self.document.shape
+            box = ((max(0, int(min(row0, row1))), min(height, int(max(row0, row1)) + 1)),
+                   (max(0, int(min(column0, column1))), min(width, int(max(column0, column1)) + 1)))
+            if box[0][1] - box[0][0] > 1 and box[1][1] - box[1][0] > 1:  # a click is no rectangle
+                self.regionDrawn.emit(box)
         elif event.button() == Qt.MouseButton.LeftButton:
             self.finish_stroke()
 

@@ -34,12 +34,18 @@ from PySide6.QtWidgets import (
 from segstudio.annotation.slide_document import PREDICTION, SlideDocument
 from segstudio.errors import InvalidArgumentError
 from segstudio.gui.dialogs.errors import show_error
+from segstudio.gui.studio_actions import show_shortcuts
 from segstudio.gui.slide.view import SlideTool, SlideView
 from segstudio.gui.workers import RunningTask
 
 log = logging.getLogger(__name__)
 
 AUTOSAVE_MS = 1500
+SLIDE_GESTURES = (
+    ("Wheel", "Zoom at the cursor"),
+    ("Space+drag, middle or right drag, arrow keys", "Pan (any tool)"),
+    ("Click or drag on the overview", "Move the view there"),
+)
 
 
 class SlideWindow(QMainWindow):
@@ -69,6 +75,7 @@ class SlideWindow(QMainWindow):
         self._build_menus()
         self._build_status()
         self.view.edited.connect(self._on_edited)
+        self.view.regionDrawn.connect(lambda box: self.run_model(region=box))
         self.view.viewChanged.connect(self._describe_view)
         self.view.cursorMoved.connect(self._describe_cursor)
         self.view.tileFailed.connect(lambda error: self.statusBar().showMessage(f"a tile cannot be read: {error}", 8000))
@@ -97,7 +104,8 @@ class SlideWindow(QMainWindow):
         bar.setObjectName("slide_tools")
         group = QActionGroup(self)
         for tool, text, key in ((SlideTool.BRUSH, "Brush", "B"), (SlideTool.ERASER, "Eraser", "E"),
-                                (SlideTool.PAN, "Pan", "H")):
+                                (SlideTool.PAN, "Pan", "H"),
+                                (SlideTool.REGION, "Model in a rectangle", "R")):
             action = self._action(f"tool_{tool.value}", text, partial(self.set_tool, tool), key, checkable=True)
             group.addAction(action)
             bar.addAction(action)
@@ -156,10 +164,13 @@ class SlideWindow(QMainWindow):
         overview.setChecked(True)
         view.addAction(overview)
         model = menus.addMenu("&Model")
-        model.addAction(self._action("run_view", "Run on the view", lambda: self.run_model(whole=False), "Ctrl+R"))
+        model.addAction(self._action("run_view", "Run on the view", lambda: self.run_model(), "Ctrl+R"))
         model.addAction(self._action("run_slide", "Run on the whole slide (skips the glass)",
                                      lambda: self.run_model(whole=True), "Ctrl+Shift+R"))
         model.addAction(self._action("cancel", "Cancel run", self.cancel_run, "Ctrl+."))
+        help_menu = menus.addMenu("&Help")
+        help_menu.addAction(self._action("shortcuts", "Keyboard shortcuts",
+                                         lambda: show_shortcuts(self, SLIDE_GESTURES), "F1"))
 
     def _build_status(self) -> None:
         status = self.statusBar()
@@ -284,8 +295,9 @@ class SlideWindow(QMainWindow):
                     done=lambda path: self.statusBar().showMessage(f"labels exported to {path}", 8000))
 
     # -- the model ---------------------------------------------------------------
-    def run_model(self, *, whole: bool) -> bool:
-        """Predict the view (or the whole slide, skipping glass) with the Model dock's checkpoint."""
+    def run_model(self, *, whole: bool = False, region=None) -> bool:
+        """Predict the view, a level-0 ``region`` (the rectangle tool's) or the whole slide (skipping
+        glass) with the studio's Model dock checkpoint."""
         from segstudio.gui.runs import _build_predictor
         from segstudio.inference.slide import predict_slide_steps
         from segstudio.io.slide import Slide
@@ -296,8 +308,10 @@ class SlideWindow(QMainWindow):
             return False
         settings = self.model_settings() if self.model_settings is not None else {}
         height, width = self.document.shape
-        region = None
-        if not whole:
+        what = "the whole slide" if whole else "the view" if region is None else "the rectangle"
+        if whole:
+            region = None
+        elif region is None:
             (y0, y1), (x0, x1) = self.view.visible_box()
             region = ((max(0, int(y0)), min(height, int(y1) + 1)), (max(0, int(x0)), min(width, int(x1) + 1)))
         folder = self.document.folder / PREDICTION
@@ -316,7 +330,7 @@ class SlideWindow(QMainWindow):
                 return (yield from predict_slide_steps(predictor, slide, TiledLabels.open(folder), region=region,
                                                        skip_glass=whole, cancel=cancel))
 
-        return self._start("Running the model on the whole slide" if whole else "Running the model on the view",
+        return self._start(f"Running the model on {what}",
                            task, done=self._on_run_done, on_yield=self._on_run_yielded)
 
     def _on_run_yielded(self, item) -> None:
