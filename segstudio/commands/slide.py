@@ -30,6 +30,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for the label store")
     parser.add_argument("--region", metavar="Y0,Y1,X0,X1", help="only this level-0 box")
     parser.add_argument("--all-tiles", action="store_true", help="predict glass tiles too")
+    parser.add_argument("--crf", action="store_true",
+                        help="refine each tile with the dense CRF (default settings; the tile's context included)")
+    parser.add_argument("--crf-backend", default="auto", choices=["auto", "pydensecrf", "torch"],
+                        help="CRF implementation (as for `segstudio predict`)")
     parser.add_argument("--ome-tiff", action="store_true",
                         help="also write OUT/<stem>.labels.ome.tif, the labels as a pyramidal OME-TIFF "
                              "(QuPath, napari), built chunk by chunk")
@@ -49,7 +53,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from segstudio.inference.predictor import Predictor
-    from segstudio.inference.slide import predict_slide_steps
+    from segstudio.inference.slide import predict_slide_steps, run_key
     from segstudio.io.slide import Slide
     from segstudio.io.tiled_labels import TiledLabels
 
@@ -63,7 +67,15 @@ def run(args: argparse.Namespace) -> int:
         else:
             dtype = "uint8" if len(meta.class_names) <= MAX_CLASSES_8BIT else "uint16"
             store = TiledLabels.create(folder, slide.shape, dtype)
-        task = predict_slide_steps(predictor, slide, store, region=region, skip_glass=not args.all_tiles)
+        crf, options = None, None
+        if args.crf:
+            from segstudio.refine import CRFParams
+
+            crf = CRFParams()
+            options = {"backend": args.crf_backend,
+                       "device": args.device if args.device == "cpu" or args.device.startswith("cuda") else None}
+        task = predict_slide_steps(predictor, slide, store, region=region, skip_glass=not args.all_tiles,
+                                   crf=crf, crf_options=options, run_key=run_key(args.checkpoint, crf))
         with progress_bar(None, slide.path.name, unit="tile") as bar:
             outcome = run_to_completion(task, lambda progress: _show(bar, progress))
     log.info("%s: %d tile(s) predicted, %d over glass skipped, %d done before; labels in %s",

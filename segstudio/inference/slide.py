@@ -7,9 +7,11 @@ after every tile (only the chunks the tile touched). Tiles over empty glass
 are skipped: a tissue mask is thresholded (Otsu) on a coarse level first.
 The run yields progress per tile (with the level-0 box of a tile just
 written in its metrics ``y0``, ``y1``, ``x0``, ``x1``) and can be cancelled; the tiles finished
-are listed in the store (``done.json``, as level-0 boxes), so a run started
+are listed in the store (``done.json``, as level-0 boxes, with the key of
+the model and settings that made them), so a run of the same key started
 again on the same store resumes where the last one stopped, and a tile a
-smaller region left half done is predicted again.
+smaller region left half done is predicted again. Each tile may be refined
+with the dense CRF (its context included) before it is written.
 
 The image's intensity map is fitted once, on the coarse level, so every tile
 is scaled alike (as one whole image would be).
@@ -81,12 +83,21 @@ def predict_slide_steps(
     region: tuple[tuple[int, int], tuple[int, int]] | None = None,
     tile: int | None = None,
     skip_glass: bool = True,
+    crf=None,
+    crf_options: dict | None = None,
+    run_key: str = "",
     cancel: CancelToken | None = None,
 ) -> Task[SlideRun]:
     """Predict ``region`` (level-0 box; the whole slide by default) tile by tile into ``store``.
 
     ``tile``: level-0 pixels a side (default: twice the store's chunk); a
     multiple of the chunk, so a tile's writes touch only its own chunks.
+    ``crf``: a :class:`~segstudio.refine.CRFParams` to refine each tile (with
+    its context) with the dense CRF (``crf_options``: refine's ``backend``,
+    ``device``), on the slide's display colours (one mapping for every tile).
+    ``run_key``: what makes this run's labels (model, CRF settings); tiles
+    another key recorded as done are predicted again, so a new model version
+    never resumes onto an old one's labels.
     """
     from segstudio.preprocess import MappedImage, fit_intensity
 
@@ -106,9 +117,13 @@ def predict_slide_steps(
     mask, (dy, dx) = tissue_mask(slide, overview=overview) if skip_glass else (None, (1.0, 1.0))
     intensity = fit_intensity(overview[0], predictor.preprocessing)  # one scaling for every tile
     done_path = store.folder / DONE_FILE
-    # the level-0 boxes predicted by earlier runs (a run on a region may have done part of a tile)
-    done = [tuple(map(tuple, box)) for box in json.loads(done_path.read_text(encoding="utf-8"))] \
-        if done_path.is_file() else []
+    # the level-0 boxes predicted by earlier runs of this key (a run on a region may have done part of a tile)
+    done = _done_boxes(done_path, run_key)
+    if crf is not None:
+        from segstudio.io.slide_tiles import display_mapper
+        from segstudio.refine import refine
+
+        colours = display_mapper(slide)
 
     first_row, first_column = (y0 // tile) * tile, (x0 // tile) * tile
     tiles = [(ty, tx) for ty in range(first_row, y1, tile) for tx in range(first_column, x1, tile)]
@@ -125,21 +140,46 @@ def predict_slide_steps(
         else:
             outer = ((max(0, core[0][0] - CONTEXT), min(height, core[0][1] + CONTEXT)),
                      (max(0, core[1][0] - CONTEXT), min(width, core[1][1] + CONTEXT)))
-            pixels = MappedImage(slide.read_region(0, outer), intensity)
-            labels = predictor.predict(pixels, cancel=cancel).labels
+            raw = slide.read_region(0, outer)
+            result = predictor.predict(MappedImage(raw, intensity), cancel=cancel)
+            labels = result.labels
+            if crf is not None:
+                labels = refine(colours(raw), result.probabilities, crf, keep_probabilities=False,
+                                **(crf_options or {})).labels
             inner = labels[core[0][0] - outer[0][0]: core[0][1] - outer[0][0],
                            core[1][0] - outer[1][0]: core[1][1] - outer[1][0]]
             store.write(core, inner.astype(store.dtype, copy=False))
             store.flush()
             store.forget_clean()
             done.append(core)
-            atomic_write_bytes(done_path, json.dumps(done).encode("utf-8"))
+            atomic_write_bytes(done_path, json.dumps({"run": run_key, "boxes": done}).encode("utf-8"))
             counts["predicted"] += 1
         metrics = {k: float(v) for k, v in counts.items()}
         if counts["predicted"] > predicted_before:  # the box just written, for a viewer to redraw
             metrics.update(zip(("y0", "y1", "x0", "x1"), map(float, (*core[0], *core[1]))))
         yield Progress(number, len(tiles), message=f"tile {number}/{len(tiles)}", stage="predict", metrics=metrics)
     return SlideRun(**counts)
+
+
+def run_key(checkpoint, crf=None) -> str:
+    """What makes a slide run's labels: the checkpoint (path, size, time) and the CRF settings."""
+    from pathlib import Path
+
+    stat = Path(checkpoint).stat()
+    settings = "" if crf is None else json.dumps(crf.to_dict(), sort_keys=True)
+    return f"{Path(checkpoint).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{settings}"
+
+
+def _done_boxes(path, run_key: str) -> list:
+    """The boxes ``done.json`` lists for ``run_key`` (a list alone: a run of no key, from before keys)."""
+    if not path.is_file():
+        return []
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(recorded, list):
+        recorded = {"run": "", "boxes": recorded}
+    if recorded.get("run", "") != run_key:
+        return []
+    return [tuple(map(tuple, box)) for box in recorded["boxes"]]
 
 
 def _covers(outer, inner) -> bool:

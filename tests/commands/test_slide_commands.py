@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -43,6 +44,13 @@ def test_pyramid_then_predict_slide_then_resume(tmp_path, capsys) -> None:
     with Slide(out / "scan.labels.ome.tif") as pyramid:  # the labels as a pyramid, for QuPath and napari
         assert len(pyramid.levels) == 3
         np.testing.assert_array_equal(pyramid.read_region(0, ((0, 1024), (0, 1536))), labels)
+    # with the CRF the run's key changes: the tiles are predicted again, and refined
+    assert cli.main([*command, "--crf", "--crf-backend", "torch"]) == 0
+    done = json.loads((out / "scan.labels.zarr" / "done.json").read_text())
+    assert done["run"].endswith('"iterations": 10}') and done["boxes"] == [[[0, 1024], [0, 1024]]]
+    refined = zarr.open(str(out / "scan.labels.zarr"), mode="r", zarr_format=2)[...]
+    field_refined = refined[100 : 100 + cells.shape[0], 80 : 80 + cells.shape[1]]
+    assert (field_refined != 255).all() and 0.8 < (field_refined == field).mean() < 1.0
 
 
 def test_a_bad_region_is_named(tmp_path, capsys) -> None:

@@ -266,3 +266,22 @@ def test_a_plain_image_too_large_for_the_canvas_opens_as_a_slide(qtbot, window, 
     assert window.slide_windows[0].document.slide.shape == (1344, 1344)
     assert window.session.project is None  # the studio's canvas did not read it whole
     window.slide_windows[0].close()
+
+
+def test_refining_with_the_crf_uses_the_crf_docks_settings(qtbot, window, slide_path, checkpoint) -> None:
+    import json
+
+    from segstudio.refine import CRFParams
+
+    path, _ = slide_path
+    _use_model(window, checkpoint)
+    window.crf_panel.set_params(CRFParams(iterations=3))
+    slide_window = _open(qtbot, window, path)
+    crf = slide_window.actions_by_name["with_crf"]
+    assert crf.isEnabled() and not crf.isChecked()
+    crf.trigger()
+    _wait_run(qtbot, slide_window, lambda: slide_window.run_model(region=((400, 600), (300, 500))))
+    done = json.loads((slide_window.document.folder / "prediction" / "done.json").read_text())
+    assert done["run"].endswith('"iterations": 3}') and done["boxes"] == [[[400, 600], [300, 500]]]
+    assert (slide_window.document.prediction.read(((400, 600), (300, 500))) != 255).all()
+    slide_window.close()

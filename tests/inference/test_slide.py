@@ -105,3 +105,28 @@ def test_a_tile_a_smaller_region_left_half_done_is_predicted_again(tmp_path, sli
     assert wider.resumed == 0 and wider.predicted == 2  # tile (0, 0) is done whole this time
     labels = TiledLabels.open(folder).read(((0, 512), (0, 1024)))
     assert (labels[300:512, 200:512] != 255).all()
+
+
+def test_another_model_or_the_crf_predicts_every_tile_again_and_the_crf_refines(tmp_path, slide_path,
+                                                                                predictor) -> None:
+    from segstudio.refine import CRFParams, refine
+
+    path, canvas = slide_path
+    box = ((256, 768), (0, 512))  # over the first cell image: parts of two 512 px tiles
+    plain = TiledLabels.create(tmp_path / "p.zarr", (2048, 2048), chunk=256)
+    with Slide(path) as slide:
+        first = run_to_completion(predict_slide_steps(predictor, slide, plain, region=box, run_key="model A"))
+        same = run_to_completion(predict_slide_steps(predictor, slide, TiledLabels.open(tmp_path / "p.zarr"),
+                                                     region=box, run_key="model A"))
+        crf = CRFParams()
+        refined = run_to_completion(predict_slide_steps(predictor, slide, TiledLabels.open(tmp_path / "p.zarr"),
+                                                        region=box, crf=crf, crf_options={"backend": "torch"},
+                                                        run_key="model A + CRF"))
+    assert (first.predicted, same.resumed, same.predicted, refined.predicted) == (2, 2, 0, 2)
+    labels = TiledLabels.open(tmp_path / "p.zarr").read(box)
+    # what the CRF makes of the model's probabilities on this tile with its context, alone
+    outer = canvas[256 - 64: 768 + 64, 0: 512 + 64]
+    expected = refine(outer, predictor.predict(outer).probabilities, crf, backend="torch").labels[64:-64, :512]
+    assert (labels == expected).mean() > 0.99
+    unrefined = predictor.predict(outer).labels[64:-64, :512]
+    assert (labels != unrefined).mean() > 0.001  # the CRF changed something

@@ -93,7 +93,10 @@ def _show(window: MainWindow, slide_path: Path, source: Path) -> SlideWindow | N
     except (SegstudioError, OSError) as error:
         window.report_error("Cannot open the slide", error)
         return None
-    slide_window = SlideWindow(document, model_settings=window.model_panel.settings)
+    from segstudio.gui.crf_preview import studio_backend
+
+    slide_window = SlideWindow(document, model_settings=window.model_panel.settings,
+                               crf_settings=lambda: (window.crf_panel.params(), {"backend": studio_backend(window)}))
     window.slide_windows.append(slide_window)
     slide_window.closed.connect(lambda: window.slide_windows.remove(slide_window)
                                 if slide_window in window.slide_windows else None)

@@ -56,11 +56,15 @@ class SlideWindow(QMainWindow):
     closed = Signal()  # the window closed, its labels saved
 
     def __init__(self, document: SlideDocument, model_settings: Callable[[], dict[str, Any]] | None = None,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, *,
+                 crf_settings: Callable[[], tuple[Any, dict[str, Any]]] | None = None) -> None:
+        """``model_settings``: the studio Model dock's settings, read at each run;
+        ``crf_settings``: the CRF dock's ``(CRFParams, refine options)``, for Refine with the CRF."""
         super().__init__(parent)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.document = document
         self.model_settings = model_settings
+        self.crf_settings = crf_settings
         self.view = SlideView(document, self)
         self.setCentralWidget(self.view)
         self.actions_by_name: dict[str, QAction] = {}
@@ -168,6 +172,11 @@ class SlideWindow(QMainWindow):
         model.addAction(self._action("run_slide", "Run on the whole slide (skips the glass)",
                                      lambda: self.run_model(whole=True), "Ctrl+Shift+R"))
         model.addAction(self._action("cancel", "Cancel run", self.cancel_run, "Ctrl+."))
+        model.addSeparator()
+        crf = self._action("with_crf", "Refine each tile with the CRF (CRF dock settings)", lambda on: None,
+                           checkable=True)
+        crf.setEnabled(self.crf_settings is not None)
+        model.addAction(crf)
         help_menu = menus.addMenu("&Help")
         help_menu.addAction(self._action("shortcuts", "Keyboard shortcuts",
                                          lambda: show_shortcuts(self, SLIDE_GESTURES), "F1"))
@@ -299,7 +308,7 @@ class SlideWindow(QMainWindow):
         """Predict the view, a level-0 ``region`` (the rectangle tool's) or the whole slide (skipping
         glass) with the studio's Model dock checkpoint."""
         from segstudio.gui.runs import _build_predictor
-        from segstudio.inference.slide import predict_slide_steps
+        from segstudio.inference.slide import predict_slide_steps, run_key
         from segstudio.io.slide import Slide
         from segstudio.io.tiled_labels import TiledLabels
 
@@ -322,13 +331,18 @@ class SlideWindow(QMainWindow):
             self.report_error("Cannot run the model", error)
             return False
         path = self.document.slide.path
+        crf, crf_options = None, None
+        if self.actions_by_name["with_crf"].isChecked() and self.crf_settings is not None:
+            crf, crf_options = self.crf_settings()
 
         def task(cancel):
             predictor, meta = _build_predictor(settings)  # raises a clear error without a checkpoint
             yield meta
+            key = run_key(settings["checkpoint"], crf)  # a new model version predicts every tile again
             with Slide(path) as slide:  # its own file handle: the view's thread reads the other one
                 return (yield from predict_slide_steps(predictor, slide, TiledLabels.open(folder), region=region,
-                                                       skip_glass=whole, cancel=cancel))
+                                                       skip_glass=whole, crf=crf, crf_options=crf_options,
+                                                       run_key=key, cancel=cancel))
 
         return self._start(f"Running the model on {what}",
                            task, done=self._on_run_done, on_yield=self._on_run_yielded)
