@@ -1,4 +1,5 @@
-"""``segstudio train``: fine-tune a model on a folder of images and masks."""
+"""``segstudio train``: fine-tune a model on a folder of images and masks, or on the labelled
+regions of a whole-slide image (a pyramidal TIFF and its chunked label store)."""
 
 from __future__ import annotations
 
@@ -35,10 +36,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             "train/val split. Writes OUT/last.safetensors, OUT/best.safetensors and OUT/history.json. "
             f"With no --minutes, --steps or --epochs, a run lasts {DEFAULT_MINUTES:g} minutes. "
             "Runs data-parallel under torchrun (e.g. torchrun --nproc_per_node=4 -m segstudio train ...): "
-            "NCCL on GPUs, gloo on CPUs, --batch-size per process, rank 0 writes the files."
+            "NCCL on GPUs, gloo on CPUs, --batch-size per process, rank 0 writes the files. "
+            "DATA may instead be a whole-slide image (pyramidal OME-TIFF, SVS or tiled TIFF) with --labels "
+            "STORE, its label store (a Zarr folder such as predict-slide writes, 255 = unlabelled): training "
+            "then reads only the labelled regions (groups of labelled 512-pixel chunks, with some context), "
+            "never the whole slide; the regions, not the crops, are split into train and val; classes.json "
+            "inside STORE, else beside it, names the classes (its split lists regions as Y0,Y1,X0,X1)."
         ),
     )
-    parser.add_argument("data", type=Path, metavar="DATA", help="folder with images/ and masks/")
+    parser.add_argument("data", type=Path, metavar="DATA",
+                        help="folder with images/ and masks/, or a slide (pyramidal TIFF) with --labels")
+    parser.add_argument("--labels", type=Path, metavar="STORE",
+                        help="with a slide as DATA: the folder of its labels (a chunked Zarr label store)")
     parser.add_argument("--model", help="architecture to train from scratch (see `segstudio models`)")
     parser.add_argument("--out", type=Path, required=True, help="folder for checkpoints and history")
     parser.add_argument("--checkpoint", type=Path, help="start from this checkpoint's weights and architecture")
@@ -53,7 +62,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         "(labelled pixels / crop area): 4 crops for a fully labelled 512 x 512 image at "
                         "--crop 256")
     parser.add_argument("--val-fraction", type=float, default=0.2,
-                        help="share of images held out for validation when classes.json has no split (default 0.2)")
+                        help="share of images (of a slide: of labelled regions) held out for validation when "
+                        "classes.json has no split (default 0.2)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
     parser.add_argument("--batch-size", type=int, default=4,
                         help="crops per step (default 4; per process under torchrun)")
@@ -139,23 +149,23 @@ def parse_model_args(items: list[str]) -> dict[str, Any]:
 
 
 def _split(stems: list[str], classes: dict[str, Any] | None, val_fraction: float, seed: int,
-           classes_path: Path) -> tuple[list[int], list[int]]:
+           classes_path: Path, what: str = "image") -> tuple[list[int], list[int]]:
     from segstudio.training import split_train_val
 
     split = (classes or {}).get("split")
     if not split:
         return split_train_val(list(range(len(stems))), val_fraction, seed)
     if not isinstance(split, dict) or not all(isinstance(split.get(k, []), list) for k in ("train", "val")):
-        raise DataError('"split" must hold lists "train" and "val" of image stems', path=classes_path)
+        raise DataError(f'"split" must hold lists "train" and "val" of {what}s', path=classes_path)
     val_stems = {str(s) for s in split.get("val", [])}
     train_stems = {str(s) for s in split.get("train", [])}
     missing = sorted((val_stems | train_stems) - set(stems))
     if missing:
-        log.warning("%d image(s) named in the split are not among the usable pairs: %s",
-                    len(missing), ", ".join(missing[:5]))
+        log.warning("%d %s(s) named in the split are not among the usable ones: %s",
+                    len(missing), what, ", ".join(missing[:5]))
     unlisted = [s for s in stems if s not in val_stems and s not in train_stems]
     if unlisted:
-        log.info("%d image(s) not named in the split are used for training", len(unlisted))
+        log.info("%d %s(s) not named in the split are used for training", len(unlisted), what)
     val = [i for i, s in enumerate(stems) if s in val_stems]
     train = [i for i, s in enumerate(stems) if s not in val_stems]
     log.info("using the train/val split of %s", classes_path)
@@ -183,6 +193,8 @@ def _build_model(args: argparse.Namespace, num_classes: int, in_channels: int,
 
     model_args = parse_model_args(args.model_arg)
     provenance: dict[str, Any] = {"data": str(args.data)}
+    if getattr(args, "labels", None) is not None:
+        provenance["labels"] = str(args.labels)
     if args.checkpoint is not None:
         if model_args or args.paper_variant:
             raise InvalidArgumentError("--model-arg and --paper-variant cannot be combined with --checkpoint: "
@@ -239,6 +251,85 @@ def _with_normalization(meta, args: argparse.Namespace, *, keep: bool):
     return meta
 
 
+@dataclasses.dataclass
+class _Data:
+    """What a run trains on: ``samples`` with their ``names`` (image stems, or a slide's
+    regions as Y0,Y1,X0,X1) and the files ``skipped`` on the way."""
+
+    names: list[str]
+    samples: list[Any]
+    skipped: list[Any]
+
+
+def _classes_path(args: argparse.Namespace) -> Path:
+    """DATA/classes.json; for a slide, STORE/classes.json, else the one beside STORE."""
+    if args.labels is None:
+        return args.data / "classes.json"
+    inside = args.labels / "classes.json"
+    return inside if inside.is_file() else args.labels.parent / "classes.json"
+
+
+def _folder_data(args: argparse.Namespace, classes: dict[str, Any] | None, build) -> tuple[_Data, Any, Any]:
+    """DATA/images and DATA/masks in memory, and the model (``build(num_classes, in_channels)``)."""
+    from segstudio.training import find_pairs, load_samples
+    from segstudio.training.data import check_labels
+
+    pairs = find_pairs(args.data)
+    loaded = load_samples(pairs)
+    pairs_by_image = {Path(image): Path(mask) for image, mask in pairs}
+    if loaded.skipped:
+        log.warning("%d file pair(s) were skipped: %s", len(loaded.skipped), "; ".join(map(str, loaded.skipped)))
+    num_classes = len(classes["names"]) if classes is not None else _num_classes_from_masks(loaded.samples)
+    in_channels = 3 if any(image.ndim == 3 for image, _ in loaded.samples) else 1
+    check_labels(loaded.samples, num_classes, [pairs_by_image[path] for path in loaded.paths])
+    model, meta = build(num_classes, in_channels)
+    return _Data([path.stem for path in loaded.paths], loaded.samples, loaded.skipped), model, meta
+
+
+def _slide_data(args: argparse.Namespace, classes: dict[str, Any] | None, build) -> tuple[_Data, Any, Any]:
+    """The labelled regions of the slide DATA (labels in --labels), read region by region after
+    the model is built (the regions carry its intensity map), and the model."""
+    from segstudio.io.slide import Slide
+    from segstudio.io.tiled_labels import TiledLabels
+    from segstudio.training.slide_data import (
+        check_shapes,
+        label_values,
+        region_name,
+        region_samples,
+    )
+
+    if args.labels is None:
+        raise InvalidArgumentError("a file as DATA is a slide: name its label store with --labels STORE "
+                                   "(or give a folder with images/ and masks/)", path=args.data)
+    if not args.data.is_file():
+        what = "not a slide file" if args.data.exists() else "no such slide"
+        raise DataError(f"{what}: with --labels, DATA is a whole-slide image file (pyramidal TIFF)",
+                        path=args.data)
+    if not (args.labels / ".zarray").is_file():
+        raise DataError("not a label store (no .zarray): --labels names the Zarr folder of the slide's labels, "
+                        "as predict-slide or the studio writes it", path=args.labels)
+    store = TiledLabels.open(args.labels)
+    with Slide(args.data) as slide:
+        check_shapes(slide, store)
+        values = label_values(store)
+        if not values:
+            raise DataError("the label store holds no labels: nothing to train on", path=args.labels)
+        if classes is not None:
+            num_classes = len(classes["names"])
+            if values[-1] >= num_classes:
+                raise DataError(f"the label store holds class {values[-1]} but {_classes_path(args)} names "
+                                f"{num_classes} classes (0..{num_classes - 1}; {store.unlabelled} = unlabelled)",
+                                path=args.labels)
+        else:
+            num_classes = max(values[-1] + 1, 2)
+        model, meta = build(num_classes, 3 if slide.channels > 1 else 1)
+        found = region_samples(slide, store, meta.preprocessing)
+    labelled = sum(int((labels != store.unlabelled).sum()) for _, (_, labels) in found)
+    log.info("%s: %d labelled region(s), %d labelled pixels (%.2f%% of the slide), %d classes",
+             args.data.name, len(found), labelled, 100 * labelled / (slide.shape[0] * slide.shape[1]), num_classes)
+    return _Data([region_name(region) for region, _ in found], [sample for _, sample in found], []), model, meta
+
+
 def run(args: argparse.Namespace) -> int:
     from segstudio.training.distributed import cleanup, init_distributed
 
@@ -256,18 +347,15 @@ def _train(args: argparse.Namespace, context: Any) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from segstudio.io.masks import atomic_write_bytes
+    from segstudio.models.registry import get_spec
     from segstudio.tasks import Progress
     from segstudio.training import (
         BEST_NAME,
         LAST_NAME,
         STATE_NAME,
         TrainConfig,
-        find_pairs,
-        load_samples,
         train_steps,
     )
-    from segstudio.models.registry import get_spec
-    from segstudio.training.data import check_labels
 
     epochs, steps, budget = run_length(args)
     config = TrainConfig(
@@ -283,28 +371,28 @@ def _train(args: argparse.Namespace, context: Any) -> int:
             "this folder already holds a training run; add --resume to continue it or choose another --out",
             path=args.out,
         )
-    classes_path = args.data / "classes.json"
+    classes_path = _classes_path(args)
     classes = read_classes_file(classes_path)
-    pairs = find_pairs(args.data)
-    loaded = load_samples(pairs)
-    pairs_by_image = {Path(image): Path(mask) for image, mask in pairs}
-    if loaded.skipped:
-        log.warning("%d file pair(s) were skipped: %s", len(loaded.skipped), "; ".join(map(str, loaded.skipped)))
-    stems = [path.stem for path in loaded.paths]
-    train_index, val_index = _split(stems, classes, args.val_fraction, args.seed, classes_path)
-    if not train_index:
-        raise DataError("the split leaves no image for training", path=classes_path)
-    if not val_index:
-        log.warning("no validation images: best.safetensors will simply be the last epoch's model")
     if classes is not None:
         names, colors = classes["names"], classes["colors"]
-        num_classes = len(names)
     else:
         names = colors = None
-        num_classes = _num_classes_from_masks(loaded.samples)
-    in_channels = 3 if any(image.ndim == 3 for image, _ in loaded.samples) else 1
-    check_labels(loaded.samples, num_classes, [pairs_by_image[path] for path in loaded.paths])
-    model, meta = _build_model(args, num_classes, in_channels, names, colors)
+
+    def build(num_classes: int, in_channels: int):
+        return _build_model(args, num_classes, in_channels, names, colors)
+
+    slide = args.labels is not None or args.data.is_file()
+    data, model, meta = (_slide_data if slide else _folder_data)(args, classes, build)
+    what = "region" if slide else "image"
+    train_index, val_index = _split(data.names, classes, args.val_fraction, args.seed, classes_path, what)
+    if not train_index:
+        raise DataError(f"the split leaves no {what} for training", path=classes_path)
+    if not val_index and slide and len(data.names) == 1:
+        log.warning("the slide has one labelled region: it is all for training and nothing is validated, so "
+                    "best.safetensors will simply be the last epoch's model (label a second region, apart from "
+                    "the first, to validate)")
+    elif not val_index:
+        log.warning("no validation %ss: best.safetensors will simply be the last epoch's model", what)
     pretrained = any(item.split("=", 1)[0].strip() == "weights_backbone" for item in args.model_arg)
     if args.freeze_backbone and args.checkpoint is None and not pretrained:
         log.warning("--freeze-backbone on a network trained from scratch keeps its random backbone; "
@@ -317,8 +405,12 @@ def _train(args: argparse.Namespace, context: Any) -> int:
                     "(--model-arg weights_backbone=imagenet) or a --checkpoint, or train a unet",
                     meta.architecture)
 
-    train = [loaded.samples[i] for i in train_index]
-    val = [loaded.samples[i] for i in val_index]
+    train = [data.samples[i] for i in train_index]
+    val = [data.samples[i] for i in val_index]
+    if slide:
+        from segstudio.training.slide_data import pieces
+
+        val = [piece for sample in val for piece in pieces(sample)]  # scored piece by piece
     bar = None
     is_main = context is None or context.is_main
     last_line = -math.inf
@@ -360,9 +452,10 @@ def _train(args: argparse.Namespace, context: Any) -> int:
         "preprocessing": dataclasses.asdict(meta.preprocessing),
         "collapse": collapse,
         "classes": meta.class_names,
-        "train_images": [stems[i] for i in train_index],
-        "val_images": [stems[i] for i in val_index],
-        "skipped": [str(error) for error in loaded.skipped],
+        **({"slide": str(args.data), "labels": str(args.labels)} if slide else {}),
+        f"train_{what}s": [data.names[i] for i in train_index],
+        f"val_{what}s": [data.names[i] for i in val_index],
+        "skipped": [str(error) for error in data.skipped],
         "config": config.to_dict(),
         "processes": 1 if context is None else context.world_size,
         "epochs": result.history,

@@ -72,3 +72,40 @@ def test_diagonal_or_long_labels_do_not_make_one_huge_region(tmp_path) -> None:
     assert all(y1 - y0 <= 8 * 64 and x1 - x0 <= 8 * 64 for (y0, y1), (x0, x1) in regions)
     band = [r for r in regions if r[0] == (30 * 64, 31 * 64)]
     assert len(band) == 5 and sum(x1 - x0 for _, (x0, x1) in band) == 40 * 64
+
+
+def test_a_regions_labels_are_its_own_and_validation_pieces_keep_its_intensity(tmp_path) -> None:
+    from segstudio.training.slide_data import (
+        label_values,
+        pieces,
+        region_name,
+        region_samples,
+    )
+
+    rng = np.random.default_rng(0)
+    canvas = rng.integers(0, 200, (1536, 1536), dtype=np.uint8)
+    slide_path = run_to_completion(build_pyramid_steps(canvas, tmp_path / "g.ome.tif"))
+    store = TiledLabels.create(tmp_path / "g.zarr", (1536, 1536), chunk=256)
+    store.write(((0, 256), (0, 256)), np.full((256, 256), 1, np.uint8))  # one region...
+    store.write(((256, 512), (256, 512)), np.full((256, 256), 3, np.uint8))  # ...and a diagonal neighbour
+    store.write(((1024, 1536), (0, 1536)), np.full((512, 1536), 0, np.uint8))  # a wide one
+    store.flush()
+    store = TiledLabels.open(tmp_path / "g.zarr")
+    assert label_values(store) == [0, 1, 3]
+    preprocessing = read_meta(MODEL).preprocessing
+    with Slide(slide_path) as slide:
+        found = region_samples(slide, store, preprocessing)
+    assert [region_name(r) for r, _ in found] == ["0,256,0,256", "256,512,256,512", "1024,1536,0,1536"]
+    (_, (first_image, first)), (_, (_, second)), (_, wide) = found
+    # the context of each reaches into the other, but holds none of the other's labels
+    assert first.shape == (320, 320) and set(np.unique(first[:256, :256])) == {1}
+    assert (first[256:, :] == 255).all() and (first[:, 256:] == 255).all()
+    assert second.shape == (384, 384) and (second[:64, :] == 255).all() and (second[64:320, 64:320] == 3).all()
+    np.testing.assert_array_equal(np.asarray(first_image), canvas[:320, :320])
+
+    parts = pieces(wide, side=400)
+    image, labels = wide
+    assert labels.shape == (576, 1536)
+    assert all(p_labels.shape[0] <= 400 and p_labels.shape[1] <= 400 for _, p_labels in parts)
+    assert sum(int((p_labels == 0).sum()) for _, p_labels in parts) == 512 * 1536  # every labelled pixel once
+    assert all(p_image.intensity is image.intensity for p_image, _ in parts)  # the slide's map, not the piece's
