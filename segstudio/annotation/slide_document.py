@@ -4,7 +4,8 @@ The labels of a slide are a :class:`~segstudio.io.tiled_labels.TiledLabels`
 store in the slide's folder (``labels/``), next to a model's prediction
 (``prediction/``, written tile by tile by
 :func:`segstudio.inference.slide.predict_slide_steps`) and the classes
-(``classes.json``). A stroke touches only the chunks under it, and one stroke
+(``classes.json``, as in a training data folder: ``segstudio train SLIDE
+--labels FOLDER/labels`` trains on what was painted). A stroke touches only the chunks under it, and one stroke
 is one undo step that keeps, per chunk, just the box the brush crossed (a
 stroke across a 100,000-pixel slide does not copy a 100,000-pixel box).
 Saving writes the dirty chunks only; :meth:`SlideDocument.snapshot` and
@@ -89,12 +90,13 @@ class SlideDocument:
             saved = folder / CLASSES
             if saved.is_file():
                 try:
-                    classes = ClassList.from_list(json.loads(saved.read_text(encoding="utf-8")))
-                except (ValueError, InvalidArgumentError) as error:
+                    stored = json.loads(saved.read_text(encoding="utf-8"))
+                    classes = ClassList.from_list(stored["classes"] if isinstance(stored, dict) else stored)
+                except (ValueError, KeyError, InvalidArgumentError) as error:
                     raise DataError(f"the slide's classes cannot be read: {error}", path=saved) from error
             else:
                 classes = classes if classes is not None else ClassList.from_names(["background", "foreground"])
-                atomic_write_bytes(saved, json.dumps(classes.to_list(), indent=1).encode("utf-8"))
+                _write_classes(folder, classes)
             atomic_write_bytes(folder / SLIDE_FILE, json.dumps(
                 {"slide": str(Path(slide_path).resolve()), "shape": list(slide.shape)}).encode("utf-8"))
             labels = _open_store(folder / LABELS, slide, classes.label_dtype)
@@ -108,6 +110,10 @@ class SlideDocument:
 
     def close(self) -> None:
         self.slide.close()
+
+    def save_classes(self) -> None:
+        """Write ``classes.json`` (after classes were added)."""
+        _write_classes(self.folder, self.classes)
 
     # -- listeners -------------------------------------------------------------
     def subscribe(self, callback: Callable[[Box], None]) -> Callable[[], None]:
@@ -239,6 +245,11 @@ class SlideDocument:
     def save(self) -> int:
         """Write every dirty chunk now; returns the bytes written."""
         return self.write_snapshot(self.snapshot())
+
+
+def _write_classes(folder: Path, classes: ClassList) -> None:
+    """``classes.json`` as a data folder has it (``segstudio train SLIDE --labels FOLDER/labels`` reads it)."""
+    atomic_write_bytes(folder / CLASSES, json.dumps({"classes": classes.to_list()}, indent=1).encode("utf-8"))
 
 
 def _open_store(folder: Path, slide: Slide, dtype: np.dtype) -> TiledLabels:

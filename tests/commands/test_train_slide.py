@@ -201,3 +201,23 @@ def test_missing_or_mismatched_inputs_are_named(slide_and_masks, tmp_path, capsy
     assert _train(tmp_path, labels, tmp_path / "o") == 1  # a folder is no slide
     assert f"{tmp_path}: not a slide file" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_what_the_studio_painted_on_a_slide_trains_with_its_classes(slide_and_masks, tmp_path) -> None:
+    from segstudio.annotation.classes import ClassList
+    from segstudio.annotation.slide_document import SlideDocument
+
+    slide, masks = slide_and_masks
+    classes = ClassList.from_names(["glass", "cytoplasm", "nucleus"])
+    document = SlideDocument.open(slide, tmp_path / "studio", classes)  # as the slide window keeps it
+    for index in (0, 3):
+        (y, x), mask = PLACES[index], masks[index]
+        document.begin_stroke("accept")
+        document._apply(((y, y + mask.shape[0]), (x, x + mask.shape[1])), mask)
+        document.end_stroke()
+    document.save()
+    document.close()
+    assert _train(slide, tmp_path / "studio" / "labels", tmp_path / "run", "--steps", "2") == 0
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert history["classes"] == ["glass", "cytoplasm", "nucleus"]  # from the slide folder's classes.json
+    assert len(history["train_regions"]) + len(history["val_regions"]) == 2

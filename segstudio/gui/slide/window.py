@@ -359,16 +359,15 @@ class SlideWindow(QMainWindow):
 
     def _adopt_classes(self, names: list[str]) -> None:
         """A model of more classes than the slide has: its extra classes are added (kept in classes.json)."""
-        import json
-
-        from segstudio.io.masks import atomic_write_bytes
-
         classes = self.document.classes
         if len(names) <= len(classes):
             return
         for name in names[len(classes):]:
             classes.add(name if name not in classes.names else f"{name} ({len(classes)})")
-        atomic_write_bytes(self.document.folder / "classes.json", json.dumps(classes.to_list(), indent=1).encode())
+        try:
+            self.document.save_classes()
+        except OSError as error:
+            self.report_error("The classes could not be saved", error)
         self._fill_classes()
         self.view.set_lut(classes.lut())
 
