@@ -37,6 +37,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--ome-tiff", action="store_true",
                         help="also write OUT/<stem>.labels.ome.tif, the labels as a pyramidal OME-TIFF "
                              "(QuPath, napari), built chunk by chunk")
+    parser.add_argument("--geojson", action="store_true",
+                        help="also write OUT/<stem>.labels.geojson, class polygons QuPath imports "
+                             "(File > Import objects), traced group by group of labelled chunks")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.set_defaults(run=run)
@@ -85,6 +88,12 @@ def run(args: argparse.Namespace) -> int:
 
         target = args.out / f"{slide_stem(args.slide)}.labels.ome.tif"
         run_to_completion(write_store_pyramid_steps(TiledLabels.open(folder), target))
+        log.info("wrote %s", target)
+    if args.geojson:
+        from segstudio.io.slide_export import write_store_geojson
+
+        target = args.out / f"{slide_stem(args.slide)}.labels.geojson"
+        write_store_geojson(target, TiledLabels.open(folder), meta.class_names, meta.class_colors)
         log.info("wrote %s", target)
     return 0
 

@@ -27,6 +27,9 @@ from segstudio.errors import InvalidArgumentError
 from segstudio.io.masks import unlabelled_for
 from segstudio.io.pyramid import MIN_SIDE, TILE, write_levels_steps
 
+#: The most pixels of one labelled group traced at full resolution for GeoJSON (else subsampled).
+GEOJSON_PIXELS = 8192 * 8192
+
 
 def label_pyramid_levels(labels: np.ndarray, min_side: int = MIN_SIDE) -> list[np.ndarray]:
     """The label map and its halvings (every other pixel) until the longer side is at most ``min_side``."""
@@ -141,6 +144,55 @@ def write_geojson(path: str | os.PathLike[str], labels: np.ndarray, class_names:
     from segstudio.io.masks import atomic_write_bytes
 
     collection = labels_to_geojson(labels, class_names, class_colors)
+    return atomic_write_bytes(Path(path), json.dumps(collection, separators=(",", ":")).encode("utf-8"))
+
+
+def store_to_geojson(store, class_names: list[str], class_colors: list[tuple[int, int, int]], *,
+                     max_pixels: int = GEOJSON_PIXELS) -> dict:
+    """:func:`labels_to_geojson` of a chunked label store (a slide's labels), never read whole.
+
+    Each group of labelled chunks joined by an edge is traced on its own, read
+    whole when its box holds at most ``max_pixels`` pixels, else every k-th
+    pixel (coordinates scaled back; outlines then follow a k-pixel grid).
+    Coordinates are level-0 pixels; a class's polygons of every group make
+    its one feature.
+    """
+    from scipy import ndimage
+
+    groups, _ = ndimage.label(store.present_chunks())
+    size = store.chunk
+    merged: dict[int, dict] = {}
+    for number, (rows, columns) in enumerate(ndimage.find_objects(groups), start=1):
+        box = ((rows.start * size, min(store.shape[0], rows.stop * size)),
+               (columns.start * size, min(store.shape[1], columns.stop * size)))
+        (y0, y1), (x0, x1) = box
+        step = max(1, int(np.ceil(np.sqrt((y1 - y0) * (x1 - x0) / max_pixels))))
+        labels = store.read(box) if step == 1 else store.read_strided(box, step)
+        # chunks of other groups inside this box are traced with their own group
+        chunk_rows = (y0 + np.arange(labels.shape[0]) * step) // size - rows.start
+        chunk_columns = (x0 + np.arange(labels.shape[1]) * step) // size - columns.start
+        own = (groups[rows, columns] == number)[chunk_rows[:, None], chunk_columns[None, :]]
+        labels = np.where(own, labels, store.unlabelled).astype(store.dtype, copy=False)
+        for feature in labels_to_geojson(labels, class_names, class_colors)["features"]:
+            polygons = [[[[x * step + x0, y * step + y0] for x, y in ring] for ring in polygon]
+                        for polygon in feature["geometry"]["coordinates"]]
+            index = feature["properties"]["classIndex"]
+            if index in merged:
+                merged[index]["geometry"]["coordinates"].extend(polygons)
+                merged[index]["properties"]["pixels"] += feature["properties"]["pixels"] * step * step
+            else:
+                feature["geometry"]["coordinates"] = polygons
+                feature["properties"]["pixels"] *= step * step
+                merged[index] = feature
+    return {"type": "FeatureCollection", "features": [merged[index] for index in sorted(merged)]}
+
+
+def write_store_geojson(path: str | os.PathLike[str], store, class_names: list[str],
+                        class_colors: list[tuple[int, int, int]]) -> Path:
+    """Write :func:`store_to_geojson` to ``path`` (atomically)."""
+    from segstudio.io.masks import atomic_write_bytes
+
+    collection = store_to_geojson(store, class_names, class_colors)
     return atomic_write_bytes(Path(path), json.dumps(collection, separators=(",", ":")).encode("utf-8"))
 
 

@@ -163,6 +163,16 @@ class TiledLabels:
                     self._listing.add((cy, cx))
         return written
 
+    def present_chunks(self) -> np.ndarray:
+        """The chunk grid, True where a chunk has a file or unsaved changes (where labels may be)."""
+        rows, columns = self.grid
+        present = np.zeros((rows, columns), bool)
+        self._listing = None  # listed afresh: another writer may have added chunks
+        for cy, cx in self._files() | self._dirty:
+            if cy < rows and cx < columns:
+                present[cy, cx] = True
+        return present
+
     def forget_listing(self) -> None:
         """Another writer (a model run with its own instance) added chunk files: list them again."""
         self._listing = None

@@ -34,27 +34,12 @@ VALIDATION_PIECE = 1024
 Box = tuple[tuple[int, int], tuple[int, int]]
 
 
-def _present_chunks(store: TiledLabels) -> np.ndarray:
-    """The chunk grid, True where a chunk has a file or unsaved changes."""
-    rows, columns = store.grid
-    present = np.zeros((rows, columns), bool)
-    for path in store.folder.iterdir():
-        parts = path.name.split(".")
-        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
-            cy, cx = int(parts[0]), int(parts[1])
-            if cy < rows and cx < columns:
-                present[cy, cx] = True
-    for cy, cx in store.dirty:
-        present[cy, cx] = True
-    return present
-
-
 def labelled_regions(store: TiledLabels) -> list[Box]:
     """Level-0 boxes covering the store's labelled chunks: one per group of chunks joined by
     an edge, cut into windows of at most :data:`MAX_REGION_CHUNKS` chunks a side."""
     from scipy import ndimage
 
-    groups, _ = ndimage.label(_present_chunks(store))  # edge neighbours only: diagonal labels do not join boxes
+    groups, _ = ndimage.label(store.present_chunks())  # edge neighbours only: diagonal labels do not join boxes
     boxes = []
     size = MAX_REGION_CHUNKS
     for number, (ys, xs) in enumerate(ndimage.find_objects(groups), start=1):
@@ -77,9 +62,8 @@ def label_values(store: TiledLabels) -> list[int]:
     """The label values in the store (the unlabelled value left out), read chunk by chunk."""
     found: set[int] = set()
     size = store.chunk
-    for cy, cx in np.argwhere(_present_chunks(store)).tolist():
+    for cy, cx in np.argwhere(store.present_chunks()).tolist():
         labels = store.read(((cy * size, (cy + 1) * size), (cx * size, (cx + 1) * size)))
-        store.forget_clean()
         found.update(int(v) for v in np.unique(labels))
     found.discard(int(store.unlabelled))
     return sorted(found)

@@ -39,7 +39,10 @@ def test_pyramid_then_predict_slide_then_resume(tmp_path, capsys) -> None:
     field = labels[100 : 100 + cells.shape[0], 80 : 80 + cells.shape[1]]
     assert (field != 255).all() and len(np.unique(field)) >= 2  # the cells are predicted
     assert (labels[:, 1024:] == 255).all()  # glass on the right: skipped
-    assert cli.main([*command, "--ome-tiff"]) == 0  # again: every tile is done already
+    assert cli.main([*command, "--ome-tiff", "--geojson"]) == 0  # again: every tile is done already
+    collection = json.loads((out / "scan.labels.geojson").read_text())
+    assert {f["properties"]["classification"]["name"] for f in collection["features"]} <= {
+        "background", "cytoplasm", "nucleus"} and len(collection["features"]) >= 2
     np.testing.assert_array_equal(zarr.open(str(out / "scan.labels.zarr"), mode="r", zarr_format=2)[...], labels)
     with Slide(out / "scan.labels.ome.tif") as pyramid:  # the labels as a pyramid, for QuPath and napari
         assert len(pyramid.levels) == 3

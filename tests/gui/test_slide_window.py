@@ -285,3 +285,33 @@ def test_refining_with_the_crf_uses_the_crf_docks_settings(qtbot, window, slide_
     assert done["run"].endswith('"iterations": 3}') and done["boxes"] == [[[400, 600], [300, 500]]]
     assert (slide_window.document.prediction.read(((400, 600), (300, 500))) != 255).all()
     slide_window.close()
+
+
+def test_the_labels_export_as_a_pyramid_and_as_geojson(qtbot, window, slide_path, tmp_path, monkeypatch) -> None:
+    import json
+
+    from segstudio.gui.slide import window as slide_window_module
+    from segstudio.io.slide import Slide
+
+    path, _ = slide_path
+    slide_window = _open(qtbot, window, path)
+    document = slide_window.document
+    document.begin_stroke("brush")
+    document.paint_segment((1000, 1000), (1000, 1400), 20, 1)
+    document.end_stroke()
+    for action, name in (("export", "labels.ome.tif"), ("export_geojson", "labels.geojson")):
+        monkeypatch.setattr(slide_window_module.QFileDialog, "getSaveFileName",
+                            lambda *args, name=name: (str(tmp_path / name), ""))
+        with qtbot.waitSignal(slide_window.statusBar().messageChanged,
+                              timeout=30000, check_params_cb=lambda text: text.startswith("labels exported")):
+            slide_window.actions_by_name[action].trigger()
+    with Slide(tmp_path / "labels.ome.tif") as exported:
+        assert exported.shape == (3000, 4000) and len(exported.levels) >= 3
+        assert exported.read_region(0, ((1000, 1001), (1200, 1201)))[0, 0] == 1
+    collection = json.loads((tmp_path / "labels.geojson").read_text())
+    feature, = collection["features"]
+    assert feature["properties"]["classification"]["name"] == "foreground"
+    ring = feature["geometry"]["coordinates"][0][0]
+    xs, ys = [p[0] for p in ring], [p[1] for p in ring]
+    assert 975 <= min(xs) <= 985 and 1415 <= max(xs) <= 1425 and 975 <= min(ys) <= 985
+    slide_window.close()

@@ -128,3 +128,29 @@ def test_a_label_store_becomes_a_pyramid_chunk_by_chunk(tmp_path) -> None:
         assert [level.shape for level in levels] == [(1300, 1700), (650, 850), (325, 425)]
         for number, level in enumerate(levels):
             np.testing.assert_array_equal(level.asarray(), labels[:: 2**number, :: 2**number])
+
+
+def test_a_label_store_becomes_geojson_group_by_group(tmp_path) -> None:
+    from segstudio.io.slide_export import store_to_geojson
+    from segstudio.io.tiled_labels import TiledLabels
+
+    store = TiledLabels.create(tmp_path / "labels", (3000, 4000), chunk=256)
+    labels = np.full((3000, 4000), 255, np.uint8)
+    labels[100:300, 100:400] = 1  # a rectangle in one group of chunks
+    labels[150:250, 200:300] = 2  # with a hole of another class
+    labels[2000:2600, 3000:3900] = 1  # far away: a second group
+    store.write(((0, 3000), (0, 4000)), labels)
+    store.flush()
+    names, colors = ["background", "tumour", "stroma"], [(0, 0, 0), (200, 0, 0), (0, 0, 200)]
+    whole = labels_to_geojson(labels, names, colors)
+    found = store_to_geojson(TiledLabels.open(tmp_path / "labels"), names, colors)
+    assert [f["properties"]["classIndex"] for f in found["features"]] == [1, 2]
+    tumour = found["features"][0]
+    assert tumour["properties"]["pixels"] == int((labels == 1).sum())
+    assert len(tumour["geometry"]["coordinates"]) == 2 and len(tumour["geometry"]["coordinates"][0]) == 2  # hole
+    assert sorted(map(str, tumour["geometry"]["coordinates"])) == \
+        sorted(map(str, whole["features"][0]["geometry"]["coordinates"]))  # the same outlines as the whole map
+    coarse = store_to_geojson(TiledLabels.open(tmp_path / "labels"), names, colors, max_pixels=100_000)
+    ring = coarse["features"][0]["geometry"]["coordinates"][1][0]  # the far rectangle, read every 3rd pixel
+    xs, ys = [p[0] for p in ring], [p[1] for p in ring]
+    assert abs(min(xs) - 3000) <= 3 and abs(max(xs) - 3899) <= 3 and abs(min(ys) - 2000) <= 3

@@ -37,6 +37,7 @@ from segstudio.gui.dialogs.errors import show_error
 from segstudio.gui.studio_actions import show_shortcuts
 from segstudio.gui.slide.view import SlideTool, SlideView
 from segstudio.gui.workers import RunningTask
+from segstudio.tasks import Progress
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +135,10 @@ class SlideWindow(QMainWindow):
         menus = self.menuBar()
         file_menu = menus.addMenu("&File")
         file_menu.addAction(self._action("save", "Save labels", lambda: self.save(), QKeySequence.StandardKey.Save))
-        file_menu.addAction(self._action("export", "Export labels as pyramidal OME-TIFF…", self.export_labels,
-                                         "Ctrl+E"))
+        file_menu.addAction(self._action("export", "Export labels as pyramidal OME-TIFF…",
+                                         lambda: self.export_labels("ome-tiff"), "Ctrl+E"))
+        file_menu.addAction(self._action("export_geojson", "Export labels as GeoJSON polygons (QuPath)…",
+                                         lambda: self.export_labels("geojson"), "Ctrl+Shift+E"))
         file_menu.addSeparator()
         file_menu.addAction(self._action("close", "Close slide", self.close, QKeySequence.StandardKey.Close))
         edit = menus.addMenu("&Edit")
@@ -291,17 +294,29 @@ class SlideWindow(QMainWindow):
         self._on_saved(chunks, written)
         return True
 
-    def export_labels(self) -> None:
-        from segstudio.io.slide_export import write_store_pyramid_steps
+    def export_labels(self, fmt: str = "ome-tiff", target: str | None = None) -> bool:
+        """File > Export: the saved labels as a pyramidal OME-TIFF or GeoJSON, written in a worker."""
+        from segstudio.io.slide_export import write_store_geojson, write_store_pyramid_steps
 
         if not self.save():
-            return
-        default = str(Path.home() / f"{self.document.slide.path.name.split('.')[0]}.labels.ome.tif")
-        target, _ = QFileDialog.getSaveFileName(self, "Export the labels", default, "OME-TIFF (*.ome.tif)")
+            return False
+        stem = self.document.slide.path.name.split(".")[0]
+        suffix, kind = (".labels.ome.tif", "OME-TIFF (*.ome.tif)") if fmt == "ome-tiff" else \
+            (".geojson", "GeoJSON (*.geojson *.json)")
+        if target is None:
+            target, _ = QFileDialog.getSaveFileName(self, "Export the labels", str(Path.home() / (stem + suffix)),
+                                                    kind)
         if not target:
-            return
-        self._start("Exporting the labels", lambda cancel: write_store_pyramid_steps(self.document.labels, target),
-                    done=lambda path: self.statusBar().showMessage(f"labels exported to {path}", 8000))
+            return False
+        labels, classes = self.document.labels, self.document.classes
+
+        def geojson(cancel):
+            yield Progress(0, None, message="tracing the outlines", stage="export")
+            return write_store_geojson(target, labels, classes.names, [c.color for c in classes])
+
+        factory = (lambda cancel: write_store_pyramid_steps(labels, target)) if fmt == "ome-tiff" else geojson
+        return self._start("Exporting the labels", factory,
+                           done=lambda path: self.statusBar().showMessage(f"labels exported to {path}", 8000))
 
     # -- the model ---------------------------------------------------------------
     def run_model(self, *, whole: bool = False, region=None) -> bool:
@@ -348,8 +363,6 @@ class SlideWindow(QMainWindow):
                            task, done=self._on_run_done, on_yield=self._on_run_yielded)
 
     def _on_run_yielded(self, item) -> None:
-        from segstudio.tasks import Progress
-
         if isinstance(item, Progress):
             if "y0" in item.metrics:
                 m = item.metrics
