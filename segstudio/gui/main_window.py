@@ -192,8 +192,10 @@ class MainWindow(QMainWindow):
     # -- projects -------------------------------------------------------------
     def open_path(self, path: str | Path) -> bool:
         """Open a project folder, a folder of images or image files (a whole-slide image in a slide window)."""
-        from segstudio.gui.slide.opening import open_slide, opens_as_slide
+        from segstudio.gui.slide.opening import is_slide, open_slide, opens_as_slide
 
+        if Path(path).is_file() and is_slide(Path(path)):
+            return open_slide(self, Path(path)) is not None
         if Path(path).is_file() and opens_as_slide(Path(path)):
             open_slide(self, Path(path))  # a plain image's pyramid is built first, in the background
             return True

@@ -8,6 +8,13 @@ The physical pixel size comes from the OME metadata (PhysicalSizeX/Y), the
 SVS description (``MPP = ...``) or the TIFF resolution tags when their unit
 is a length (inch or centimetre).
 
+Any other slide (MIRAX ``.mrxs``, Hamamatsu ``.vms``, a TIFF variant tifffile
+refuses...) is read through OpenSlide when the optional extra is installed
+(``pip install "segstudio[openslide]"``, :mod:`segstudio.io.slide_openslide`),
+with the same interface: RGB uint8 regions, the pixel size from
+``openslide.mpp-y``/``openslide.mpp-x``. Without the extra such a file is
+refused with an error saying what to install.
+
 This is the reading layer of the whole-slide work (the canvas drawing
 levels, tiled labels and region inference build on it).
 """
@@ -23,12 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
-from segstudio.errors import InvalidArgumentError, UnreadableInputError
+from segstudio.errors import InvalidArgumentError, SegstudioError, UnreadableInputError
 
 #: Micrometres per unit of the OME PhysicalSize units we accept.
 _OME_UNITS = {"µm": 1.0, "um": 1.0, "micron": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
 #: TIFF ResolutionUnit -> micrometres per unit (1 = no absolute unit).
 _TIFF_UNITS = {2: 25400.0, 3: 10000.0}
+
+
+class _Refused(UnreadableInputError):
+    """tifffile reads the file but its layout is not a slide's: OpenSlide is not tried (it would
+    show the first plane of a z-stack, say)."""
 
 
 @dataclass(frozen=True)
@@ -58,11 +70,30 @@ class Slide:
         not say.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, backend: str = "auto") -> None:
+        """``backend``: ``"auto"`` (tifffile, else OpenSlide when tifffile cannot read it as a
+        slide), ``"tifffile"`` or ``"openslide"``."""
+        if backend not in ("auto", "tifffile", "openslide"):
+            raise InvalidArgumentError(f"the slide backend is auto, tifffile or openslide, not {backend!r}")
+        self.path = Path(path)
+        self._tif = None
+        self._openslide = None
+        if backend == "openslide":
+            self._open_openslide(None)
+            return
+        try:
+            self._open_tiff()
+        except _Refused:  # a TIFF tifffile reads, in a layout no slide reader serves (a z-stack...)
+            raise
+        except UnreadableInputError as error:
+            if backend == "tifffile" or not self.path.is_file():
+                raise
+            self._open_openslide(error)
+
+    def _open_tiff(self) -> None:
         import tifffile
         import zarr
 
-        self.path = Path(path)
         try:
             self._tif = tifffile.TiffFile(self.path)
         except (OSError, ValueError, tifffile.TiffFileError) as error:
@@ -71,7 +102,7 @@ class Slide:
             series = self._tif.series[0]
             levels = list(series.levels) or [series]
             if not all(_is_tiled_or_small(level) for level in levels):
-                raise UnreadableInputError("its full-resolution image is not stored in tiles or strips "
+                raise _Refused("its full-resolution image is not stored in tiles or strips "
                                            "that can be read one region at a time", path=self.path)
             self._axes = series.axes
             self._arrays = _zarr_levels(zarr, series, len(levels))
@@ -84,7 +115,7 @@ class Slide:
             self.dtype = np.dtype(series.dtype)
             self.channels = int(series.shape[self._axes.index("S")]) if "S" in self._axes else 1
             if not set(self._axes) <= {"Y", "X", "S"}:
-                raise UnreadableInputError(
+                raise _Refused(
                     f"its axes are {self._axes}; only 2-D grey or colour slides (Y, X and samples) are read",
                     path=self.path)
             self.microns_per_pixel = _microns_per_pixel(self._tif)
@@ -94,6 +125,27 @@ class Slide:
         except Exception as error:  # a damaged or unusual file: named, never a traceback
             self.close()
             raise UnreadableInputError(f"cannot read its pyramid: {error}", path=self.path) from error
+
+    def _open_openslide(self, tiff_error: UnreadableInputError | None) -> None:
+        """Read the slide through OpenSlide; ``tiff_error``: why tifffile could not (None when forced)."""
+        from segstudio.io import slide_openslide
+
+        module = slide_openslide.openslide_module()
+        if module is None:
+            if tiff_error is not None and self.path.suffix.lower() not in slide_openslide.OPENSLIDE_SUFFIXES:
+                raise tiff_error  # a PNG, say: OpenSlide would not read it either
+            raise slide_openslide.missing_openslide_error(
+                self.path, None if tiff_error is None else tiff_error.problem) from tiff_error
+        try:
+            reader = slide_openslide.OpenSlideReader(self.path, module)
+        except UnreadableInputError as error:
+            if tiff_error is None:
+                raise
+            raise UnreadableInputError(f"{tiff_error.problem}; {error.problem}", path=self.path) from error
+        self._openslide = reader
+        self.levels = [SlideLevel(shape, downsample) for shape, downsample in reader.levels]
+        self.channels, self.dtype = reader.channels, reader.dtype
+        self.microns_per_pixel = reader.microns_per_pixel
 
     # -- reading -------------------------------------------------------------
     @property
@@ -114,6 +166,8 @@ class Slide:
         if y1 <= y0 or x1 <= x0:
             raise InvalidArgumentError(f"the box {box} lies outside level {level} ({width} x {height}) "
                                        f"of {self.path.name}")
+        if self._openslide is not None:
+            return self._openslide.read(level, y0, y1, x0, x1)
         index = tuple(slice(y0, y1) if axis == "Y" else slice(x0, x1) if axis == "X" else slice(None)
                       for axis in self._axes)
         try:
@@ -151,6 +205,10 @@ class Slide:
         if tif is not None:
             tif.close()
             self._tif = None
+        reader = getattr(self, "_openslide", None)
+        if reader is not None:
+            reader.close()
+            self._openslide = None
 
     def __enter__(self) -> Slide:
         return self
@@ -163,13 +221,22 @@ class Slide:
 
 
 def is_pyramid(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a TIFF holding more than one resolution level."""
+    """Whether ``path`` holds more than one resolution level: a TIFF tifffile reads as a
+    pyramid or, with the OpenSlide extra installed, a slide only OpenSlide reads."""
     import tifffile
+
+    from segstudio.io import slide_openslide
 
     try:
         with tifffile.TiffFile(path) as tif:
             return len(tif.series[0].levels) > 1
-    except Exception:  # not a TIFF, or damaged: not a pyramid we can use
+    except Exception:  # not a TIFF, or damaged: not a pyramid tifffile can use
+        if not slide_openslide.openslide_available() or not Path(path).is_file():
+            return False
+    try:
+        with Slide(path, backend="openslide") as slide:
+            return len(slide.levels) > 1
+    except SegstudioError:
         return False
 
 

@@ -315,3 +315,17 @@ def test_the_labels_export_as_a_pyramid_and_as_geojson(qtbot, window, slide_path
     xs, ys = [p[0] for p in ring], [p[1] for p in ring]
     assert 975 <= min(xs) <= 985 and 1415 <= max(xs) <= 1425 and 975 <= min(ys) <= 985
     slide_window.close()
+
+
+def test_an_openslide_format_without_the_extra_names_what_to_install(qtbot, window, tmp_path, monkeypatch) -> None:
+    import sys
+
+    mirax = tmp_path / "scan.mrxs"
+    mirax.write_bytes(b"not really a MIRAX slide")
+    monkeypatch.setitem(sys.modules, "openslide", None)  # as on a machine without the extra
+    shown = []
+    monkeypatch.setattr(window, "report_error", lambda title, error: shown.append((title, str(error))))
+    assert not window.open_path(mirax)
+    assert shown[0][0] == "Cannot open the slide"
+    assert "scan.mrxs" in shown[0][1] and 'pip install "segstudio[openslide]"' in shown[0][1]
+    assert window.slide_windows == []

@@ -1,7 +1,8 @@
 """Opening a whole-slide image from the studio.
 
-A pyramidal or tiled TIFF (OME-TIFF, SVS...) opens at once in a slide
-window. A plain image too large for the studio's canvas (PNG, JPEG, an
+A pyramidal or tiled TIFF (OME-TIFF, SVS...), or a format OpenSlide reads
+(MIRAX, Hamamatsu VMS, Sakura...; with the ``openslide`` extra), opens at
+once in a slide window. A plain image too large for the studio's canvas (PNG, JPEG, an
 untiled TIFF; above :data:`SLIDE_PIXELS` when opened alone, or any image
 opened with File > Open whole-slide image) gets a pyramid built once, in a worker with a progress dialog
 that can cancel, kept beside the labels (``pyramids/`` under the slides
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
     from segstudio.gui.main_window import MainWindow
     from segstudio.gui.slide.window import SlideWindow
 
-SLIDE_FILTER = "Slides and large images (*.svs *.tif *.tiff *.ome.tif *.ndpi *.scn *.png *.jpg *.jpeg);;All files (*)"
+SLIDE_FILTER = ("Slides and large images (*.svs *.tif *.tiff *.ome.tif *.ndpi *.scn *.bif *.mrxs *.vms *.vmu "
+                "*.svslide *.png *.jpg *.jpeg);;All files (*)")
 #: A plain image (or one-level tiled TIFF) opened alone with more pixels than this opens as a slide
 #: (a pyramid is built); the studio's canvas holds every layer of an image whole in memory.
 SLIDE_PIXELS = 10000 * 10000
@@ -47,8 +49,12 @@ def slides_root(window: MainWindow) -> Path:
 def is_slide(path: Path) -> bool:
     """Whether ``path`` is a TIFF the slide reader opens lazily (pyramidal or tiled)."""
     from segstudio.io.slide import Slide, is_pyramid
+    from segstudio.io.slide_openslide import OPENSLIDE_ONLY_SUFFIXES, OPENSLIDE_SUFFIXES
 
-    if path.suffix.lower() not in (".svs", ".tif", ".tiff", ".ndpi", ".scn"):
+    suffix = path.suffix.lower()
+    if suffix in OPENSLIDE_ONLY_SUFFIXES:  # only Slide reads them (it names the extra when it is missing)
+        return True
+    if suffix not in OPENSLIDE_SUFFIXES:
         return False
     if is_pyramid(path):
         return True
