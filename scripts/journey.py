@@ -278,13 +278,7 @@ class Journey:
         self.xdo("key", "ctrl+w")
         time.sleep(2)
         self.check(self.wait_window(f"{slide.name} \\(", 2) is None, "slide: Ctrl+W closed the slide window")
-        self.focus(window)
-        self.xdo("key", "ctrl+q")
-        try:
-            studio.wait(30)
-        except subprocess.TimeoutExpired:
-            pass
-        self.check(studio.poll() is not None, "slide: Ctrl+Q closed the studio")
+        self.quit("slide", project, window, studio)
 
     @staticmethod
     def _run_finished(done: Path) -> bool:
@@ -332,6 +326,10 @@ class Journey:
             written = sorted(p.name for p in exports.rglob("*") if p.is_file()) if exports.is_dir() else []
             self.check(bool(written), f"{name}: exported {len(written)} file(s) {written[:4]}")
         self.shot(f"{name}-exported")
+        self.quit(name, project, window, studio)
+
+    def quit(self, name: str, project: Path, window: str, studio: subprocess.Popen) -> None:
+        """Ctrl+Q in the studio: it ends, and gives its project's lock back."""
         self.focus(window)
         self.xdo("key", "ctrl+q")
         try:

@@ -235,16 +235,22 @@ class SlideDocument:
         return self.labels.snapshot_dirty()
 
     def write_snapshot(self, snapshot: dict[tuple[int, int], np.ndarray]) -> int:
-        """Write a :meth:`snapshot` (any thread); a failure marks its chunks dirty again."""
-        try:
-            return self.labels.write_snapshot(snapshot)
-        except BaseException:
-            self.labels.mark_dirty(snapshot)
-            raise
+        """Write a :meth:`snapshot` (any thread: it touches no state of the document). When it
+        fails, the caller hands the chunks back with :meth:`unsaved_again` (on its own thread)."""
+        return self.labels.write_snapshot(snapshot)
+
+    def unsaved_again(self, snapshot: dict[tuple[int, int], np.ndarray]) -> None:
+        """A snapshot whose write failed: its chunks are dirty again (saved by the next save)."""
+        self.labels.mark_dirty(snapshot)
 
     def save(self) -> int:
         """Write every dirty chunk now; returns the bytes written."""
-        return self.write_snapshot(self.snapshot())
+        snapshot = self.snapshot()
+        try:
+            return self.write_snapshot(snapshot)
+        except BaseException:
+            self.unsaved_again(snapshot)
+            raise
 
 
 def _write_classes(folder: Path, classes: ClassList) -> None:

@@ -329,3 +329,31 @@ def test_an_openslide_format_without_the_extra_names_what_to_install(qtbot, wind
     assert shown[0][0] == "Cannot open the slide"
     assert "scan.mrxs" in shown[0][1] and 'pip install "segstudio[openslide]"' in shown[0][1]
     assert window.slide_windows == []
+
+
+def test_a_failed_autosave_loses_nothing_and_says_so_once(qtbot, window, slide_path, monkeypatch) -> None:
+    path, _ = slide_path
+    slide_window = _open(qtbot, window, path)
+    document, labels = slide_window.document, slide_window.document.labels
+    real_write = labels.write_snapshot
+    failures = []
+
+    def full_disk(snapshot):
+        failures.append(sorted(snapshot))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(labels, "write_snapshot", full_disk)
+    shown = []
+    monkeypatch.setattr(slide_window, "report_error", lambda title, error: shown.append(title))
+    for row in (700, 1700):
+        document.begin_stroke("brush")
+        document.paint_segment((row, 700), (row, 800), 10, 1)
+        document.end_stroke()
+        with qtbot.waitSignal(slide_window.saveFailed, timeout=5000):
+            slide_window.view.edited.emit()  # what a stroke in the view emits: autosave is scheduled
+    assert len(failures) == 2 and len(shown) == 1  # one dialog, not one per stroke
+    assert slide_window.save_label.text() == "NOT SAVED" and document.unsaved
+    monkeypatch.setattr(labels, "write_snapshot", real_write)  # the disk has room again
+    slide_window.close()  # saves what autosave could not
+    store = document.folder / "labels"
+    assert (store / "1.1").is_file() and (store / "3.1").is_file()

@@ -188,6 +188,8 @@ class SlideView(QWidget):
 
     def set_lut(self, lut: np.ndarray) -> None:
         self.lut = lut
+        for layer in self._stamps:  # a label tile being coloured with the old table is not kept
+            self._stamps[layer] += 1
         self.cache.discard(lambda key: key[0] != "image")
         self.update()
 

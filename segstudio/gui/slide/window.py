@@ -53,7 +53,7 @@ class SlideWindow(QMainWindow):
     """A window on one :class:`SlideDocument` (see the module text)."""
 
     saved = Signal(int, int)  # chunks, bytes written by a save
-    saveFailed = Signal(object)
+    saveFailed = Signal(object, object)  # the error, the snapshot that was not written
     closed = Signal()  # the window closed, its labels saved
 
     def __init__(self, document: SlideDocument, model_settings: Callable[[], dict[str, Any]] | None = None,
@@ -74,6 +74,7 @@ class SlideWindow(QMainWindow):
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="slide autosave")
         self._pending: Future | None = None
         self._write_lock = threading.Lock()
+        self._save_failing = False  # an autosave failed: its dialog is not shown again until one succeeds
         self._autosave = QTimer(self, singleShot=True, interval=AUTOSAVE_MS)
         self._autosave.timeout.connect(self.save_in_background)
         self._build_toolbar()
@@ -85,7 +86,7 @@ class SlideWindow(QMainWindow):
         self.view.cursorMoved.connect(self._describe_cursor)
         self.view.tileFailed.connect(lambda error: self.statusBar().showMessage(f"a tile cannot be read: {error}", 8000))
         self.saved.connect(self._on_saved)
-        self.saveFailed.connect(lambda error: self.report_error("The labels could not be saved", error))
+        self.saveFailed.connect(self._on_save_failed)
         slide = document.slide
         self.setWindowTitle(f"{slide.path.name} ({slide.shape[1]:,} x {slide.shape[0]:,}) – segstudio")
         self.resize(1400, 900)
@@ -264,17 +265,29 @@ class SlideWindow(QMainWindow):
         self.save_label.setText("saving…")
         self._pending = self._writer.submit(self._write, snapshot)
 
-    def _write(self, snapshot) -> None:
+    def _write(self, snapshot):
+        """(The autosave thread.) Returns the snapshot when it could not be written."""
         with self._write_lock:
             try:
                 written = self.document.write_snapshot(snapshot)
             except Exception as error:  # a full disk, a removed folder: shown, the chunks stay dirty
                 log.error("saving the slide labels failed: %s", error)
-                self.saveFailed.emit(error)
-                return
+                self.saveFailed.emit(error, snapshot)
+                return snapshot
         self.saved.emit(len(snapshot), written)
+        return None
+
+    def _on_save_failed(self, error: BaseException, snapshot) -> None:
+        """(GUI thread.) The chunks are unsaved again; the dialog shows once until a save succeeds."""
+        self.document.unsaved_again(snapshot)
+        self.save_label.setText("NOT SAVED")
+        if not self._save_failing:
+            self._save_failing = True
+            self.report_error("The labels could not be saved (they are kept and saved again after the next "
+                              "stroke, and on closing)", error)
 
     def _on_saved(self, chunks: int, written: int) -> None:
+        self._save_failing = False
         if not self.document.unsaved:
             self.save_label.setText(f"saved ({chunks} chunk{'s' * (chunks != 1)}, {written / 1024:.1f} KB)")
 
@@ -283,7 +296,10 @@ class SlideWindow(QMainWindow):
         self.view.finish_stroke()
         self._autosave.stop()
         if self._pending is not None:
-            self._pending.result()
+            failed = self._pending.result()
+            self._pending = None
+            if failed is not None:  # now, not when the queued signal arrives: this save writes them
+                self.document.unsaved_again(failed)
         with self._write_lock:
             try:
                 chunks = len(self.document.labels.dirty)
