@@ -28,6 +28,7 @@ from segstudio.annotation.classes import ClassList
 from segstudio.annotation.history import Edit, History
 from segstudio.annotation.tools import stroke_segment
 from segstudio.errors import DataError, InvalidArgumentError
+from segstudio.io.leftovers import remove_leftovers
 from segstudio.io.masks import atomic_write_bytes
 from segstudio.io.slide import Slide
 from segstudio.io.tiled_labels import TiledLabels
@@ -99,6 +100,8 @@ class SlideDocument:
                 _write_classes(folder, classes)
             atomic_write_bytes(folder / SLIDE_FILE, json.dumps(
                 {"slide": str(Path(slide_path).resolve()), "shape": list(slide.shape)}).encode("utf-8"))
+            # chunk files a killed write left half done (older than a minute: not another window's write)
+            remove_leftovers(folder, [folder / LABELS, folder / PREDICTION])
             labels = _open_store(folder / LABELS, slide, classes.label_dtype)
             prediction = TiledLabels.open(folder / PREDICTION) if (folder / PREDICTION / ".zarray").is_file() else None
             if prediction is not None and prediction.shape != slide.shape:

@@ -111,3 +111,20 @@ def test_slide_folders_differ_for_equal_names_in_different_folders(tmp_path) -> 
     a = slide_folder(tmp_path / "x" / "case.svs", tmp_path / "root")
     b = slide_folder(tmp_path / "y" / "case.svs", tmp_path / "root")
     assert a != b and a.name.startswith("case.svs-") and a.parent == tmp_path / "root"
+
+
+def test_chunks_a_killed_write_left_half_done_are_removed_on_opening(tmp_path, slide_path) -> None:
+    import os
+    import time
+
+    folder = tmp_path / "l"
+    SlideDocument.open(slide_path, folder).close()
+    stale, fresh = folder / "labels" / ".1.1.abc123.tmp", folder / "labels" / ".1.2.def456.tmp"
+    for leftover in (stale, fresh):
+        leftover.write_bytes(b"half a chunk")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    document = SlideDocument.open(slide_path, folder)
+    assert not stale.exists() and fresh.exists()  # a fresh one may be another window's write in flight
+    assert (document.labels.read(((512, 1024), (512, 1024))) == 255).all()
+    document.close()
