@@ -94,8 +94,10 @@ class TrainingRuns(QObject):
         self._show_start_from()
         from segstudio.annotation.document import ImageStatus
 
+        from segstudio.training.project_data import slide_sources
+
         count = sum(e.status in (ImageStatus.CORRECTED, ImageStatus.REVIEWED) for e in project.entries)
-        self.panel.set_image_count(count)
+        self.panel.set_image_count(count, len(slide_sources(project.folder)))
 
     def show_version(self, version_id: str) -> None:
         """Show the curves and scores kept with a version (not during a run)."""

@@ -60,6 +60,9 @@ class SampleSource:
     #: for a volume: the axial slice, and the entry's selector (series, 4-D index)
     slice_index: int | None = None
     selector: tuple[tuple[str, Any], ...] | None = None
+    #: for a whole slide: the level-0 box of one labelled region (``image`` is the slide,
+    #: ``labels`` its chunked label store)
+    region: tuple[tuple[int, int], tuple[int, int]] | None = None
 
 
 @dataclass
@@ -82,7 +85,8 @@ def sources_from_project(project: Project, indices: Iterable[int] | None = None)
         The open project.
     indices:
         Image indices to use; ``None`` takes every image whose status is
-        corrected or reviewed.
+        corrected or reviewed, and the labelled regions of the project's
+        whole slides (:func:`slide_sources`).
 
     Raises
     ------
@@ -105,6 +109,38 @@ def sources_from_project(project: Project, indices: Iterable[int] | None = None)
             sources.extend(_annotated_slices(entry))
         else:
             sources.append(SampleSource(entry.id, entry.source, entry.labels_path))
+    if indices is None:
+        sources.extend(slide_sources(project.folder))
+    return sources
+
+
+def slide_sources(project_folder: Path) -> list[SampleSource]:
+    """One source per labelled region of each whole slide annotated in the project
+    (``slides/*/``, as the studio's slide window keeps them), named
+    ``<slide file>@Y0,Y1,X0,X1``. A slide whose file is gone is left out with a warning."""
+    import json
+
+    from segstudio.annotation.slide_document import LABELS, SLIDE_FILE
+    from segstudio.io.tiled_labels import TiledLabels
+    from segstudio.training.slide_data import labelled_regions, region_name
+
+    sources = []
+    root = Path(project_folder) / "slides"
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        store = folder / LABELS
+        if not (store / ".zarray").is_file() or not (folder / SLIDE_FILE).is_file():
+            continue
+        try:
+            slide = Path(json.loads((folder / SLIDE_FILE).read_text(encoding="utf-8"))["slide"])
+            regions = labelled_regions(TiledLabels.open(store))
+        except (OSError, ValueError, KeyError, TypeError, SegstudioError) as exc:
+            log.warning("leaving the slide labels in %s out of training: %s", folder, exc)
+            continue
+        if regions and not slide.is_file():
+            log.warning("leaving the labels of %s out of training: the slide file is gone", slide)
+            continue
+        sources.extend(SampleSource(f"{slide.name}@{region_name(box)}", slide, store, region=box)
+                       for box in regions)
     return sources
 
 
@@ -156,6 +192,40 @@ def _volume_slice(source: SampleSource, preprocessing) -> np.ndarray:
     return MappedImage(np.ascontiguousarray(volume.array[source.slice_index]), intensity)
 
 
+@lru_cache(maxsize=4)
+def _slide_map(slide_path: Path, mtime_ns: int, preprocessing_key: tuple):
+    """A slide's intensity map under a model's preprocessing, fitted once for all its regions."""
+    from segstudio.io.slide import Slide
+    from segstudio.models.checkpoint import Preprocessing
+    from segstudio.training.slide_data import slide_intensity
+
+    with Slide(slide_path) as slide:
+        return slide_intensity(slide, Preprocessing(*preprocessing_key))
+
+
+def _slide_region(source: SampleSource, preprocessing) -> Sample:
+    """A labelled region of a whole slide with its context, read alone (never the slide)."""
+    from segstudio.io.slide import Slide
+    from segstudio.io.tiled_labels import TiledLabels
+    from segstudio.models.checkpoint import Preprocessing
+    from segstudio.training.slide_data import check_shapes, region_sample
+
+    preprocessing = preprocessing or Preprocessing()
+    key = tuple(getattr(preprocessing, f.name) for f in fields(preprocessing))
+    path = Path(source.image)
+    try:
+        intensity = _slide_map(path, path.stat().st_mtime_ns, key)
+    except OSError as exc:
+        raise UnreadableInputError(f"cannot read the slide: {exc.strerror or exc}", path=path) from exc
+    store = TiledLabels.open(source.labels)
+    with Slide(path) as slide:
+        check_shapes(slide, store)
+        sample = region_sample(slide, store, source.region, intensity)
+    if sample is None:
+        raise DataError("every pixel is unlabelled; there is nothing to learn from", path=source.labels)
+    return sample
+
+
 def load_source(source: SampleSource, num_classes: int | None = None, preprocessing=None) -> Sample:
     """Read one image and its labels and check that they make a usable sample.
 
@@ -180,9 +250,11 @@ def load_source(source: SampleSource, num_classes: int | None = None, preprocess
         The labels' size differs from the image's, every pixel is
         unlabelled, or a class index is out of range.
     """
-    if not Path(source.labels).is_file():
+    if source.region is not None:
+        image, labels = _slide_region(source, preprocessing)
+    elif not Path(source.labels).is_file():
         raise UnreadableInputError(f"image {source.stem!r} has no saved labels", path=source.labels)
-    if source.slice_index is not None:
+    elif source.slice_index is not None:
         # a volume slice, mapped by its volume's statistics as inference maps it
         from segstudio.io.project_volumes import read_label_volume
 

@@ -86,25 +86,40 @@ def region_samples(slide: Slide, store: TiledLabels, preprocessing, *, context: 
     """``[(region, (image, labels))]``: each labelled region's level-0 box (without its
     context) and its sample (see the module text); regions whose labels were all erased
     are left out."""
-    from segstudio.preprocess import MappedImage, fit_intensity
-
     check_shapes(slide, store)
-    overview, _ = slide.thumbnail(1024)
-    intensity = fit_intensity(overview, preprocessing)
-    height, width = slide.shape
+    intensity = slide_intensity(slide, preprocessing)
     found = []
     for region in labelled_regions(store):
-        (y0, y1), (x0, x1) = region
-        box = ((max(0, y0 - context), min(height, y1 + context)), (max(0, x0 - context), min(width, x1 + context)))
-        labels = store.read(box)
-        store.forget_clean()
-        own = np.zeros(labels.shape, bool)  # a neighbour's labels in the context are not this region's
-        own[y0 - box[0][0] : y1 - box[0][0], x0 - box[1][0] : x1 - box[1][0]] = True
-        labels[~own] = store.unlabelled
-        if (labels == store.unlabelled).all():
-            continue  # chunks written and erased again
-        found.append((region, (MappedImage(slide.read_region(0, box), intensity), labels)))
+        sample = region_sample(slide, store, region, intensity, context=context)
+        if sample is not None:
+            found.append((region, sample))
     return found
+
+
+def slide_intensity(slide: Slide, preprocessing):
+    """The model's intensity map for the whole slide, fitted once on its overview."""
+    from segstudio.preprocess import fit_intensity
+
+    overview, _ = slide.thumbnail(1024)
+    return fit_intensity(overview, preprocessing)
+
+
+def region_sample(slide: Slide, store: TiledLabels, region: Box, intensity, *, context: int = CONTEXT):
+    """One labelled region's ``(image, labels)`` with ``context`` pixels of image around it
+    (unlabelled there, so a neighbour's labels are not this region's); None when its labels
+    were all erased."""
+    from segstudio.preprocess import MappedImage
+
+    height, width = slide.shape
+    (y0, y1), (x0, x1) = region
+    box = ((max(0, y0 - context), min(height, y1 + context)), (max(0, x0 - context), min(width, x1 + context)))
+    labels = store.read(box)
+    own = np.zeros(labels.shape, bool)
+    own[y0 - box[0][0] : y1 - box[0][0], x0 - box[1][0] : x1 - box[1][0]] = True
+    labels[~own] = store.unlabelled
+    if (labels == store.unlabelled).all():
+        return None  # chunks written and erased again
+    return MappedImage(slide.read_region(0, box), intensity), labels
 
 
 def slide_samples(slide: Slide, store: TiledLabels, preprocessing, *, context: int = CONTEXT):

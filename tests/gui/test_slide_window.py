@@ -357,3 +357,35 @@ def test_a_failed_autosave_loses_nothing_and_says_so_once(qtbot, window, slide_p
     slide_window.close()  # saves what autosave could not
     store = document.folder / "labels"
     assert (store / "1.1").is_file() and (store / "3.1").is_file()
+
+
+def test_what_is_painted_on_a_slide_trains_from_the_training_dock(qtbot, window, slide_path, tmp_path) -> None:
+    from segstudio.demo import prepare_demo
+    from segstudio.io.masks import read_mask
+
+    path, _ = slide_path
+    project = prepare_demo(tmp_path / "demo")
+    assert window.open_path(project.folder)
+    slide_window = _open(qtbot, window, path)
+    assert slide_window.document.folder.parent == project.folder / "slides"  # kept in the project
+    mask = read_mask(REPO / "resources" / "sample" / "masks" / "cells_01.png")  # the expert labels of those cells
+    document = slide_window.document
+    document.begin_stroke("accept")
+    document._apply(((400, 400 + mask.shape[0]), (300, 300 + mask.shape[1])), mask)
+    document.end_stroke()
+    slide_window.close()
+    panel, training = window.training_panel, window.training
+    assert panel._images.text().endswith(", 1 labelled slide region(s)")
+    panel._epochs.setValue(1)
+    panel._mode.setCurrentIndex(panel._mode.findData(True))
+    panel._device.setCurrentText("cpu")
+    panel._val_share.setValue(0.25)
+    seen = []
+    on_started = training._on_started
+    training._on_started = lambda message: (seen.append(message), on_started(message))
+    with qtbot.waitSignal(training.runEnded, timeout=180000) as ended:
+        qtbot.mouseClick(panel._train, Qt.MouseButton.LeftButton)
+    assert ended.args[0] == "finished", window.last_error
+    started = seen[0]
+    used = started["train_images"] + started["val_images"]
+    assert "cells.ome.tif@0,1024,0,1024" in used and not started["skipped"]

@@ -237,3 +237,36 @@ def test_monochrome1_volume_slices_are_trained_on_inverted_as_shown(tmp_path):
     image, _ = load_source(sources_from_project(project)[0], 2, Preprocessing())
     mapped = image.intensity.apply(np.asarray(image))
     assert mapped[values == values.min()].min() > 0.99 and mapped[values == values.max()].max() < 0.01
+
+
+def test_labelled_regions_of_the_projects_slides_are_training_samples(tmp_path, caplog):
+    from segstudio.annotation.slide_document import SlideDocument, slide_folder
+    from segstudio.io.pyramid import build_pyramid_steps
+    from segstudio.tasks import run_to_completion
+
+    project, truths = make_project(tmp_path, [ImageStatus.CORRECTED])
+    y, x = np.mgrid[0:2600, 0:3000]
+    pixels = np.stack([(y * 3) % 251, (x * 5) % 241, (x + y) % 239], axis=2).astype(np.uint8)
+    slide = run_to_completion(build_pyramid_steps(pixels, tmp_path / "scan.ome.tif"))
+    document = SlideDocument.open(slide, slide_folder(slide, project.folder / "slides"), project.classes)
+    for row, value in ((100, 1), (2000, 2)):  # two regions apart (no chunk between them joins them)
+        document.begin_stroke("brush")
+        document.paint_segment((row, 300), (row, 400), 20, value)
+        document.end_stroke()
+    document.save()
+    document.close()
+
+    sources = sources_from_project(project)
+    assert [s.stem for s in sources] == ["img0", "scan.ome.tif@0,512,0,512", "scan.ome.tif@1536,2048,0,512"]
+    image, labels = load_source(sources[1], num_classes=3, preprocessing=Preprocessing())
+    assert isinstance(image, MappedImage) and image.shape[:2] == labels.shape == (512 + 64, 512 + 64)
+    np.testing.assert_array_equal(np.asarray(image), pixels[:576, :576])  # the region and its context
+    assert labels[100, 350] == 1 and labels[100, 600 - 64] == 255 and (labels[512:, :] == 255).all()
+    assert [s.stem for s in sources_from_project(project, [0])] == ["img0"]  # chosen images: no slides
+    loaded = load_sources(sources, num_classes=3)
+    assert loaded.stems == [s.stem for s in sources] and not loaded.skipped
+
+    slide.rename(tmp_path / "moved.ome.tif")  # the slide file is gone: its labels are left out, said once
+    with caplog.at_level(logging.WARNING):
+        assert [s.stem for s in sources_from_project(project)] == ["img0"]
+    assert "scan.ome.tif" in caplog.text and "gone" in caplog.text

@@ -254,8 +254,11 @@ class TrainingPanel(QWidget):
         with blocked(self._mode):
             self._mode.setCurrentIndex(self._mode.findData(False))
 
-    def set_image_count(self, count: int) -> None:
-        self._images.setText(f"{count} corrected or reviewed image(s)")
+    def set_image_count(self, count: int, slide_regions: int = 0) -> None:
+        text = f"{count} corrected or reviewed image(s)"
+        if slide_regions:
+            text += f", {slide_regions} labelled slide region(s)"
+        self._images.setText(text)
 
     def set_running(self, running: bool) -> None:
         self._train.setEnabled(not running)

@@ -106,6 +106,7 @@ def _show(window: MainWindow, slide_path: Path, source: Path) -> SlideWindow | N
     window.slide_windows.append(slide_window)
     slide_window.closed.connect(lambda: window.slide_windows.remove(slide_window)
                                 if slide_window in window.slide_windows else None)
+    slide_window.closed.connect(window.training.refresh)  # its labelled regions count for training
     slide_window.show()
     return slide_window
 
