@@ -302,9 +302,9 @@ def test_the_labels_export_as_a_pyramid_and_as_geojson(qtbot, window, slide_path
     for action, name in (("export", "labels.ome.tif"), ("export_geojson", "labels.geojson")):
         monkeypatch.setattr(slide_window_module.QFileDialog, "getSaveFileName",
                             lambda *args, name=name: (str(tmp_path / name), ""))
-        with qtbot.waitSignal(slide_window.statusBar().messageChanged,
-                              timeout=30000, check_params_cb=lambda text: text.startswith("labels exported")):
-            slide_window.actions_by_name[action].trigger()
+        slide_window.actions_by_name[action].trigger()
+        qtbot.waitUntil(lambda: not slide_window.run_task.running, timeout=30000)  # the export task has ended
+        assert slide_window.statusBar().currentMessage() == f"labels exported to {tmp_path / name}"
     with Slide(tmp_path / "labels.ome.tif") as exported:
         assert exported.shape == (3000, 4000) and len(exported.levels) >= 3
         assert exported.read_region(0, ((1000, 1001), (1200, 1201)))[0, 0] == 1
