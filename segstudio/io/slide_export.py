@@ -18,6 +18,7 @@ pixels, so a region loses half a pixel along its outline.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -26,6 +27,8 @@ import numpy as np
 from segstudio.errors import InvalidArgumentError
 from segstudio.io.masks import unlabelled_for
 from segstudio.io.pyramid import MIN_SIDE, TILE, write_levels_steps
+
+log = logging.getLogger(__name__)
 
 #: The most pixels of one labelled group traced at full resolution for GeoJSON (else subsampled).
 GEOJSON_PIXELS = 8192 * 8192
@@ -167,6 +170,9 @@ def store_to_geojson(store, class_names: list[str], class_colors: list[tuple[int
                (columns.start * size, min(store.shape[1], columns.stop * size)))
         (y0, y1), (x0, x1) = box
         step = max(1, int(np.ceil(np.sqrt((y1 - y0) * (x1 - x0) / max_pixels))))
+        if step > 1:
+            log.warning("GeoJSON: a labelled area of %d x %d pixels is traced every %d pixels (outlines on a "
+                        "%d-pixel grid; objects smaller than that may be missed)", x1 - x0, y1 - y0, step, step)
         labels = store.read(box) if step == 1 else store.read_strided(box, step)
         # chunks of other groups inside this box are traced with their own group
         chunk_rows = (y0 + np.arange(labels.shape[0]) * step) // size - rows.start

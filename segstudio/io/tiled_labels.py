@@ -177,9 +177,12 @@ class TiledLabels:
         """Another writer (a model run with its own instance) added chunk files: list them again."""
         self._listing = None
 
-    def mark_dirty(self, keys) -> None:
-        """Mark chunks dirty again (a snapshot whose write failed)."""
-        self._dirty.update(key for key in keys if key in self._cache)
+    def mark_dirty(self, snapshot: dict[tuple[int, int], np.ndarray]) -> None:
+        """A snapshot whose write failed: its chunks are dirty again, kept in memory as they are
+        now (or as the snapshot holds them, if they were dropped from memory meanwhile)."""
+        for key, chunk in snapshot.items():
+            self._cache.setdefault(key, chunk.copy())
+            self._dirty.add(key)
 
     def forget_clean(self) -> None:
         """Drop the cached chunks that are saved (memory follows what is being edited)."""

@@ -389,3 +389,40 @@ def test_what_is_painted_on_a_slide_trains_from_the_training_dock(qtbot, window,
     started = seen[0]
     used = started["train_images"] + started["val_images"]
     assert "cells.ome.tif@0,1024,0,1024" in used and not started["skipped"]
+
+
+def test_a_brush_is_held_to_its_limit_when_zoomed_far_out_and_a_lost_release_ends_the_stroke(
+        qtbot, window, slide_path) -> None:
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QMouseEvent
+
+    from segstudio.gui.slide.view import MAX_BRUSH_RADIUS
+
+    path, _ = slide_path
+    slide_window = _open(qtbot, window, path)
+    view, document = slide_window.view, slide_window.document
+    slide_window.size_box.setValue(400)  # 400 screen px at fit zoom (x0.27): ~1500 slide px
+    centre = view.rect().center()
+    with qtbot.waitSignal(view.brushLimited) as limited:
+        QTest.mousePress(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, centre)
+    assert limited.args == [float(MAX_BRUSH_RADIUS)]
+    assert "at most 512 slide pixels" in slide_window.statusBar().currentMessage()
+    row, column = view.to_slide(QPointF(centre))
+    labelled = document.labels.read(((0, 3000), (0, 4000))) == 1
+    rows, columns = labelled.any(axis=1).nonzero()[0], labelled.any(axis=0).nonzero()[0]
+    assert rows[-1] - rows[0] + 1 <= 2 * MAX_BRUSH_RADIUS + 1 and abs((rows[0] + rows[-1]) / 2 - row) < 2
+    # the release went to a dialog: the next move with no button down ends the stroke instead of painting
+    moved = QPointF(centre.x() + 150, centre.y())
+    view.mouseMoveEvent(QMouseEvent(QEvent.Type.MouseMove, moved, moved, Qt.MouseButton.NoButton,
+                                    Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier))
+    assert not document.painting and len(document.history) == 1
+    assert not labelled.any(axis=0)[int(view.to_slide(moved)[1]) + MAX_BRUSH_RADIUS:].any()
+    slide_window.close()
+
+
+def test_opening_a_slide_again_brings_its_window_forward(qtbot, window, slide_path) -> None:
+    path, _ = slide_path
+    first = _open(qtbot, window, path)
+    assert window.open_path(path)
+    assert window.slide_windows == [first]  # one window per slide: two would overwrite each other's chunks
+    first.close()

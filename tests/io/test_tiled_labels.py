@@ -114,3 +114,15 @@ def test_strided_reads_match_numpy_striding(tmp_path, step) -> None:
     for box in (((0, 700), (0, 900)), ((37, 611), (129, 877))):
         (y0, y1), (x0, x1) = box
         np.testing.assert_array_equal(fresh.read_strided(box, step), labels[y0:y1:step, x0:x1:step])
+
+
+def test_a_snapshot_that_failed_to_be_written_is_kept_even_when_its_chunks_left_memory(tmp_path) -> None:
+    store = TiledLabels.create(tmp_path / "s", (1024, 1024), chunk=256)
+    store.write(((10, 20), (10, 20)), np.full((10, 10), 3, np.uint8))
+    snapshot = store.snapshot_dirty()
+    store.forget_clean()  # the chunk counted as saved and left memory, but its write then failed
+    assert not store.dirty and store._cache == {}
+    store.mark_dirty(snapshot)
+    assert store.dirty == {(0, 0)}
+    store.flush()
+    assert TiledLabels.open(tmp_path / "s").read(((15, 16), (15, 16)))[0, 0] == 3

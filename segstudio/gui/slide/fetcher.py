@@ -4,9 +4,9 @@ The view says which tiles it wants (:meth:`TileFetcher.want`), nearest its
 centre first; a new wish replaces the old one, so tiles of a place the user
 panned away from are never read. Each finished tile goes into the shared
 :class:`~segstudio.io.slide_tiles.TileCache` and ``ready`` is emitted; the
-view repaints. A label tile rendered while the labels changed (its
-``stamp`` moved on) is not kept but asked for again, so a brush dab never
-disappears under a tile read a moment before it.
+view repaints. A label tile whose labels changed under it while it was
+being read (``changed_since(key, stamp)``) is not kept but asked for again,
+so a brush dab never disappears under a tile read a moment before it.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ class TileFetcher(QObject):
     failed = Signal(object, object)  # key, error: shown once, the tile is not asked for again
 
     def __init__(self, render: Callable[[Hashable], np.ndarray], cache: TileCache,
-                 stamp: Callable[[Hashable], int], parent: QObject | None = None) -> None:
+                 stamp: Callable[[Hashable], int], changed_since: Callable[[Hashable, int], bool],
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._render, self._cache, self._stamp = render, cache, stamp
+        self._render, self._cache, self._stamp, self._changed_since = render, cache, stamp, changed_since
         self._wanted: list[Hashable] = []
         self._failed: set[Hashable] = set()
         self._condition = threading.Condition()
@@ -73,12 +74,15 @@ class TileFetcher(QObject):
                     continue
                 stamp = self._stamp(key)
                 value = self._render(key)
-                if self._stamp(key) != stamp:  # its labels changed meanwhile: read it again
+                self._cache.put(key, value)
+                # its labels changed while it was read (checked after the put: a change from now on
+                # patches the cached tile in place): read it again
+                if key[0] != "image" and self._changed_since(key, stamp):
+                    self._cache.discard(lambda cached: cached == key)
                     with self._condition:
                         if not self._stopping:
                             self._wanted.append(key)
                     continue
-                self._cache.put(key, value)
                 self.ready.emit(key)
             except Exception as error:  # a damaged tile: named once, the rest of the slide still shows
                 log.warning("slide tile %s cannot be read: %s", key, error)

@@ -47,8 +47,9 @@ def slides_root(window: MainWindow) -> Path:
 
 
 def is_slide(path: Path) -> bool:
-    """Whether ``path`` is a TIFF the slide reader opens lazily (pyramidal or tiled)."""
-    from segstudio.io.slide import Slide, is_pyramid
+    """Whether ``path`` opens in a slide window as it is: a pyramid (TIFF, or a format only
+    OpenSlide reads)."""
+    from segstudio.io.slide import is_pyramid
     from segstudio.io.slide_openslide import OPENSLIDE_ONLY_SUFFIXES, OPENSLIDE_SUFFIXES
 
     suffix = path.suffix.lower()
@@ -56,13 +57,9 @@ def is_slide(path: Path) -> bool:
         return True
     if suffix not in OPENSLIDE_SUFFIXES:
         return False
-    if is_pyramid(path):
-        return True
-    try:
-        with Slide(path) as slide:
-            return slide.shape[0] * slide.shape[1] > SLIDE_PIXELS
-    except SegstudioError:
-        return False
+    # a one-level TIFF, however large, gets a pyramid first (opens_as_slide): drawn directly, every
+    # view of it at fit zoom would read the whole image
+    return is_pyramid(path)
 
 
 def opens_as_slide(path: Path) -> bool:
@@ -91,18 +88,32 @@ def open_slide(window: MainWindow, path: Path) -> SlideWindow | None:
 
 
 def _show(window: MainWindow, slide_path: Path, source: Path) -> SlideWindow | None:
+    from segstudio.annotation.classes import ClassList
+    from segstudio.gui.crf_preview import studio_backend
     from segstudio.gui.slide.window import SlideWindow
 
     try:
         folder = slide_folder(source, slides_root(window))
-        document = SlideDocument.open(slide_path, folder, window.session.classes if window.session.project else None)
+    except OSError as error:
+        window.report_error("Cannot open the slide", UnreadableInputError(str(error), path=source))
+        return None
+    for open_window in window.slide_windows:  # one window per slide: two would overwrite each other's chunks
+        if open_window.document.folder == folder:
+            open_window.showNormal()
+            open_window.raise_()
+            open_window.activateWindow()
+            return open_window
+    classes = ClassList(window.session.classes) if window.session.project else None  # a copy: the slide's own
+    document = None
+    try:
+        document = SlideDocument.open(slide_path, folder, classes)
+        slide_window = SlideWindow(document, model_settings=window.model_panel.settings,
+                                   crf_settings=lambda: (window.crf_panel.params(), {"backend": studio_backend(window)}))
     except (SegstudioError, OSError) as error:
+        if document is not None:
+            document.close()
         window.report_error("Cannot open the slide", error)
         return None
-    from segstudio.gui.crf_preview import studio_backend
-
-    slide_window = SlideWindow(document, model_settings=window.model_panel.settings,
-                               crf_settings=lambda: (window.crf_panel.params(), {"backend": studio_backend(window)}))
     window.slide_windows.append(slide_window)
     slide_window.closed.connect(lambda: window.slide_windows.remove(slide_window)
                                 if slide_window in window.slide_windows else None)

@@ -14,6 +14,7 @@ Coordinates: ``widget = level0 * zoom + pan``.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Hashable
 from enum import Enum
 
@@ -30,12 +31,20 @@ from segstudio.io.slide_tiles import (
     label_patch,
     label_tile,
     level0_box,
+    TILE,
     rgba,
+    tile_box,
     tiles_in_view,
 )
 
 LAYERS = ("prediction", "labels")  # drawn in this order, over the image
 BACKGROUND = QColor(48, 48, 48)
+#: The largest brush radius in level-0 pixels: a 12-pixel brush at the fit zoom of a
+#: 100,000-pixel slide would otherwise paint a 3000-pixel disc per mouse move.
+MAX_BRUSH_RADIUS = 512
+#: A label tile with no label on it: cached (and drawn) as nothing.
+EMPTY = np.zeros((1, 1, 4), np.uint8)
+EMPTY.flags.writeable = False
 
 
 class SlideTool(str, Enum):
@@ -56,6 +65,7 @@ class SlideView(QWidget):
 
     viewChanged = Signal()  # zoom, pan or level changed
     cursorMoved = Signal(int, int)  # level-0 column, row (-1, -1 outside the slide)
+    brushLimited = Signal(float)  # the brush was held to this radius (level-0 pixels): zoom in to paint wider
     edited = Signal()  # a stroke ended (one undo step more)
     regionDrawn = Signal(object)  # the REGION tool's rectangle, a level-0 box ((y0, y1), (x0, x1))
     tileFailed = Signal(object)  # an error reading a tile
@@ -80,7 +90,8 @@ class SlideView(QWidget):
         self.lut = document.classes.lut()
         self.visible = {"labels": True, "prediction": True}
         self.opacity = {"labels": 0.5, "prediction": 0.4}
-        self._stamps = {"labels": 0, "prediction": 0}
+        self._serial = 0  # counts changes of the label layers
+        self._changes: deque[tuple[int, str, tuple]] = deque(maxlen=4096)  # (serial, layer, level-0 box)
         self.zoom, self._pan = 1.0, QPointF(0, 0)
         self._fitted = True
         self.tool = SlideTool.BRUSH
@@ -94,7 +105,7 @@ class SlideView(QWidget):
         self._cursor: QPointF | None = None
         self.frames_painted = 0
         self._unsubscribe = document.subscribe(self._on_labels_changed)
-        self.fetcher = TileFetcher(self._render, self.cache, self._stamp, self)
+        self.fetcher = TileFetcher(self._render, self.cache, lambda key: self._serial, self._changed_since, self)
         self.fetcher.ready.connect(self._on_tile_ready)
         self.fetcher.failed.connect(lambda _key, error: self.tileFailed.emit(error))
         self.minimap = Minimap(self)
@@ -102,16 +113,24 @@ class SlideView(QWidget):
 
     # -- tiles -----------------------------------------------------------------
     def _render(self, key: Hashable) -> np.ndarray:
-        """(In the fetcher's thread.) The RGBA buffer of ``(layer, TileKey)``."""
+        """(In the fetcher's thread.) The RGBA buffer of ``(layer, TileKey)``; :data:`EMPTY`
+        for a label tile without labels."""
         layer, tile = key
         document = self.document
         if layer == "image":
             return image_tile(document.slide, tile, self._mapper)
         store = document.labels if layer == "labels" else document.prediction
-        return label_tile(store, document.slide, tile, self.lut)
+        buffer = label_tile(store, document.slide, tile, self.lut)
+        return buffer if buffer[:, :, 3].any() else EMPTY
 
-    def _stamp(self, key: Hashable) -> int:
-        return self._stamps.get(key[0], 0)
+    def _changed_since(self, key: Hashable, serial: int) -> bool:
+        """Whether the layer of ``key`` changed under its tile after change ``serial``."""
+        changes = list(self._changes)
+        if changes and changes[0][0] > serial + 1:
+            return True  # older changes were forgotten: assume the worst
+        box = level0_box(self.document.slide, key[1])
+        return any(number > serial and layer == key[0] and _overlaps(changed, box)
+                   for number, layer, changed in changes)
 
     def _on_tile_ready(self, key: Hashable) -> None:
         if key[1].level == self.level():
@@ -188,32 +207,44 @@ class SlideView(QWidget):
 
     def set_lut(self, lut: np.ndarray) -> None:
         self.lut = lut
-        for layer in self._stamps:  # a label tile being coloured with the old table is not kept
-            self._stamps[layer] += 1
+        height, width = self.document.shape
+        for layer in LAYERS:  # a label tile being coloured with the old table is not kept
+            self._record(layer, ((0, height), (0, width)))
         self.cache.discard(lambda key: key[0] != "image")
         self.update()
 
     def prediction_changed(self, box) -> None:
-        """A model run wrote ``box`` (level 0) of the prediction: its tiles are read again."""
-        self._stamps["prediction"] += 1
+        """A model run wrote ``box`` (level 0) of the prediction: its tiles are patched."""
         if self.document.prediction is not None:
             self.document.prediction.forget_listing()  # the run wrote new chunk files
-        slide = self.document.slide
-        self.cache.discard(lambda key: key[0] == "prediction" and _overlaps(level0_box(slide, key[1]), box))
-        self.update(self._widget_rect(box).adjusted(-1, -1, 1, 1))
+            self._on_store_changed("prediction", box)
 
     def _on_labels_changed(self, box) -> None:
-        """Recolour the cached label tiles under ``box`` in place (microseconds for a dab)."""
-        self._stamps["labels"] += 1
-        slide, labels = self.document.slide, self.document.labels
+        self._on_store_changed("labels", box)
+
+    def _record(self, layer: str, box) -> None:
+        self._serial += 1
+        self._changes.append((self._serial, layer, box))
+
+    def _on_store_changed(self, layer: str, box) -> None:
+        """Recolour, in place, the pixels under ``box`` of the layer's cached tiles (microseconds
+        for a dab; a tile being read meanwhile is read again) and repaint that rectangle."""
+        self._record(layer, box)
+        slide = self.document.slide
+        store = self._store(layer)
         for key in self.cache.keys():
-            if key[0] != "labels" or not _overlaps(level0_box(slide, key[1]), box):
+            if key[0] != layer or not _overlaps(level0_box(slide, key[1]), box):
                 continue
             buffer = self.cache.get(key)
-            found = label_patch(labels, slide, key[1], box)
-            if buffer is not None and found is not None:
-                rows, columns, values = found
-                buffer[rows, columns] = self.lut[values]
+            found = label_patch(store, slide, key[1], box)
+            if buffer is None or found is None:
+                continue
+            rows, columns, values = found
+            if buffer is EMPTY:
+                (y0, y1), (x0, x1) = tile_box(slide, key[1])
+                buffer = np.zeros((y1 - y0, x1 - x0, 4), np.uint8)
+                self.cache.put(key, buffer)
+            buffer[rows, columns] = self.lut[values]
         self.update(self._widget_rect(box).adjusted(-2, -2, 2, 2))
 
     # -- painting ----------------------------------------------------------------
@@ -225,6 +256,8 @@ class SlideView(QWidget):
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 1)
         level = self.level()
         keys = tiles_in_view(slide, level, self.visible_box())
+        layers = 1 + sum(self.visible[name] and self._store(name) is not None for name in LAYERS)
+        self.cache.max_bytes = max(self.cache.max_bytes, 2 * len(keys) * layers * TILE * TILE * 4)  # a view fits
         if not all(("image", key) in self.cache for key in keys):  # the overview stands in for missing tiles
             painter.drawImage(self._widget_rect(((0, height), (0, width))), self._overview_image)
         missing: list[Hashable] = []
@@ -237,7 +270,7 @@ class SlideView(QWidget):
                 target = self._widget_rect(level0_box(slide, key))
                 if buffer is None:
                     missing.append((layer, key))
-                elif target.intersects(event.rect()):
+                elif buffer is not EMPTY and target.intersects(event.rect()):
                     painter.drawImage(target, wrap(buffer))
         painter.setOpacity(1.0)
         self._paint_brush(painter)
@@ -247,8 +280,7 @@ class SlideView(QWidget):
             painter.drawRect(QRectF(*self._rubber).normalized())
         painter.end()
         self.frames_painted += 1
-        if missing:  # image tiles before the overlays, each nearest the centre first
-            self.fetcher.want(missing)
+        self.fetcher.want(missing)  # image tiles before the overlays, nearest the centre first; no others
 
     def _paint_brush(self, painter: QPainter) -> None:
         if self._cursor is None or self.tool in (SlideTool.PAN, SlideTool.REGION):
@@ -256,7 +288,8 @@ class SlideView(QWidget):
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setPen(QPen(QColor(255, 255, 255, 200), 1))
         painter.setBrush(Qt.BrushStyle.NoBrush)
-        painter.drawEllipse(self._cursor, self.brush_pixels, self.brush_pixels)
+        radius = self._brush_radius() * self.zoom  # what the brush paints, held to its limit
+        painter.drawEllipse(self._cursor, radius, radius)
 
     # -- tools -------------------------------------------------------------------
     def set_tool(self, tool: SlideTool | str) -> None:
@@ -269,8 +302,8 @@ class SlideView(QWidget):
         self.update()
 
     def _brush_radius(self) -> float:
-        """The brush radius in level-0 pixels at this zoom."""
-        return max(0.5, self.brush_pixels / self.zoom)
+        """The brush radius in level-0 pixels at this zoom (at most :data:`MAX_BRUSH_RADIUS`)."""
+        return min(max(0.5, self.brush_pixels / self.zoom), MAX_BRUSH_RADIUS)
 
     def _paint_to(self, point: tuple[float, float]) -> None:
         document = self.document
@@ -297,6 +330,8 @@ class SlideView(QWidget):
         elif event.button() == Qt.MouseButton.LeftButton:
             self.document.begin_stroke("brush" if self.tool == SlideTool.BRUSH else "eraser")
             self._stroke_last = None
+            if self.brush_pixels / self.zoom > MAX_BRUSH_RADIUS:
+                self.brushLimited.emit(float(MAX_BRUSH_RADIUS))
             self._paint_to(self.to_slide(event.position()))
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
@@ -306,8 +341,10 @@ class SlideView(QWidget):
             delta = position - self._drag
             self._drag = position
             self.pan_by(delta.x(), delta.y())
-        elif self.document.painting:
+        elif self.document.painting and event.buttons() & Qt.MouseButton.LeftButton:
             self._paint_to(self.to_slide(position))
+        elif self.document.painting:  # the release went elsewhere (a dialog came up mid-stroke)
+            self.finish_stroke()
         elif self._rubber is not None:
             self._rubber = (self._rubber[0], position)
             self.update()

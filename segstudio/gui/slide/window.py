@@ -19,13 +19,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QEventLoop, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QProgressBar,
     QSpinBox,
     QWidget,
@@ -75,6 +76,7 @@ class SlideWindow(QMainWindow):
         self._pending: Future | None = None
         self._write_lock = threading.Lock()
         self._save_failing = False  # an autosave failed: its dialog is not shown again until one succeeds
+        self._saves = 0  # counts save() calls: an autosave failure from before one is already handled
         self._autosave = QTimer(self, singleShot=True, interval=AUTOSAVE_MS)
         self._autosave.timeout.connect(self.save_in_background)
         self._build_toolbar()
@@ -84,6 +86,9 @@ class SlideWindow(QMainWindow):
         self.view.regionDrawn.connect(lambda box: self.run_model(region=box))
         self.view.viewChanged.connect(self._describe_view)
         self.view.cursorMoved.connect(self._describe_cursor)
+        self.view.brushLimited.connect(lambda radius: self.statusBar().showMessage(
+            f"the brush paints at most {radius:.0f} slide pixels wide at a time: zoom in for finer work, "
+            "or paint in several strokes", 5000))
         self.view.tileFailed.connect(lambda error: self.statusBar().showMessage(f"a tile cannot be read: {error}", 8000))
         self.saved.connect(self._on_saved)
         self.saveFailed.connect(self._on_save_failed)
@@ -263,22 +268,25 @@ class SlideWindow(QMainWindow):
         if not snapshot:
             return
         self.save_label.setText("saving…")
-        self._pending = self._writer.submit(self._write, snapshot)
+        self._pending = self._writer.submit(self._write, snapshot, self._saves)
 
-    def _write(self, snapshot):
+    def _write(self, snapshot, generation: int):
         """(The autosave thread.) Returns the snapshot when it could not be written."""
         with self._write_lock:
             try:
                 written = self.document.write_snapshot(snapshot)
             except Exception as error:  # a full disk, a removed folder: shown, the chunks stay dirty
                 log.error("saving the slide labels failed: %s", error)
-                self.saveFailed.emit(error, snapshot)
+                self.saveFailed.emit(error, (snapshot, generation))
                 return snapshot
         self.saved.emit(len(snapshot), written)
         return None
 
-    def _on_save_failed(self, error: BaseException, snapshot) -> None:
+    def _on_save_failed(self, error: BaseException, failed) -> None:
         """(GUI thread.) The chunks are unsaved again; the dialog shows once until a save succeeds."""
+        snapshot, generation = failed
+        if generation < self._saves:
+            return  # a save() since then took these chunks back and wrote them
         self.document.unsaved_again(snapshot)
         self.save_label.setText("NOT SAVED")
         if not self._save_failing:
@@ -288,6 +296,8 @@ class SlideWindow(QMainWindow):
 
     def _on_saved(self, chunks: int, written: int) -> None:
         self._save_failing = False
+        if self._pending is None or self._pending.done():  # nothing in flight: saved chunks leave memory
+            self.document.labels.forget_clean()
         if not self.document.unsaved:
             self.save_label.setText(f"saved ({chunks} chunk{'s' * (chunks != 1)}, {written / 1024:.1f} KB)")
 
@@ -295,6 +305,7 @@ class SlideWindow(QMainWindow):
         """Write every unsaved chunk now (waits for an autosave in flight)."""
         self.view.finish_stroke()
         self._autosave.stop()
+        self._saves += 1
         if self._pending is not None:
             failed = self._pending.result()
             self._pending = None
@@ -313,6 +324,7 @@ class SlideWindow(QMainWindow):
     def export_labels(self, fmt: str = "ome-tiff", target: str | None = None) -> bool:
         """File > Export: the saved labels as a pyramidal OME-TIFF or GeoJSON, written in a worker."""
         from segstudio.io.slide_export import write_store_geojson, write_store_pyramid_steps
+        from segstudio.io.tiled_labels import TiledLabels
 
         if not self.save():
             return False
@@ -324,7 +336,8 @@ class SlideWindow(QMainWindow):
                                                     kind)
         if not target:
             return False
-        labels, classes = self.document.labels, self.document.classes
+        # a store of its own: the export reads chunk by chunk and drops them, while the brush goes on
+        labels, classes = TiledLabels.open(self.document.labels.folder), self.document.classes
 
         def geojson(cancel):
             yield Progress(0, None, message="tracing the outlines", stage="export")
@@ -458,19 +471,31 @@ class SlideWindow(QMainWindow):
 
     # -- closing -----------------------------------------------------------------
     def closeEvent(self, event) -> None:  # noqa: N802
-        """Nothing is lost: the labels are saved before the window goes (a failed save keeps it open)."""
+        """Nothing is lost: the labels are saved before the window goes; when that fails the
+        user chooses to keep the window (and the labels) or to close without them."""
         if self.run_task is not None and self.run_task.running:
             self.run_task.cancel()
             self.run_task.worker.quit()
         if not self.save():
-            event.ignore()
-            return
+            answer = QMessageBox.question(
+                self, "Labels not saved",
+                "The last changes to the slide's labels could not be saved. Close anyway and lose them?")
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
         self._writer.shutdown(wait=True)
         self.view.close_view()
-        if self.run_task is not None:
-            from PySide6.QtCore import QThreadPool
-
-            QThreadPool.globalInstance().waitForDone(10000)
+        self._wait_for_task(10000)  # its worker reads the slide and writes the prediction
         self.document.close()
         event.accept()
         self.closed.emit()
+
+    def _wait_for_task(self, timeout_ms: int) -> None:
+        task = self.run_task
+        if task is None or not task.running:
+            return
+        loop = QEventLoop()
+        task.done.connect(loop.quit)
+        QTimer.singleShot(timeout_ms, loop.quit)
+        if task.running:
+            loop.exec()
