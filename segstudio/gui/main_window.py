@@ -195,9 +195,13 @@ class MainWindow(QMainWindow):
         from segstudio.gui.slide.opening import is_slide, open_slide, opens_as_slide
 
         if Path(path).is_file() and is_slide(Path(path)):
-            return open_slide(self, Path(path)) is not None
+            if open_slide(self, Path(path)) is None:
+                return False
+            self._remember_recent(Path(path))  # File > Open recent opens it again in a slide window
+            return True
         if Path(path).is_file() and opens_as_slide(Path(path)):
             open_slide(self, Path(path))  # a plain image's pyramid is built first, in the background
+            self._remember_recent(Path(path))
             return True
         if not self._open_with(lambda **access: project_opening.open_or_create(Path(path), **access)):
             return False

@@ -426,3 +426,21 @@ def test_opening_a_slide_again_brings_its_window_forward(qtbot, window, slide_pa
     assert window.open_path(path)
     assert window.slide_windows == [first]  # one window per slide: two would overwrite each other's chunks
     first.close()
+
+
+def test_a_scale_bar_in_microns_and_the_slide_in_open_recent(qtbot, window, tmp_path) -> None:
+    from segstudio.gui.slide.view import scale_bar
+
+    assert scale_bar(0.25) == (20.0, "20 µm")  # 30 µm wanted: 20 is the nearest of 10, 20, 50
+    assert scale_bar(10.0) == (1000.0, "1 mm") and scale_bar(0.01) == (1.0, "1 µm")
+    canvas = np.full((2000, 3000, 3), 40, np.uint8)
+    path = run_to_completion(build_pyramid_steps(canvas, tmp_path / "scan.ome.tif", microns_per_pixel=(0.5, 0.5)))
+    slide_window = _open(qtbot, window, path)
+    view = slide_window.view
+    slide_window.actions_by_name["actual"].trigger()  # 0.5 µm per screen pixel: a 50 µm bar, 100 px long
+    shot = view.grab().toImage()
+    bar = [shot.pixelColor(x, view.height() - 18).red() for x in range(16, 16 + 100)]
+    assert min(bar) == 255 and shot.pixelColor(16 + 104, view.height() - 18).red() < 255
+    assert "µm per screen pixel" in slide_window.view_label.text()
+    assert str(path) in [action.text() for action in window.recent_menu.actions()]
+    slide_window.close()

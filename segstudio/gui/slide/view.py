@@ -273,6 +273,7 @@ class SlideView(QWidget):
                 elif buffer is not EMPTY and target.intersects(event.rect()):
                     painter.drawImage(target, wrap(buffer))
         painter.setOpacity(1.0)
+        self._paint_scale_bar(painter)
         self._paint_brush(painter)
         if self._rubber is not None:
             painter.setPen(QPen(QColor(255, 220, 0), 2, Qt.PenStyle.DashLine))
@@ -281,6 +282,20 @@ class SlideView(QWidget):
         painter.end()
         self.frames_painted += 1
         self.fetcher.want(missing)  # image tiles before the overlays, nearest the centre first; no others
+
+    def _paint_scale_bar(self, painter: QPainter) -> None:
+        """A scale bar in the bottom-left corner when the slide states its pixel size."""
+        microns = self.document.slide.microns_per_pixel
+        if microns is None:
+            return
+        length, label = scale_bar(microns[1] / self.zoom)
+        width = round(length / (microns[1] / self.zoom))
+        left, bottom = 16, self.height() - 16
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+        painter.fillRect(QRect(left - 6, bottom - 26, width + 12, 32), QColor(0, 0, 0, 140))
+        painter.fillRect(QRect(left, bottom - 4, width, 4), QColor(255, 255, 255))
+        painter.setPen(QColor(255, 255, 255))
+        painter.drawText(QRect(left, bottom - 24, max(width, 80), 18), Qt.AlignmentFlag.AlignLeft, label)
 
     def _paint_brush(self, painter: QPainter) -> None:
         if self._cursor is None or self.tool in (SlideTool.PAN, SlideTool.REGION):
@@ -410,6 +425,16 @@ class SlideView(QWidget):
         """Stop the reading thread (before the document closes its file)."""
         self._unsubscribe()
         self.fetcher.stop()
+
+
+def scale_bar(microns_per_screen_pixel: float, target_pixels: float = 120) -> tuple[float, str]:
+    """A round length (1, 2 or 5 x 10^k µm) near ``target_pixels`` on screen, and its label."""
+    wanted = microns_per_screen_pixel * target_pixels
+    power = 10 ** np.floor(np.log10(wanted))
+    length = min((step * power for step in (1, 2, 5, 10)), key=lambda value: abs(value - wanted))
+    if length >= 1000:
+        return length, f"{length / 1000:g} mm"
+    return length, f"{length:g} µm"
 
 
 def _overlaps(a, b) -> bool:
