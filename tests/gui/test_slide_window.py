@@ -444,3 +444,25 @@ def test_a_scale_bar_in_microns_and_the_slide_in_open_recent(qtbot, window, tmp_
     assert "µm per screen pixel" in slide_window.view_label.text()
     assert str(path) in [action.text() for action in window.recent_menu.actions()]
     slide_window.close()
+
+
+def test_the_opacity_slider_and_the_class_swatches(qtbot, window, slide_path) -> None:
+    path, _ = slide_path
+    slide_window = _open(qtbot, window, path)
+    view, document = slide_window.view, slide_window.document
+    view.center_on(2000, 2000)
+    slide_window.actions_by_name["actual"].trigger()
+    _wait_tiles(qtbot, view)
+    document.begin_stroke("brush")
+    document.paint_segment((2000, 1950), (2000, 2050), 10, 1)
+    document.end_stroke()
+    colour = document.classes[1].color
+    slide_window.opacity_slider.setValue(100)
+    shown = _screen_colour(view, 2000, 2000)
+    assert (shown.red(), shown.green(), shown.blue()) == tuple(colour)  # opaque: the class colour itself
+    slide_window.opacity_slider.setValue(0)
+    shown = _screen_colour(view, 2000, 2000)
+    assert (shown.red(), shown.green(), shown.blue()) == (236, 236, 236)  # the glass under it
+    icon = slide_window.class_box.itemIcon(1).pixmap(12, 12).toImage().pixelColor(6, 6)
+    assert (icon.red(), icon.green(), icon.blue()) == tuple(colour)
+    slide_window.close()

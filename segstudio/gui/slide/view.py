@@ -205,6 +205,11 @@ class SlideView(QWidget):
         self.visible[layer] = bool(visible)
         self.update()
 
+    def set_opacity(self, percent: int) -> None:
+        """The labels' opacity (0-100); the prediction is drawn at four fifths of it."""
+        self.opacity = {"labels": percent / 100, "prediction": 0.8 * percent / 100}
+        self.update()
+
     def set_lut(self, lut: np.ndarray) -> None:
         self.lut = lut
         height, width = self.document.shape

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QEventLoop, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QColor, QIcon, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QSlider,
     QSpinBox,
     QWidget,
 )
@@ -136,6 +137,14 @@ class SlideWindow(QMainWindow):
         self.size_box.setValue(int(self.view.brush_pixels))
         self.size_box.valueChanged.connect(self.view.set_brush_pixels)
         bar.addWidget(self.size_box)
+        bar.addWidget(QLabel(" Opacity "))
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setMaximumWidth(120)
+        self.opacity_slider.setValue(round(self.view.opacity["labels"] * 100))
+        self.opacity_slider.setToolTip("Opacity of the labels (the prediction is drawn a little fainter)")
+        self.opacity_slider.valueChanged.connect(self.view.set_opacity)
+        bar.addWidget(self.opacity_slider)
 
     def _build_menus(self) -> None:
         menus = self.menuBar()
@@ -203,7 +212,9 @@ class SlideWindow(QMainWindow):
         self.class_box.blockSignals(True)
         self.class_box.clear()
         for number, item in enumerate(self.document.classes):
-            self.class_box.addItem(f"{number + 1} {item.name}")
+            swatch = QPixmap(12, 12)
+            swatch.fill(QColor(*item.color))
+            self.class_box.addItem(QIcon(swatch), f"{number + 1} {item.name}")
         self.class_box.setCurrentIndex(min(self.view.active_class, len(self.document.classes) - 1))
         self.class_box.blockSignals(False)
 
