@@ -466,3 +466,31 @@ def test_the_opacity_slider_and_the_class_swatches(qtbot, window, slide_path) ->
     icon = slide_window.class_box.itemIcon(1).pixmap(12, 12).toImage().pixelColor(6, 6)
     assert (icon.red(), icon.green(), icon.blue()) == tuple(colour)
     slide_window.close()
+
+
+def test_the_labels_in_view_export_as_an_indexed_png(qtbot, window, slide_path, tmp_path, monkeypatch) -> None:
+    from segstudio.gui.slide import window as slide_window_module
+    from segstudio.io.masks import read_mask
+
+    path, _ = slide_path
+    slide_window = _open(qtbot, window, path)
+    view, document = slide_window.view, slide_window.document
+    with monkeypatch.context() as small:  # a view above the limit is refused before any dialog
+        small.setattr("segstudio.annotation.slide_document.MAX_ACCEPT_PIXELS", 1000)
+        assert not slide_window.export_view()
+        assert "zoom in" in slide_window.statusBar().currentMessage()
+    view.center_on(1000, 1000)
+    slide_window.actions_by_name["actual"].trigger()
+    document.begin_stroke("brush")
+    document.paint_segment((1000, 1000), (1000, 1000), 5, 1)
+    document.end_stroke()
+    target = tmp_path / "view.png"
+    monkeypatch.setattr(slide_window_module.QFileDialog, "getSaveFileName", lambda *args: (str(target), ""))
+    slide_window.actions_by_name["export_view"].trigger()
+    (y0, y1), (x0, x1) = view.visible_box()
+    mask = read_mask(target)
+    assert mask.shape == (min(3000, int(y1) + 1) - max(0, int(y0)), min(4000, int(x1) + 1) - max(0, int(x0)))
+    assert mask[1000 - max(0, int(y0)), 1000 - max(0, int(x0))] == 1 and (mask == 1).sum() == (
+        document.labels.read(((995, 1006), (995, 1006))) == 1).sum()
+    assert slide_window.statusBar().currentMessage() == f"labels exported to {target}"
+    slide_window.close()

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from segstudio.annotation.slide_document import PREDICTION, SlideDocument
-from segstudio.errors import InvalidArgumentError
+from segstudio.errors import InvalidArgumentError, SegstudioError
 from segstudio.gui.dialogs.errors import show_error
 from segstudio.gui.studio_actions import show_shortcuts
 from segstudio.gui.slide.view import SlideTool, SlideView
@@ -154,6 +154,8 @@ class SlideWindow(QMainWindow):
                                          lambda: self.export_labels("ome-tiff"), "Ctrl+E"))
         file_menu.addAction(self._action("export_geojson", "Export labels as GeoJSON polygons (QuPath)…",
                                          lambda: self.export_labels("geojson"), "Ctrl+Shift+E"))
+        file_menu.addAction(self._action("export_view", "Export the labels in view as an indexed PNG…",
+                                         lambda: self.export_view()))
         file_menu.addSeparator()
         file_menu.addAction(self._action("close", "Close slide", self.close, QKeySequence.StandardKey.Close))
         edit = menus.addMenu("&Edit")
@@ -357,6 +359,33 @@ class SlideWindow(QMainWindow):
         factory = (lambda cancel: write_store_pyramid_steps(labels, target)) if fmt == "ome-tiff" else geojson
         return self._start("Exporting the labels", factory,
                            done=lambda path: self.statusBar().showMessage(f"labels exported to {path}", 8000))
+
+    def export_view(self, target: str | None = None) -> bool:
+        """File > Export the labels in view: the view's box of the labels, at full resolution, as an
+        indexed PNG (the project's mask format; 255 = unlabelled), with the box in its name."""
+        from segstudio.annotation.slide_document import MAX_ACCEPT_PIXELS
+        from segstudio.io.masks import write_label_png
+
+        height, width = self.document.shape
+        (y0, y1), (x0, x1) = self.view.visible_box()
+        y0, y1, x0, x1 = max(0, int(y0)), min(height, int(y1) + 1), max(0, int(x0)), min(width, int(x1) + 1)
+        if (y1 - y0) * (x1 - x0) > MAX_ACCEPT_PIXELS:
+            self.statusBar().showMessage(f"the view holds {(y1 - y0) * (x1 - x0) / 1e6:.0f} M pixels; export at "
+                                         f"most {MAX_ACCEPT_PIXELS / 1e6:.0f} M at once (zoom in)", 8000)
+            return False
+        if target is None:
+            stem = self.document.slide.path.name.split(".")[0]
+            default = str(Path.home() / f"{stem}_y{y0}-{y1}_x{x0}-{x1}.png")
+            target, _ = QFileDialog.getSaveFileName(self, "Export the labels in view", default, "PNG (*.png)")
+        if not target:
+            return False
+        try:
+            write_label_png(target, self.document.labels.read(((y0, y1), (x0, x1))), self.document.classes.colors)
+        except SegstudioError as error:
+            self.report_error("Export failed", error)
+            return False
+        self.statusBar().showMessage(f"labels exported to {target}", 8000)
+        return True
 
     # -- the model ---------------------------------------------------------------
     def run_model(self, *, whole: bool = False, region=None) -> bool:
