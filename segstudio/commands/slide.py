@@ -99,12 +99,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_pyramid(args: argparse.Namespace) -> int:
-    from segstudio.io.images import read_image
-    from segstudio.io.pyramid import build_pyramid_steps
+    from segstudio.io.pyramid import build_pyramid_from_file_steps
 
-    image = read_image(args.image)
     with progress_bar(None, args.image.name, unit="level") as bar:
-        run_to_completion(build_pyramid_steps(image, args.out), lambda progress: _show(bar, progress))
+        run_to_completion(build_pyramid_from_file_steps(args.image, args.out), lambda progress: _show(bar, progress))
     log.info("wrote %s", args.out)
     return 0
 

@@ -137,3 +137,117 @@ def write_levels_steps(
         if not done:
             partial.unlink(missing_ok=True)
     return target
+
+
+def build_pyramid_from_slide_steps(
+    slide,
+    target: str | os.PathLike[str],
+    *,
+    cancel: CancelToken | None = None,
+) -> Task[Path]:
+    """The pyramid of a large one-level TIFF (tiled or in strips) read band by band, never whole.
+
+    ``slide``: the :class:`~segstudio.io.slide.Slide` of the TIFF. Level 0 is
+    copied 512 rows at a time; each coarser level halves the one before in 2 x 2
+    blocks (an odd last row or column counts twice), kept in a temporary file
+    beside ``target`` until the next level has read it, so memory follows a band
+    of rows, not the image. Writes and cancels as :func:`build_pyramid_steps`.
+    """
+    import tempfile
+
+    height, width = slide.shape
+    shapes = [(height, width)]
+    while max(shapes[-1]) > MIN_SIDE:
+        shapes.append((max(1, (shapes[-1][0] + 1) // 2), max(1, (shapes[-1][1] + 1) // 2)))
+    channels = () if slide.channels == 1 else (slide.channels,)
+    dtype = np.dtype(slide.dtype)
+    if dtype not in (np.uint8, np.uint16) or slide.channels not in (1, 3):
+        raise InvalidArgumentError(f"a pyramid is built from grey or RGB uint8/uint16 pixels, got "
+                                   f"{slide.channels} channel(s) of {dtype}", path=slide.path)
+    with tempfile.TemporaryDirectory(prefix=".pyramid-", dir=Path(target).parent) as scratch:
+        kept = {k: np.lib.format.open_memmap(Path(scratch) / f"{k}.npy", "w+", dtype, (*shapes[k], *channels))
+                for k in range(1, len(shapes) - 1)}  # read back by the next level
+
+        def rows(level: int, start: int, stop: int) -> np.ndarray:
+            if level == 0:
+                band = slide.read_region(0, ((start, stop), (0, width)))
+                return band.reshape(*band.shape[:2], *channels)
+            return kept[level][start:stop]
+
+        def tiles(level: int):
+            level_h, level_w = shapes[level]
+            for top in range(0, level_h, TILE):
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                bottom = min(level_h, top + TILE)
+                if level == 0:
+                    band = rows(0, top, bottom)
+                else:
+                    source = rows(level - 1, 2 * top, min(shapes[level - 1][0], 2 * bottom))
+                    band = _halve(source, bottom - top, level_w)
+                    if level in kept:
+                        kept[level][top:bottom] = band
+                for left in range(0, level_w, TILE):
+                    tile = np.zeros((TILE, TILE, *channels), dtype)
+                    piece = band[:, left: left + TILE]
+                    tile[: piece.shape[0], : piece.shape[1]] = piece
+                    yield tile
+
+        levels = [_TiledLevel(tiles(k), (*shapes[k], *channels), dtype) for k in range(len(shapes))]
+        result = yield from write_levels_steps(levels, len(shapes), target, microns_per_pixel=slide.microns_per_pixel,
+                                               cancel=cancel)
+        kept.clear()  # the maps are released before the scratch folder goes
+    return result
+
+
+def _halve(source: np.ndarray, height: int, width: int, block: int = 4096) -> np.ndarray:
+    """2 x 2 block means of ``source`` into ``height`` x ``width``, column block by column block
+    (an odd last row or column is repeated)."""
+    out = np.empty((height, width, *source.shape[2:]), source.dtype)
+    for left in range(0, width, block):
+        right = min(width, left + block)
+        part = source[:, 2 * left: 2 * right].astype(np.float32)
+        pad_rows, pad_columns = 2 * height - part.shape[0], 2 * (right - left) - part.shape[1]
+        if pad_rows or pad_columns:
+            widths = [(0, pad_rows), (0, pad_columns)] + [(0, 0)] * (part.ndim - 2)
+            part = np.pad(part, widths, mode="edge")
+        means = part.reshape(height, 2, right - left, 2, *part.shape[2:]).mean(axis=(1, 3))
+        out[:, left:right] = np.rint(means).astype(source.dtype)
+    return out
+
+
+class _TiledLevel:
+    """A level given as its tiles in row order: what :func:`write_levels_steps` writes."""
+
+    def __init__(self, tiles, shape, dtype) -> None:
+        self.tiles, self.shape, self.dtype = tiles, tuple(shape), np.dtype(dtype)
+
+
+def build_pyramid_from_file_steps(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    cancel: CancelToken | None = None,
+) -> Task[Path]:
+    """The pyramid of an image file: a TIFF the slide reader opens (tiled, or in strips) band by
+    band (:func:`build_pyramid_from_slide_steps`), any other image read whole first."""
+    from segstudio.errors import UnreadableInputError
+    from segstudio.io.images import read_image
+    from segstudio.io.slide import Slide
+
+    source = Path(source)
+    slide = None
+    if source.suffix.lower() in (".tif", ".tiff"):
+        try:
+            slide = Slide(source, backend="tifffile")
+        except UnreadableInputError:
+            slide = None  # a TIFF the slide reader refuses (one big strip, a stack): read whole
+    if slide is not None:
+        with slide:
+            if len(slide.levels) == 1 and slide.channels in (1, 3) and slide.dtype in (np.uint8, np.uint16):
+                return (yield from build_pyramid_from_slide_steps(slide, target, cancel=cancel))
+    yield Progress(0, None, message=f"reading {source.name}", stage="read")
+    image = read_image(source)
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+    return (yield from build_pyramid_steps(image, target, cancel=cancel))

@@ -132,9 +132,7 @@ def pyramid_path(window: MainWindow, source: Path) -> Path:
 
 def _build_then_open(window: MainWindow, source: Path) -> None:
     from segstudio.gui.workers import start_task
-    from segstudio.io.images import read_image
-    from segstudio.io.pyramid import build_pyramid_steps
-    from segstudio.tasks import Progress
+    from segstudio.io.pyramid import build_pyramid_from_file_steps
 
     try:
         target = pyramid_path(window, source)
@@ -146,11 +144,8 @@ def _build_then_open(window: MainWindow, source: Path) -> None:
         return None
 
     def build(cancel):
-        yield Progress(0, None, message=f"reading {source.name}", stage="read")
-        image = read_image(source)
-        cancel.raise_if_cancelled()
         target.parent.mkdir(parents=True, exist_ok=True)
-        return (yield from build_pyramid_steps(image, target, cancel=cancel))
+        return (yield from build_pyramid_from_file_steps(source, target, cancel=cancel))
 
     dialog = QProgressDialog(f"Building a pyramid of {source.name} (once)…", "Cancel", 0, 0, window)
     dialog.setWindowTitle("Opening a large image")
