@@ -68,6 +68,16 @@ def write_slide(path: Path, size: int) -> None:
             tif.write(tiles(level_size), shape=(level_size, level_size, 3), dtype=np.uint8, subfiletype=1, **options)
 
 
+def ensure_slide(keep: Path | None, size: int) -> Path:
+    """The benchmark slide: ``keep`` when it exists, else written there (or to a temporary file)."""
+    path = keep or Path(tempfile.mkdtemp(prefix="segstudio-slide-")) / "slide.ome.tif"
+    if not path.exists():
+        started = time.perf_counter()
+        write_slide(path, size)
+        print(f"wrote {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.0f} s")
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=100_000)
@@ -78,11 +88,7 @@ def main() -> None:
     from segstudio.io.slide import Slide
 
     print(machine())
-    path = args.keep or Path(tempfile.mkdtemp(prefix="segstudio-slide-")) / "slide.ome.tif"
-    if not path.exists():
-        started = time.perf_counter()
-        write_slide(path, args.size)
-        print(f"wrote {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.0f} s")
+    path = ensure_slide(args.keep, args.size)
     rows = []
     rss = _rss_bytes()
     started = time.perf_counter()

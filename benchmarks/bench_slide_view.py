@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _measure import _rss_bytes, machine, table  # noqa: E402
-from bench_slide import write_slide  # noqa: E402
+from bench_slide import ensure_slide  # noqa: E402
 
 
 def percentiles(samples_ms: list[float]) -> tuple[str, str]:
@@ -212,11 +212,7 @@ def main() -> None:
 
     app = QApplication.instance() or QApplication([])  # noqa: F841 (kept alive)
     print(machine())
-    path = args.keep or Path(tempfile.mkdtemp(prefix="segstudio-slide-")) / "slide.ome.tif"
-    if not path.exists():
-        started = time.perf_counter()
-        write_slide(path, args.size)
-        print(f"wrote {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.0f} s")
+    path = ensure_slide(args.keep, args.size)
     rows, note = bench_slide_window(path, args.dabs)
     rows += bench_canvas_baseline(dabs=args.dabs)
     print(table(["step", "ms (p50)", "ms (p99)", "RSS +MiB"], rows))
