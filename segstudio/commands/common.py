@@ -43,3 +43,14 @@ def unique_output_names(paths: list[Path]) -> Iterator[tuple[Path, str]]:
     for path in paths:
         stem = path.stem if counts[path.stem] == 1 else f"{path.parent.name}_{path.stem}"
         yield path, stem
+
+
+def add_crf_backend_option(parser, help_text: str) -> None:
+    """``--crf-backend``, as ``predict`` and ``predict-slide`` take it."""
+    parser.add_argument("--crf-backend", default="auto", choices=["auto", "pydensecrf", "torch"], help=help_text)
+
+
+def crf_options(args) -> dict:
+    """refine()'s ``backend`` and ``device`` from ``--crf-backend`` and ``--device``."""
+    device = args.device if args.device == "cpu" or args.device.startswith("cuda") else None
+    return {"backend": args.crf_backend, "device": device}

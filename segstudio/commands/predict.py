@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from segstudio.commands.common import progress_bar, unique_output_names
+from segstudio.commands.common import add_crf_backend_option, crf_options, progress_bar, unique_output_names
 from segstudio.errors import InvalidArgumentError, SegstudioError, UnreadableInputError
 
 log = logging.getLogger(__name__)
@@ -56,9 +56,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="write NIfTI label maps even for DICOM series whose slices are not evenly spaced "
                         "(the file's single affine then misplaces some slices; DICOM SEG has no such limit)")
     parser.add_argument("--crf", action="store_true", help="refine each mask (each slice) with the dense CRF")
-    parser.add_argument("--crf-backend", default="auto", choices=["auto", "pydensecrf", "torch"],
-                        help="CRF implementation: auto (torch on a GPU, pydensecrf2 on the CPU), pydensecrf "
-                             "(CPU) or torch (on --device)")
+    add_crf_backend_option(parser, "CRF implementation: auto (torch on a GPU, pydensecrf2 on the CPU), "
+                                   "pydensecrf (CPU) or torch (on --device)")
     parser.add_argument("--crf-3d", action="store_true",
                         help="volumes: one 3-D CRF over the whole volume (kernels in mm from the spacing) "
                              "instead of slice by slice")
@@ -284,7 +283,7 @@ def _predict_volume(predictor, meta, job: _Job, args: argparse.Namespace, window
         normalise = slice_normaliser(volume.array, window, invert=volume.invert)
         grey = np.stack([normalise(k) for k in range(volume.num_slices)])
         labels = refine_volume(grey, result.probabilities, spacing=tuple(volume.spacing), keep_probabilities=False,
-                               **_crf_options(args)).labels
+                               **crf_options(args)).labels
     elif args.crf:
         normalise = slice_normaliser(volume.array, window, invert=volume.invert)
         labels = np.stack([
@@ -304,15 +303,10 @@ def _predict_volume(predictor, meta, job: _Job, args: argparse.Namespace, window
         _save_probabilities(args.out / f"{job.stem}.probs.npz", result, meta.class_names)
 
 
-def _crf_options(args: argparse.Namespace) -> dict:
-    device = args.device if args.device == "cpu" or args.device.startswith("cuda") else None
-    return {"backend": args.crf_backend, "device": device}
-
-
 def _refine(args: argparse.Namespace, image, probabilities):
     from segstudio.refine import refine
 
-    return refine(image, probabilities, keep_probabilities=False, **_crf_options(args))
+    return refine(image, probabilities, keep_probabilities=False, **crf_options(args))
 
 
 def _save_probabilities(path: Path, result, class_names) -> None:

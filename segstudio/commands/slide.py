@@ -8,7 +8,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from segstudio.commands.common import progress_bar
+from segstudio.commands.common import add_crf_backend_option, crf_options, progress_bar
 from segstudio.errors import InvalidArgumentError
 from segstudio.io.masks import MAX_CLASSES_8BIT
 from segstudio.tasks import run_to_completion
@@ -32,8 +32,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--all-tiles", action="store_true", help="predict glass tiles too")
     parser.add_argument("--crf", action="store_true",
                         help="refine each tile with the dense CRF (default settings; the tile's context included)")
-    parser.add_argument("--crf-backend", default="auto", choices=["auto", "pydensecrf", "torch"],
-                        help="CRF implementation (as for `segstudio predict`)")
+    add_crf_backend_option(parser, "CRF implementation (as for `segstudio predict`)")
     parser.add_argument("--ome-tiff", action="store_true",
                         help="also write OUT/<stem>.labels.ome.tif, the labels as a pyramidal OME-TIFF "
                              "(QuPath, napari), built chunk by chunk")
@@ -74,9 +73,7 @@ def run(args: argparse.Namespace) -> int:
         if args.crf:
             from segstudio.refine import CRFParams
 
-            crf = CRFParams()
-            options = {"backend": args.crf_backend,
-                       "device": args.device if args.device == "cpu" or args.device.startswith("cuda") else None}
+            crf, options = CRFParams(), crf_options(args)
         task = predict_slide_steps(predictor, slide, store, region=region, skip_glass=not args.all_tiles,
                                    crf=crf, crf_options=options, run_key=run_key(args.checkpoint, crf))
         with progress_bar(None, slide.path.name, unit="tile") as bar:

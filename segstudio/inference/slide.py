@@ -123,7 +123,7 @@ def predict_slide_steps(
         from segstudio.io.slide_tiles import display_mapper
         from segstudio.refine import refine
 
-        colours = display_mapper(slide)
+        colours = display_mapper(slide, overview[0])
 
     first_row, first_column = (y0 // tile) * tile, (x0 // tile) * tile
     tiles = [(ty, tx) for ty in range(first_row, y1, tile) for tx in range(first_column, x1, tile)]

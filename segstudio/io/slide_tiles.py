@@ -70,15 +70,17 @@ def tiles_in_view(slide: Slide, level: int, view: tuple[tuple[float, float], tup
     return keys
 
 
-def display_mapper(slide: Slide) -> Callable[[np.ndarray], np.ndarray]:
+def display_mapper(slide: Slide, overview: np.ndarray | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """A function from slide pixels to uint8 for display, the same for every
-    tile (fitted once on the thumbnail: 8-bit slides are shown as they are,
-    others stretched between the 0.5th and 99.5th percentiles)."""
+    tile (fitted once on the thumbnail, or ``overview`` when the caller has read
+    it: 8-bit slides are shown as they are, others stretched between the 0.5th
+    and 99.5th percentiles)."""
     if slide.dtype == np.uint8:
         return lambda pixels: pixels
     from segstudio.preprocess import robust_range
 
-    overview, _ = slide.thumbnail(1024)
+    if overview is None:
+        overview, _ = slide.thumbnail(1024)
     low, high = robust_range(overview, 0.5, 99.5)
     scale = 255.0 / (high - low)
 

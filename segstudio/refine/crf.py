@@ -215,25 +215,26 @@ def refine_steps(
     logger.debug("CRF of %dx%d in %d tiles of %s (margin %d px, %s)", height, width, len(plan), core, margin, name)
 
     to_uint8 = _uint8_mapper(image)
-    label_dtype = np.uint8 if n_classes <= MAX_CLASSES_8BIT else np.uint16  # as label maps
-    labels = _argmax(probabilities, label_dtype)
-    marginals = _normalised_float(probabilities) if keep_probabilities else None
     return (yield from run_tiles(
         plan,
         lambda tile: _piece_steps(name, torch_device, to_uint8(image[tile.outer_slices]),
                                   probabilities[(slice(None), *tile.outer_slices)], params, cancel),
-        labels, marginals, params.iterations,
+        probabilities, keep_probabilities, params.iterations,
     ))
 
 
-def run_tiles(plan, make_piece, labels: np.ndarray, marginals: np.ndarray | None,
+def run_tiles(plan, make_piece, probabilities: np.ndarray, keep_probabilities: bool,
               iterations: int) -> Task[RefineResult]:
     """Refine the tiles of ``plan`` one by one (``make_piece(tile)``: the CRF
-    task of its outer box) and keep each core in ``labels`` (and
-    ``marginals``, unless None), shared by the 2-D and 3-D CRFs.
+    task of its outer box) and keep each core in the labels (the argmax of
+    ``probabilities`` until then, uint8 or uint16 as label maps) and, with
+    ``keep_probabilities``, in the marginals; shared by the 2-D and 3-D CRFs.
 
     Yields a Progress per iteration of each tile and a :class:`TileProgress`
     per finished tile."""
+    label_dtype = np.uint8 if probabilities.shape[0] <= MAX_CLASSES_8BIT else np.uint16
+    labels = _argmax(probabilities, label_dtype)
+    marginals = _normalised_float(probabilities) if keep_probabilities else None
     total = len(plan) * iterations
     for number, tile in enumerate(plan):
         piece = make_piece(tile)

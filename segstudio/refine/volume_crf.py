@@ -28,8 +28,6 @@ from segstudio.io.masks import MAX_CLASSES_8BIT
 from segstudio.refine import tiles as tiling
 from segstudio.refine.crf import (
     MARGIN_SIGMAS,
-    _argmax,
-    _normalised_float,
     bytes_per_pixel,
     checked_settings,
     choose_backend,
@@ -126,14 +124,11 @@ def refine_volume_steps(
     logger.debug("volume CRF of %s in %d tiles of %s (margins %s voxels, %s)",
                  _shape_text(shape), len(plan), core, margin, name)
 
-    label_dtype = np.uint8 if n_classes <= MAX_CLASSES_8BIT else np.uint16  # as label maps
-    labels = _argmax(probabilities, label_dtype)
-    marginals = _normalised_float(probabilities) if keep_probabilities else None
     return (yield from run_tiles(
         plan,
         lambda tile: _piece_steps(name, torch_device, to_uint8(volume[tile.outer_slices]),
                                   probabilities[(slice(None), *tile.outer_slices)], params, spacing, cancel),
-        labels, marginals, params.iterations,
+        probabilities, keep_probabilities, params.iterations,
     ))
 
 

@@ -83,8 +83,8 @@ class SlideView(QWidget):
         self.document = document
         slide = document.slide
         self.cache = TileCache(cache_bytes) if cache_bytes else TileCache()
-        self._mapper = display_mapper(slide)
-        overview, self.overview_level = slide.thumbnail(1024)
+        overview, self.overview_level = slide.thumbnail(1024)  # read once: the mapper is fitted on it too
+        self._mapper = display_mapper(slide, overview)
         self._overview = rgba(self._mapper(overview))
         self._overview_image = wrap(self._overview)
         self.lut = document.classes.lut()
